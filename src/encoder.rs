@@ -1,0 +1,267 @@
+//! The XLM-RoBERTa encoder, one small struct per Hugging Face module, names as in the checkpoint
+//! (`embeddings.*`, `encoder.layer.{i}.attention.self.query`, ...). Post-LayerNorm, exact GELU.
+//!
+//! Shapes: B = batch, T = tokens per row (padded), N = B*T, H = hidden, nh = heads, d = H/nh.
+//! Activations live on the burn device; the embedding tables stay on the host, where their
+//! rows are gathered (the word table is 250002 x H: 1 GB in f32 for the full model, more than a
+//! WebGPU buffer may hold).
+
+use burn::tensor::{Device, Tensor, TensorData, activation};
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::weights::{HostTensor, TensorSource, expect_shape};
+
+/// Most bytes one attention score block or FFN block may take: keeps the peak activation memory
+/// of an 8192-token text far under 1 GiB and every buffer under WebGPU's default 128 MiB binding.
+const BLOCK_BYTES: usize = 32 << 20;
+
+fn load(src: &dyn TensorSource, name: &str, shape: &[usize]) -> Result<HostTensor> {
+    let t = src.tensor(name)?;
+    expect_shape(name, &t, shape)?;
+    Ok(t)
+}
+
+fn upload<const D: usize>(t: HostTensor, shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(t.data, shape), device)
+}
+
+/// `torch.nn.Linear`: y = x W^T + b. PyTorch stores W as [out, in]; kept here as [in, out].
+pub struct Linear {
+    weight: Tensor<2>, // [in, out]
+    bias: Tensor<2>,   // [1, out]
+}
+
+impl Linear {
+    pub fn new(src: &dyn TensorSource, prefix: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Self> {
+        // The head files (`colbert_linear.pt`, `sparse_linear.pt`) hold bare `weight`/`bias`.
+        let key = |name: &str| if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+        let w = load(src, &key("weight"), &[d_out, d_in])?;
+        let b = load(src, &key("bias"), &[d_out])?;
+        Ok(Linear {
+            weight: upload(w, [d_out, d_in], device).transpose(),
+            bias: upload(b, [1, d_out], device),
+        })
+    }
+
+    /// x: [N, in] -> [N, out]
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        x.matmul(self.weight.clone()) + self.bias.clone()
+    }
+}
+
+/// `torch.nn.LayerNorm` over the last dimension.
+pub struct LayerNorm {
+    weight: Tensor<2>, // [1, H]
+    bias: Tensor<2>,   // [1, H]
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(src: &dyn TensorSource, prefix: &str, cfg: &ModelConfig, device: &Device) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(LayerNorm {
+            weight: upload(load(src, &format!("{prefix}.weight"), &[h])?, [1, h], device),
+            bias: upload(load(src, &format!("{prefix}.bias"), &[h])?, [1, h], device),
+            eps: cfg.layer_norm_eps,
+        })
+    }
+
+    /// x: [N, H] -> [N, H]
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let centered = x.clone() - x.mean_dim(1);
+        let var = centered.clone().powi_scalar(2).mean_dim(1);
+        centered / (var + self.eps).sqrt() * self.weight.clone() + self.bias.clone()
+    }
+}
+
+/// `embeddings.*`: word + position + token-type lookups (host side), then LayerNorm (device).
+pub struct Embeddings {
+    word: Vec<f32>,       // [vocab, H] row-major, host memory
+    position: Vec<f32>,   // [max_positions, H]
+    token_type0: Vec<f32>, // [H]: row 0 of token_type_embeddings (BGE-M3 has one type)
+    layer_norm: LayerNorm,
+    hidden: usize,
+    vocab: usize,
+    pad_id: u32,
+}
+
+impl Embeddings {
+    pub fn new(src: &dyn TensorSource, cfg: &ModelConfig, device: &Device) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let word = load(src, "embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?.data;
+        let position = load(src, "embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, h])?.data;
+        let mut token_type0 = load(src, "embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h])?.data;
+        token_type0.truncate(h);
+        Ok(Embeddings {
+            word,
+            position,
+            token_type0,
+            layer_norm: LayerNorm::new(src, "embeddings.LayerNorm", cfg, device)?,
+            hidden: h,
+            vocab: cfg.vocab_size,
+            pad_id: cfg.pad_token_id as u32,
+        })
+    }
+
+    /// ids: B rows of T ids each (padding = pad id) -> [N, H].
+    /// Position ids as HF: cumsum(ids != pad) * (ids != pad) + pad, so real tokens count from
+    /// pad + 1 and every pad id (padding or a literal `<pad>` in the text) gets position pad.
+    pub fn forward(&self, ids: &[Vec<u32>], device: &Device) -> Tensor<2> {
+        let h = self.hidden;
+        let t = ids[0].len();
+        let mut x = vec![0f32; ids.len() * t * h];
+        for (row, seq) in ids.iter().enumerate() {
+            let mut count = 0usize;
+            for (j, &id) in seq.iter().enumerate() {
+                let pos = if id == self.pad_id {
+                    self.pad_id as usize
+                } else {
+                    count += 1;
+                    count + self.pad_id as usize
+                };
+                let id = (id as usize).min(self.vocab - 1);
+                let out = &mut x[(row * t + j) * h..(row * t + j + 1) * h];
+                let w = &self.word[id * h..(id + 1) * h];
+                let p = &self.position[pos * h..(pos + 1) * h];
+                for k in 0..h {
+                    out[k] = w[k] + p[k] + self.token_type0[k];
+                }
+            }
+        }
+        let x = Tensor::<2>::from_data(TensorData::new(x, [ids.len() * t, h]), device);
+        self.layer_norm.forward(x)
+    }
+}
+
+/// `attention.self` + `attention.output`: multi-head self-attention with a padding mask.
+pub struct Attention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    layer_norm: LayerNorm,
+    heads: usize,
+}
+
+impl Attention {
+    pub fn new(src: &dyn TensorSource, prefix: &str, cfg: &ModelConfig, device: &Device) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Attention {
+            query: Linear::new(src, &format!("{prefix}.self.query"), h, h, device)?,
+            key: Linear::new(src, &format!("{prefix}.self.key"), h, h, device)?,
+            value: Linear::new(src, &format!("{prefix}.self.value"), h, h, device)?,
+            output: Linear::new(src, &format!("{prefix}.output.dense"), h, h, device)?,
+            layer_norm: LayerNorm::new(src, &format!("{prefix}.output.LayerNorm"), cfg, device)?,
+            heads: cfg.num_attention_heads,
+        })
+    }
+
+    /// x: [N, H], mask_bias: [B, 1, 1, T] (0 for tokens, a large negative for padding) -> [N, H]
+    pub fn forward(&self, x: Tensor<2>, mask_bias: &Tensor<4>, b: usize, t: usize) -> Tensor<2> {
+        let [n, h] = x.dims();
+        let (nh, d) = (self.heads, h / self.heads);
+        let split = |y: Tensor<2>| y.reshape([b, t, nh, d]).swap_dims(1, 2); // [B, nh, T, d]
+        let q = split(self.query.forward(x.clone())) * (1.0 / (d as f64).sqrt());
+        let k_t = split(self.key.forward(x.clone())).swap_dims(2, 3); // [B, nh, d, T]
+        let v = split(self.value.forward(x.clone()));
+        // Query blocks: each block's scores [B, nh, rows, T] stay under BLOCK_BYTES. Each row
+        // still sees every key, so the softmax is exact (no online rescaling needed).
+        let rows = (BLOCK_BYTES / (b * nh * t * 4)).clamp(1, t);
+        let mut context = Vec::with_capacity(t.div_ceil(rows));
+        for start in (0..t).step_by(rows) {
+            let len = rows.min(t - start);
+            let scores = q.clone().narrow(2, start, len).matmul(k_t.clone()) + mask_bias.clone();
+            context.push(activation::softmax(scores, 3).matmul(v.clone())); // [B, nh, len, d]
+        }
+        let context = if context.len() == 1 { context.pop().unwrap() } else { Tensor::cat(context, 2) };
+        let context = context.swap_dims(1, 2).reshape([n, h]);
+        self.layer_norm.forward(self.output.forward(context) + x)
+    }
+}
+
+/// `intermediate` + `output`: the GELU feed-forward with its residual and LayerNorm.
+pub struct FeedForward {
+    intermediate: Linear,
+    output: Linear,
+    layer_norm: LayerNorm,
+    inter: usize,
+}
+
+impl FeedForward {
+    pub fn new(src: &dyn TensorSource, prefix: &str, cfg: &ModelConfig, device: &Device) -> Result<Self> {
+        let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(FeedForward {
+            intermediate: Linear::new(src, &format!("{prefix}.intermediate.dense"), h, f, device)?,
+            output: Linear::new(src, &format!("{prefix}.output.dense"), f, h, device)?,
+            layer_norm: LayerNorm::new(src, &format!("{prefix}.output.LayerNorm"), cfg, device)?,
+            inter: f,
+        })
+    }
+
+    /// x: [N, H] -> [N, H], in row blocks so the [rows, FFN] activation stays small.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let [n, _] = x.dims();
+        let rows = (BLOCK_BYTES / (self.inter * 4)).clamp(1, n);
+        let mut out = Vec::with_capacity(n.div_ceil(rows));
+        for start in (0..n).step_by(rows) {
+            let xb = x.clone().narrow(0, start, rows.min(n - start));
+            let y = self.output.forward(activation::gelu(self.intermediate.forward(xb.clone())));
+            out.push(self.layer_norm.forward(y + xb));
+        }
+        if out.len() == 1 { out.pop().unwrap() } else { Tensor::cat(out, 0) }
+    }
+}
+
+/// `encoder.layer.{i}`
+pub struct Layer {
+    attention: Attention,
+    feed_forward: FeedForward,
+}
+
+/// The whole encoder: embeddings, then `num_hidden_layers` layers.
+pub struct Encoder {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+}
+
+impl Encoder {
+    /// Loads tensor by tensor; `progress(done, total)` is called after each layer.
+    pub fn new(
+        src: &dyn TensorSource,
+        cfg: &ModelConfig,
+        device: &Device,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
+        let total = cfg.num_hidden_layers + 1;
+        let embeddings = Embeddings::new(src, cfg, device)?;
+        progress(1, total);
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let prefix = format!("encoder.layer.{i}");
+            layers.push(Layer {
+                attention: Attention::new(src, &format!("{prefix}.attention"), cfg, device)?,
+                feed_forward: FeedForward::new(src, &prefix, cfg, device)?,
+            });
+            progress(i + 2, total);
+        }
+        Ok(Encoder { embeddings, layers })
+    }
+
+    /// ids: B rows of T ids, `lengths[i]` real tokens in row i (the rest is padding).
+    /// Returns the last hidden state [N, H].
+    pub fn forward(&self, ids: &[Vec<u32>], lengths: &[usize], device: &Device) -> Tensor<2> {
+        let (b, t) = (ids.len(), ids[0].len());
+        let mut bias = vec![0f32; b * t];
+        for (row, &len) in lengths.iter().enumerate() {
+            bias[row * t + len..(row + 1) * t].fill(-1e30);
+        }
+        let mask_bias = Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, t]), device);
+        let mut x = self.embeddings.forward(ids, device);
+        for layer in &self.layers {
+            x = layer.attention.forward(x, &mask_bias, b, t);
+            x = layer.feed_forward.forward(x);
+        }
+        x
+    }
+}

@@ -1,0 +1,269 @@
+//! The wasm-bindgen API: a thin async boundary over [`BgeM3`]. Every error becomes a rejected
+//! promise with a JS `Error`; nothing panics across the boundary, and readbacks are async.
+//!
+//! ```js
+//! const model = await M3.load({ config, tokenizer, encoder, colbert, sparse }, "auto");
+//! const [r] = await model.encode(["hello"], { dense: true, sparse: true, colbert: false });
+//! r.dense // Float32Array
+//! ```
+
+use burn::tensor::Device;
+use js_sys::{Array, Float32Array, Object, Reflect, Uint32Array, Uint8Array};
+use wasm_bindgen::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::model::{BgeM3, EncodeOptions};
+use crate::weights::{Checkpoint, ReadAt};
+
+fn js_err(e: Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// A model file handed over from JS: a `Uint8Array` (read slice by slice, never copied whole
+/// into wasm memory) or a `Blob`/`File` (read with `FileReaderSync`, in a worker).
+enum JsFile {
+    Bytes(Uint8Array),
+    Blob(web_sys::Blob),
+}
+
+impl ReadAt for JsFile {
+    fn size(&self) -> u64 {
+        match self {
+            JsFile::Bytes(a) => a.length() as u64,
+            JsFile::Blob(b) => b.size() as u64,
+        }
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let end = offset + buf.len() as u64;
+        if end > self.size() {
+            return Err(Error::Format(format!("read past the end of the file (byte {end} of {})", self.size())));
+        }
+        match self {
+            JsFile::Bytes(a) => {
+                a.subarray(offset as u32, end as u32).copy_to(buf);
+                Ok(())
+            }
+            JsFile::Blob(b) => {
+                let slice = b
+                    .slice_with_f64_and_f64(offset as f64, end as f64)
+                    .map_err(|e| Error::Io(format!("Blob.slice failed: {e:?}")))?;
+                let reader = web_sys::FileReaderSync::new()
+                    .map_err(|_| Error::Io("reading a Blob needs a Web Worker (FileReaderSync)".into()))?;
+                let ab = reader
+                    .read_as_array_buffer(&slice)
+                    .map_err(|e| Error::Io(format!("reading the Blob failed: {e:?}")))?;
+                Uint8Array::new(&ab).copy_to(buf);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn get(obj: &JsValue, key: &str) -> Result<JsValue> {
+    let v = Reflect::get(obj, &JsValue::from_str(key)).map_err(|_| Error::Input(format!("cannot read {key}")))?;
+    if v.is_undefined() || v.is_null() {
+        return Err(Error::Input(format!("files.{key} is missing")));
+    }
+    Ok(v)
+}
+
+fn file(obj: &JsValue, key: &str) -> Result<JsFile> {
+    let v = get(obj, key)?;
+    if let Some(a) = v.dyn_ref::<Uint8Array>() {
+        Ok(JsFile::Bytes(a.clone()))
+    } else if let Some(ab) = v.dyn_ref::<js_sys::ArrayBuffer>() {
+        Ok(JsFile::Bytes(Uint8Array::new(ab)))
+    } else if let Some(b) = v.dyn_ref::<web_sys::Blob>() {
+        Ok(JsFile::Blob(b.clone()))
+    } else {
+        Err(Error::Input(format!("files.{key} must be a Uint8Array, ArrayBuffer or Blob")))
+    }
+}
+
+fn small_file(obj: &JsValue, key: &str) -> Result<Vec<u8>> {
+    let f = file(obj, key)?;
+    let mut buf = vec![0u8; f.size() as usize];
+    f.read_at(0, &mut buf)?;
+    Ok(buf)
+}
+
+fn opt_bool(obj: &JsValue, key: &str, default: bool) -> Result<bool> {
+    match Reflect::get(obj, &JsValue::from_str(key)) {
+        Ok(v) if v.is_undefined() || v.is_null() => Ok(default),
+        Ok(v) => v.as_bool().ok_or_else(|| Error::Input(format!("options.{key} must be a boolean"))),
+        Err(_) => Ok(default),
+    }
+}
+
+fn opt_usize(obj: &JsValue, key: &str, default: usize) -> Result<usize> {
+    match Reflect::get(obj, &JsValue::from_str(key)) {
+        Ok(v) if v.is_undefined() || v.is_null() => Ok(default),
+        Ok(v) => match v.as_f64() {
+            Some(x) if x >= 0.0 && x.fract() == 0.0 => Ok(x as usize),
+            _ => Err(Error::Input(format!("options.{key} must be a non-negative integer"))),
+        },
+        Err(_) => Ok(default),
+    }
+}
+
+fn set(obj: &Object, key: &str, value: &JsValue) {
+    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+}
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// BGE-M3 in the browser.
+#[wasm_bindgen]
+pub struct M3 {
+    model: BgeM3,
+    backend: String,
+    adapter: String,
+}
+
+async fn pick_device(kind: &str) -> Result<(Device, String, String)> {
+    let webgpu = || async {
+        Device::wgpu_options()
+            .init_with_setup_async()
+            .await
+            .map(|(device, setup)| {
+                let info = setup.adapter.get_info();
+                (device, "webgpu".to_string(), format!("{} ({})", info.name, info.backend))
+            })
+            .map_err(|e| Error::Device(format!("WebGPU is not available: {e}")))
+    };
+    match kind {
+        "webgpu" => webgpu().await,
+        "cpu" => Ok((Device::flex(), "cpu".into(), "wasm CPU (burn flex)".into())),
+        "auto" | "" => match webgpu().await {
+            Ok(d) => Ok(d),
+            Err(_) => Ok((Device::flex(), "cpu".into(), "wasm CPU (burn flex): no WebGPU adapter".into())),
+        },
+        other => Err(Error::Input(format!("unknown device {other:?} (auto, webgpu or cpu)"))),
+    }
+}
+
+#[wasm_bindgen]
+impl M3 {
+    /// Loads the model. `files`: `{ config, tokenizer, encoder, colbert, sparse }`, each a
+    /// `Uint8Array`, `ArrayBuffer` or `Blob` (`encoder` = `pytorch_model.bin` or
+    /// `model.safetensors`). `device`: "auto" (WebGPU, else CPU), "webgpu" or "cpu".
+    pub async fn load(files: JsValue, device: Option<String>) -> std::result::Result<M3, JsError> {
+        Self::load_inner(files, device.unwrap_or_default()).await.map_err(js_err)
+    }
+
+    async fn load_inner(files: JsValue, device: String) -> Result<M3> {
+        if !files.is_object() {
+            return Err(Error::Input("load() needs an object { config, tokenizer, encoder, colbert, sparse }".into()));
+        }
+        let config = small_file(&files, "config")?;
+        let tokenizer = small_file(&files, "tokenizer")?;
+        let encoder = Checkpoint::open(file(&files, "encoder")?)?;
+        let colbert = Checkpoint::open(file(&files, "colbert")?)?;
+        let sparse = Checkpoint::open(file(&files, "sparse")?)?;
+        let (device, backend, adapter) = pick_device(&device).await?;
+        let model = BgeM3::load(&config, &tokenizer, &encoder, &colbert, &sparse, device, &mut |_, _| {})?;
+        Ok(M3 { model, backend, adapter })
+    }
+
+    /// "webgpu" or "cpu".
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    /// The adapter in use, e.g. "SwiftShader Device (Subzero) (BrowserWebGpu)".
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        self.adapter.clone()
+    }
+
+    #[wasm_bindgen(getter, js_name = hiddenSize)]
+    pub fn hidden_size(&self) -> usize {
+        self.model.config.hidden_size
+    }
+
+    /// Encodes an array of strings. Options: `dense`, `sparse`, `colbert` (booleans, default
+    /// true), `maxLength` (default 8192), `batchSize` (default 16). Resolves to one object per
+    /// text: `{ inputIds: Uint32Array, dense?: Float32Array, sparseIds?: Uint32Array,
+    /// sparseWeights?: Float32Array, colbert?: Float32Array, colbertRows }`.
+    pub async fn encode(&self, texts: JsValue, options: JsValue) -> std::result::Result<Array, JsError> {
+        self.encode_inner(texts, options).await.map_err(js_err)
+    }
+
+    async fn encode_inner(&self, texts: JsValue, options: JsValue) -> Result<Array> {
+        let arr = texts.dyn_ref::<Array>().ok_or_else(|| Error::Input("texts must be an array of strings".into()))?;
+        let mut strings = Vec::with_capacity(arr.length() as usize);
+        for (i, v) in arr.iter().enumerate() {
+            strings.push(v.as_string().ok_or_else(|| Error::Input(format!("texts[{i}] is not a string")))?);
+        }
+        let d = EncodeOptions::default();
+        let opts = EncodeOptions {
+            dense: opt_bool(&options, "dense", true)?,
+            sparse: opt_bool(&options, "sparse", true)?,
+            colbert: opt_bool(&options, "colbert", true)?,
+            max_length: opt_usize(&options, "maxLength", d.max_length)?,
+            batch_size: opt_usize(&options, "batchSize", d.batch_size)?,
+            max_batch_tokens: opt_usize(&options, "maxBatchTokens", d.max_batch_tokens)?,
+        };
+        let refs: Vec<&str> = strings.iter().map(|s| s.as_str()).collect();
+        let embs = self.model.encode(&refs, &opts, &mut |_, _| {}).await?;
+        let out = Array::new();
+        for e in embs {
+            let o = Object::new();
+            set(&o, "inputIds", &Uint32Array::from(e.input_ids.as_slice()).into());
+            if let Some(d) = &e.dense {
+                set(&o, "dense", &Float32Array::from(d.as_slice()).into());
+            }
+            if let Some(s) = &e.sparse {
+                let ids: Vec<u32> = s.iter().map(|p| p.0).collect();
+                let ws: Vec<f32> = s.iter().map(|p| p.1).collect();
+                set(&o, "sparseIds", &Uint32Array::from(ids.as_slice()).into());
+                set(&o, "sparseWeights", &Float32Array::from(ws.as_slice()).into());
+            }
+            if let Some(c) = &e.colbert {
+                set(&o, "colbert", &Float32Array::from(c.as_slice()).into());
+                set(&o, "colbertRows", &JsValue::from(e.colbert_rows() as u32));
+            }
+            out.push(&o);
+        }
+        Ok(out)
+    }
+
+    /// Token ids and their UTF-16 character spans `[start, end)` of `text` (`<s>` ... `</s>`),
+    /// without truncation: the JS layer cuts long texts into windows from this.
+    pub fn tokenize(&self, text: String) -> std::result::Result<Object, JsError> {
+        let tok = self.model.tokenizer.encode(&text, usize::MAX).map_err(js_err)?;
+        // Byte offsets -> UTF-16 offsets, the unit of JS strings.
+        let mut utf16_at = vec![0u32; text.len() + 1];
+        let mut u = 0u32;
+        for (b, ch) in text.char_indices() {
+            utf16_at[b] = u;
+            u += ch.len_utf16() as u32;
+        }
+        utf16_at[text.len()] = u;
+        let mut fill = 0;
+        for b in 0..=text.len() {
+            if text.is_char_boundary(b) {
+                fill = utf16_at[b];
+            } else {
+                utf16_at[b] = fill;
+            }
+        }
+        let starts: Vec<u32> = tok.offsets.iter().map(|o| utf16_at[o.0.min(text.len())]).collect();
+        let ends: Vec<u32> = tok.offsets.iter().map(|o| utf16_at[o.1.min(text.len())]).collect();
+        let o = Object::new();
+        set(&o, "ids", &Uint32Array::from(tok.ids.as_slice()).into());
+        set(&o, "starts", &Uint32Array::from(starts.as_slice()).into());
+        set(&o, "ends", &Uint32Array::from(ends.as_slice()).into());
+        Ok(o)
+    }
+
+    /// The vocabulary entry of a token id (e.g. "▁search"), for showing lexical weights.
+    #[wasm_bindgen(js_name = idToToken)]
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.model.tokenizer.id_to_token(id)
+    }
+}

@@ -1,0 +1,291 @@
+//! Reading tensors from the files BAAI publishes: `pytorch_model.bin`, `colbert_linear.pt`,
+//! `sparse_linear.pt` (PyTorch zip + pickle) and `model.safetensors`. Everything reads through
+//! [`ReadAt`], so a checkpoint is parsed from an in-memory buffer, a file on disk or (in the
+//! browser) a `Blob`, and tensors are materialised one at a time: loading never holds a second
+//! copy of the whole file.
+
+mod pickle;
+mod safetensors;
+mod zip;
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+
+/// Random access to the bytes of one file.
+pub trait ReadAt {
+    fn size(&self) -> u64;
+    /// Fills `buf` with the bytes at `offset..offset + buf.len()`.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+}
+
+impl ReadAt for [u8] {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let start = usize::try_from(offset).map_err(|_| Error::Format("offset out of range".into()))?;
+        let end = start
+            .checked_add(buf.len())
+            .filter(|&e| e <= self.len())
+            .ok_or_else(|| Error::Format(format!("read past the end of the file (byte {start} of {})", self.len())))?;
+        buf.copy_from_slice(&self[start..end]);
+        Ok(())
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.as_slice().read_at(offset, buf)
+    }
+}
+
+#[cfg(unix)]
+impl ReadAt for std::fs::File {
+    fn size(&self) -> u64 {
+        self.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.read_exact_at(buf, offset)
+            .map_err(|e| Error::Format(format!("could not read {} bytes at {offset}: {e} (file truncated?)", buf.len())))
+    }
+}
+
+/// Element type of a stored tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    F16,
+    BF16,
+    /// A type this crate does not convert (e.g. the int64 `position_ids` buffer).
+    Other(String),
+}
+
+impl DType {
+    fn size(&self) -> Option<usize> {
+        match self {
+            DType::F32 => Some(4),
+            DType::F16 | DType::BF16 => Some(2),
+            DType::Other(_) => None,
+        }
+    }
+}
+
+/// A tensor in host memory, converted to f32, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Where a tensor's elements are in the file.
+#[derive(Debug, Clone)]
+pub struct TensorEntry {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// In elements; row-major contiguous tensors have the usual strides.
+    strides: Vec<usize>,
+    /// Byte offset of element 0 of the tensor's storage in the file.
+    base: u64,
+    /// Bytes available from `base` (the storage's length): a bound for every read.
+    storage_bytes: u64,
+}
+
+/// An opened checkpoint: the index of its tensors plus the file to read them from.
+pub struct Checkpoint<R: ReadAt> {
+    source: R,
+    entries: BTreeMap<String, TensorEntry>,
+    format: &'static str,
+}
+
+fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1];
+    }
+    strides
+}
+
+impl<R: ReadAt> Checkpoint<R> {
+    /// Opens a PyTorch zip checkpoint or a safetensors file (told apart by their first bytes).
+    pub fn open(source: R) -> Result<Self> {
+        if source.size() < 8 {
+            return Err(Error::Format(format!("file is only {} bytes long", source.size())));
+        }
+        let mut magic = [0u8; 8];
+        source.read_at(0, &mut magic)?;
+        let (entries, format) = if magic[..4] == *b"PK\x03\x04" {
+            (Self::pytorch_index(&source)?, "pytorch")
+        } else if magic[..2] == [0x80, 0x02] || magic[..2] == [0x8a, 0x0a] {
+            return Err(Error::Format(
+                "legacy (pre-1.6, non-zip) PyTorch checkpoint; re-save it with torch.save".into(),
+            ));
+        } else {
+            (safetensors::index(&source, u64::from_le_bytes(magic))?, "safetensors")
+        };
+        Ok(Checkpoint { source, entries, format })
+    }
+
+    fn pytorch_index(source: &R) -> Result<BTreeMap<String, TensorEntry>> {
+        let members = zip::read_members(source)?;
+        let pkl = members
+            .iter()
+            .find(|m| m.name.ends_with("data.pkl") && m.name.matches('/').count() <= 1)
+            .ok_or_else(|| Error::Format("zip archive has no data.pkl: not a PyTorch checkpoint".into()))?;
+        let prefix = &pkl.name[..pkl.name.len() - "data.pkl".len()];
+        if pkl.method != 0 || pkl.size > (1 << 30) {
+            return Err(Error::Format("data.pkl is compressed or too large".into()));
+        }
+        let mut bytes = vec![0u8; pkl.size as usize];
+        source.read_at(pkl.data_offset, &mut bytes)?;
+        let by_name: BTreeMap<&str, &zip::ZipMember> = members.iter().map(|m| (m.name.as_str(), m)).collect();
+        let mut entries = BTreeMap::new();
+        for (name, t) in pickle::load_state_dict(&bytes)? {
+            let member_name = format!("{prefix}data/{}", t.storage);
+            let member = by_name
+                .get(member_name.as_str())
+                .ok_or_else(|| Error::Format(format!("tensor {name}: storage {member_name} is missing from the archive")))?;
+            if member.method != 0 {
+                return Err(Error::Format(format!("tensor {name}: storage is compressed")));
+            }
+            let elem = t.dtype.size().unwrap_or(1) as u64;
+            let skip = t.offset as u64 * elem;
+            entries.insert(
+                name,
+                TensorEntry {
+                    dtype: t.dtype,
+                    shape: t.shape,
+                    strides: t.strides,
+                    base: member.data_offset + skip,
+                    storage_bytes: member.size.saturating_sub(skip),
+                },
+            );
+        }
+        Ok(entries)
+    }
+
+    /// "pytorch" or "safetensors".
+    pub fn format(&self) -> &'static str {
+        self.format
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(|k| k.as_str())
+    }
+
+    pub fn entry(&self, name: &str) -> Option<&TensorEntry> {
+        self.entries.get(name)
+    }
+
+    /// Reads one tensor and converts it to f32.
+    pub fn read(&self, name: &str) -> Result<HostTensor> {
+        let e = self
+            .entries
+            .get(name)
+            .ok_or_else(|| Error::Weights(format!("tensor {name} is missing from the checkpoint")))?;
+        let elem = e
+            .dtype
+            .size()
+            .ok_or_else(|| Error::Weights(format!("tensor {name} has unsupported type {:?}", e.dtype)))?;
+        let numel: usize = e.shape.iter().product();
+        if numel == 0 {
+            return Ok(HostTensor { shape: e.shape.clone(), data: Vec::new() });
+        }
+        // Span of storage elements the tensor touches (covers any strided layout).
+        let span = 1 + e.shape.iter().zip(&e.strides).map(|(d, s)| (d - 1) * s).sum::<usize>();
+        let bytes_needed = (span * elem) as u64;
+        if bytes_needed > e.storage_bytes {
+            return Err(Error::Format(format!(
+                "tensor {name} needs {bytes_needed} bytes but its storage holds {} (file truncated or corrupt)",
+                e.storage_bytes
+            )));
+        }
+        let values = if e.dtype == DType::F32 && cfg!(target_endian = "little") {
+            // Straight into the f32 buffer: no second copy of a 1 GB embedding table.
+            let mut values = vec![0f32; span];
+            self.source.read_at(e.base, bytemuck::cast_slice_mut(&mut values))?;
+            values
+        } else {
+            let mut raw = vec![0u8; span * elem];
+            self.source.read_at(e.base, &mut raw)?;
+            decode(&raw, &e.dtype)
+        };
+        let data = if e.strides == contiguous_strides(&e.shape) {
+            values
+        } else {
+            gather_strided(&values, &e.shape, &e.strides)
+        };
+        Ok(HostTensor { shape: e.shape.clone(), data })
+    }
+}
+
+fn decode(raw: &[u8], dtype: &DType) -> Vec<f32> {
+    match dtype {
+        DType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+        DType::F16 => raw
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        DType::BF16 => raw
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        DType::Other(_) => Vec::new(),
+    }
+}
+
+fn gather_strided(values: &[f32], shape: &[usize], strides: &[usize]) -> Vec<f32> {
+    let numel: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(numel);
+    let mut idx = vec![0usize; shape.len()];
+    for _ in 0..numel {
+        let off: usize = idx.iter().zip(strides).map(|(i, s)| i * s).sum();
+        out.push(values[off]);
+        for d in (0..shape.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < shape[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
+/// A source of named f32 tensors for building the model: a checkpoint, or several of them
+/// (the encoder plus the two head files).
+pub trait TensorSource {
+    /// The tensor called `name` (a key as in the BAAI checkpoint), or an error naming it.
+    fn tensor(&self, name: &str) -> Result<HostTensor>;
+}
+
+impl<R: ReadAt> TensorSource for Checkpoint<R> {
+    fn tensor(&self, name: &str) -> Result<HostTensor> {
+        // Checkpoints saved from a wrapping model carry a prefix (e.g. "roberta.").
+        if self.entries.contains_key(name) {
+            return self.read(name);
+        }
+        for prefix in ["roberta.", "model.", "bert."] {
+            let key = format!("{prefix}{name}");
+            if self.entries.contains_key(&key) {
+                return self.read(&key);
+            }
+        }
+        self.read(name)
+    }
+}
+
+/// Checks that a tensor has the shape the config asks for; the error names both shapes.
+pub fn expect_shape(name: &str, t: &HostTensor, shape: &[usize]) -> Result<()> {
+    if t.shape != shape {
+        return Err(Error::Weights(format!(
+            "tensor {name} has shape {:?}, expected {:?} (wrong checkpoint for this config.json?)",
+            t.shape, shape
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! Shared helpers of the native tests: the fixture, its reference outputs and comparisons.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use bge_m3_web::Embedding;
+use serde_json::Value;
+
+/// `../shared/fixtures` beside the repository (CI lays it there).
+pub fn fixtures() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    assert!(
+        dir.join("tiny-m3/config.json").exists() && dir.join("tiny-m3-reference.json").exists(),
+        "fixture missing: expected {} with tiny-m3/ and tiny-m3-reference.json (the read-only shared/ folder that \
+         CI places beside the clone); these tests cannot run without it",
+        dir.display()
+    );
+    dir
+}
+
+pub fn tiny_dir() -> PathBuf {
+    fixtures().join("tiny-m3")
+}
+
+pub fn reference() -> Value {
+    let path = fixtures().join("tiny-m3-reference.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length differs");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Checks one encoded text against a reference item (tolerance: max abs diff <= `tol`).
+pub fn check_item(label: &str, got: &Embedding, want: &Value, dim: usize, tol: f32) {
+    let ids: Vec<u32> = want["input_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    assert_eq!(got.input_ids, ids, "{label}: input ids differ");
+    let d = max_diff(got.dense.as_ref().unwrap(), &floats(&want["dense"]));
+    assert!(d <= tol, "{label}: dense differs by {d}");
+    let sparse: std::collections::HashMap<u32, f32> = got.sparse.as_ref().unwrap().iter().copied().collect();
+    let want_sparse = want["sparse"].as_object().unwrap();
+    for (k, w) in want_sparse {
+        let id: u32 = k.parse().unwrap();
+        let w = w.as_f64().unwrap() as f32;
+        let g = sparse.get(&id).copied().unwrap_or(0.0);
+        assert!((g - w).abs() <= tol, "{label}: sparse weight of token {id}: {g} vs {w}");
+    }
+    for (id, w) in &sparse {
+        if !want_sparse.contains_key(&id.to_string()) {
+            assert!(*w < tol, "{label}: token {id} has weight {w}, absent from the reference");
+        }
+    }
+    let want_colbert: Vec<f32> = want["colbert"].as_array().unwrap().iter().flat_map(floats).collect();
+    let got_colbert = got.colbert.as_ref().unwrap();
+    assert_eq!(got_colbert.len(), want_colbert.len(), "{label}: colbert rows differ");
+    assert_eq!(got_colbert.len(), got.colbert_rows() * dim);
+    let d = max_diff(got_colbert, &want_colbert);
+    assert!(d <= tol, "{label}: colbert differs by {d}");
+}
