@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use bge_m3_web::native::{Backend, WeightsFile, block_on, load_dir};
 use bge_m3_web::{BgeM3, EncodeOptions, Embedding, ScoreWeights, compute_scores};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 const USAGE: &str = "usage:
   m3 encode --model DIR [--backend cpu|wgpu] [--max-length N] [--batch-size N] [--encoder-file auto|bin|safetensors]
@@ -109,20 +109,49 @@ fn encode_all(model: &BgeM3, texts: &[String], opts: &EncodeOptions) -> Result<V
     block_on(model.encode(&refs, opts, &mut report)).map_err(|e| e.to_string())
 }
 
-fn embedding_json(e: &Embedding, dim: usize) -> Value {
-    let mut obj = Map::new();
-    obj.insert("input_ids".into(), json!(e.input_ids));
-    if let Some(d) = &e.dense {
-        obj.insert("dense".into(), json!(d));
+/// One output line of `m3 encode` (f32 written in their shortest form).
+#[derive(serde::Serialize)]
+struct EncodedLine<'a> {
+    input_ids: &'a [u32],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dense: Option<&'a [f32]>,
+    /// Token id (as a string, like FlagEmbedding's JSON) -> weight, in order of first appearance.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "sparse_map")]
+    sparse: Option<&'a [(u32, f32)]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    colbert: Option<Vec<&'a [f32]>>,
+}
+
+/// One output line of `m3 score`, with FlagEmbedding's key names.
+#[derive(serde::Serialize)]
+struct ScoreLine {
+    dense: f32,
+    sparse: f32,
+    colbert: f32,
+    #[serde(rename = "sparse+dense")]
+    sparse_dense: f32,
+    #[serde(rename = "colbert+sparse+dense")]
+    colbert_sparse_dense: f32,
+}
+
+fn sparse_map<S: serde::Serializer>(v: &Option<&[(u32, f32)]>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let pairs = v.unwrap_or(&[]);
+    let mut m = s.serialize_map(Some(pairs.len()))?;
+    for (id, w) in pairs {
+        m.serialize_entry(&id.to_string(), w)?;
     }
-    if let Some(s) = &e.sparse {
-        let m: Map<String, Value> = s.iter().map(|(id, w)| (id.to_string(), json!(w))).collect();
-        obj.insert("sparse".into(), Value::Object(m));
-    }
-    if let Some(c) = &e.colbert {
-        obj.insert("colbert".into(), json!(c.chunks_exact(dim).collect::<Vec<_>>()));
-    }
-    Value::Object(obj)
+    m.end()
+}
+
+fn embedding_line(e: &Embedding, dim: usize) -> String {
+    let line = EncodedLine {
+        input_ids: &e.input_ids,
+        dense: e.dense.as_deref(),
+        sparse: e.sparse.as_deref(),
+        colbert: e.colbert.as_ref().map(|c| c.chunks_exact(dim).collect()),
+    };
+    serde_json::to_string(&line).expect("plain numbers and strings always serialise")
 }
 
 /// (VmRSS, VmHWM) of this process in MiB, from /proc/self/status (Linux).
@@ -185,11 +214,11 @@ fn run() -> Result<(), String> {
     eprintln!("m3: loaded {} in {:.1} s", args.model.display(), t0.elapsed().as_secs_f32());
     let dim = model.config.hidden_size;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut emit = |v: Value| writeln!(out, "{v}").map_err(|e| format!("writing stdout: {e}"));
+    let mut emit = |v: String| writeln!(out, "{v}").map_err(|e| format!("writing stdout: {e}"));
     if args.command == "encode" {
         let texts: Vec<String> = rows.into_iter().map(|mut r| r.remove(0)).collect();
         for e in encode_all(&model, &texts, &args.opts)? {
-            emit(embedding_json(&e, dim))?;
+            emit(embedding_line(&e, dim))?;
         }
     } else {
         let mut texts = Vec::with_capacity(rows.len() * 2);
@@ -199,8 +228,14 @@ fn run() -> Result<(), String> {
         let embs = encode_all(&model, &texts, &args.opts)?;
         for pair in embs.chunks_exact(2) {
             let s = compute_scores(&pair[0], &pair[1], dim, args.weights).ok_or("missing outputs")?;
-            emit(json!({"dense": s.dense, "sparse": s.sparse, "colbert": s.colbert,
-                        "sparse+dense": s.sparse_dense, "colbert+sparse+dense": s.colbert_sparse_dense}))?;
+            let line = ScoreLine {
+                dense: s.dense,
+                sparse: s.sparse,
+                colbert: s.colbert,
+                sparse_dense: s.sparse_dense,
+                colbert_sparse_dense: s.colbert_sparse_dense,
+            };
+            emit(serde_json::to_string(&line).expect("numbers always serialise"))?;
         }
     }
     Ok(())
