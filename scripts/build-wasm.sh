@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds the wasm module and its JS bindings into pkg/wasm/ (wasm-bindgen --target web),
+# optimised with wasm-opt when available. Installs the wasm32 target and wasm-bindgen-cli
+# (pinned to the wasm-bindgen crate's version) if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bge-m3-target}"
+WB_VERSION=0.2.130
+rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+if ! wasm-bindgen --version 2>/dev/null | grep -q "$WB_VERSION"; then
+  echo "build-wasm: installing wasm-bindgen-cli $WB_VERSION (~6 min)"
+  # Its own target dir: it must not wait on (or pollute) the project's build lock.
+  CARGO_TARGET_DIR="$HOME/.cache/wasm-bindgen-cli-build" cargo install wasm-bindgen-cli --version "$WB_VERSION"
+fi
+cargo build --release --target wasm32-unknown-unknown --lib
+rm -rf pkg/wasm && mkdir -p pkg/wasm
+wasm-bindgen --target web --out-dir pkg/wasm "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/bge_m3_web.wasm"
+if [ -x node_modules/.bin/wasm-opt ]; then
+  node_modules/.bin/wasm-opt -O2 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    pkg/wasm/bge_m3_web_bg.wasm -o pkg/wasm/bge_m3_web_bg.opt.wasm && mv pkg/wasm/bge_m3_web_bg.opt.wasm pkg/wasm/bge_m3_web_bg.wasm
+fi
+raw=$(stat -c %s pkg/wasm/bge_m3_web_bg.wasm); gz=$(gzip -9 -c pkg/wasm/bge_m3_web_bg.wasm | wc -c)
+echo "build-wasm: pkg/wasm/bge_m3_web_bg.wasm $raw bytes raw, $gz bytes gzip -9"
