@@ -2,11 +2,11 @@
 //! (`embeddings.*`, `encoder.layer.{i}.attention.self.query`, ...). Post-LayerNorm, exact GELU.
 //!
 //! Shapes: B = batch, T = tokens per row (padded), N = B*T, H = hidden, nh = heads, d = H/nh.
-//! Activations live on the burn device; the embedding tables stay on the host, where their
-//! rows are gathered (the word table is 250002 x H: 1 GB in f32 for the full model, more than a
-//! WebGPU buffer may hold).
+//! Weights and activations live on the burn device. The word-embedding table (250002 x H: 1 GB
+//! in f32 for the full model, more than one WebGPU buffer may hold) is kept in row blocks of at
+//! most 64 MiB, read from the checkpoint block by block.
 
-use burn::tensor::{Device, Tensor, TensorData, activation};
+use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -18,7 +18,7 @@ const BLOCK_BYTES: usize = 32 << 20;
 
 fn load(src: &dyn TensorSource, name: &str, shape: &[usize]) -> Result<HostTensor> {
     let t = src.tensor(name)?;
-    expect_shape(name, &t, shape)?;
+    expect_shape(name, &t.shape, shape)?;
     Ok(t)
 }
 
@@ -75,61 +75,87 @@ impl LayerNorm {
     }
 }
 
-/// `embeddings.*`: word + position + token-type lookups (host side), then LayerNorm (device).
+/// Most bytes of one block of the word-embedding table on the device.
+const EMBEDDING_BLOCK_BYTES: usize = 64 << 20;
+
+fn int_tensor(values: Vec<i32>, device: &Device) -> Tensor<1, Int> {
+    let n = values.len();
+    Tensor::from_data(TensorData::new(values, [n]), device)
+}
+
+/// `embeddings.*`: word + position + token-type embeddings, then LayerNorm.
 pub struct Embeddings {
-    word: Vec<f32>,       // [vocab, H] row-major, host memory
-    position: Vec<f32>,   // [max_positions, H]
-    token_type0: Vec<f32>, // [H]: row 0 of token_type_embeddings (BGE-M3 has one type)
+    word_blocks: Vec<Tensor<2>>, // [rows_per_block, H] each (the last may be shorter)
+    rows_per_block: usize,
+    position: Tensor<2>,    // [max_positions, H]
+    token_type0: Tensor<2>, // [1, H]: row 0 of token_type_embeddings (BGE-M3 has one type)
     layer_norm: LayerNorm,
-    hidden: usize,
-    vocab: usize,
     pad_id: u32,
 }
 
 impl Embeddings {
     pub fn new(src: &dyn TensorSource, cfg: &ModelConfig, device: &Device) -> Result<Self> {
         let h = cfg.hidden_size;
-        let word = load(src, "embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?.data;
-        let position = load(src, "embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, h])?.data;
-        let mut token_type0 = load(src, "embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h])?.data;
-        token_type0.truncate(h);
+        let word = "embeddings.word_embeddings.weight";
+        expect_shape(word, &src.shape(word)?, &[cfg.vocab_size, h])?;
+        let rows_per_block = (EMBEDDING_BLOCK_BYTES / (h * 4)).clamp(1, cfg.vocab_size);
+        let mut word_blocks = Vec::new();
+        for start in (0..cfg.vocab_size).step_by(rows_per_block) {
+            let rows = rows_per_block.min(cfg.vocab_size - start);
+            word_blocks.push(upload(src.rows(word, start, rows)?, [rows, h], device));
+        }
+        let position = load(src, "embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, h])?;
+        let token_type = load(src, "embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h])?;
+        let token_type0 = HostTensor { shape: vec![1, h], data: token_type.data[..h].to_vec() };
         Ok(Embeddings {
-            word,
-            position,
-            token_type0,
+            word_blocks,
+            rows_per_block,
+            position: upload(position, [cfg.max_position_embeddings, h], device),
+            token_type0: upload(token_type0, [1, h], device),
             layer_norm: LayerNorm::new(src, "embeddings.LayerNorm", cfg, device)?,
-            hidden: h,
-            vocab: cfg.vocab_size,
             pad_id: cfg.pad_token_id as u32,
         })
     }
 
-    /// ids: B rows of T ids each (padding = pad id) -> [N, H].
+    /// ids: B rows of T ids each (padding = pad id; every id < vocab) -> [N, H].
     /// Position ids as HF: cumsum(ids != pad) * (ids != pad) + pad, so real tokens count from
     /// pad + 1 and every pad id (padding or a literal `<pad>` in the text) gets position pad.
     pub fn forward(&self, ids: &[Vec<u32>], device: &Device) -> Tensor<2> {
-        let h = self.hidden;
-        let t = ids[0].len();
-        let mut x = vec![0f32; ids.len() * t * h];
-        for (row, seq) in ids.iter().enumerate() {
-            let mut count = 0usize;
-            for (j, &id) in seq.iter().enumerate() {
-                let pos = if id == self.pad_id {
-                    self.pad_id as usize
+        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+        let mut positions = Vec::with_capacity(flat.len());
+        for seq in ids {
+            let mut count = 0;
+            for &id in seq {
+                positions.push(if id == self.pad_id {
+                    self.pad_id as i32
                 } else {
                     count += 1;
-                    count + self.pad_id as usize
-                };
-                let id = (id as usize).min(self.vocab - 1);
-                let out = &mut x[(row * t + j) * h..(row * t + j + 1) * h];
-                let w = &self.word[id * h..(id + 1) * h];
-                let p = &self.position[pos * h..(pos + 1) * h];
-                for k in 0..h {
-                    out[k] = w[k] + p[k] + self.token_type0[k];
-                }
+                    count + self.pad_id as i32
+                });
             }
         }
-        let x = Tensor::<2>::from_data(TensorData::new(x, [ids.len() * t, h]), device);
+        // Gather word rows block by block, then put them back in token order.
+        let mut parts = Vec::new();
+        let mut order = vec![0i32; flat.len()]; // token j -> its row in the concatenation
+        let mut next = 0;
+        for (b, block) in self.word_blocks.iter().enumerate() {
+            let lo = (b * self.rows_per_block) as u32;
+            let hi = lo + self.rows_per_block as u32;
+            let mut local = Vec::new();
+            for (j, &id) in flat.iter().enumerate() {
+                if (lo..hi).contains(&id) {
+                    local.push((id - lo) as i32);
+                    order[j] = next;
+                    next += 1;
+                }
+            }
+            if !local.is_empty() {
+                parts.push(block.clone().select(0, int_tensor(local, device)));
+            }
+        }
+        let word = if parts.len() == 1 { parts.pop().unwrap() } else { Tensor::cat(parts, 0) };
+        let word = word.select(0, int_tensor(order, device));
+        let x = word + self.position.clone().select(0, int_tensor(positions, device)) + self.token_type0.clone();
         self.layer_norm.forward(x)
     }
 }

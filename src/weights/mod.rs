@@ -183,43 +183,76 @@ impl<R: ReadAt> Checkpoint<R> {
 
     /// Reads one tensor and converts it to f32.
     pub fn read(&self, name: &str) -> Result<HostTensor> {
-        let e = self
-            .entries
-            .get(name)
-            .ok_or_else(|| Error::Weights(format!("tensor {name} is missing from the checkpoint")))?;
-        let elem = e
-            .dtype
-            .size()
-            .ok_or_else(|| Error::Weights(format!("tensor {name} has unsupported type {:?}", e.dtype)))?;
+        let e = self.lookup(name)?;
         let numel: usize = e.shape.iter().product();
         if numel == 0 {
             return Ok(HostTensor { shape: e.shape.clone(), data: Vec::new() });
         }
         // Span of storage elements the tensor touches (covers any strided layout).
         let span = 1 + e.shape.iter().zip(&e.strides).map(|(d, s)| (d - 1) * s).sum::<usize>();
-        let bytes_needed = (span * elem) as u64;
-        if bytes_needed > e.storage_bytes {
-            return Err(Error::Format(format!(
-                "tensor {name} needs {bytes_needed} bytes but its storage holds {} (file truncated or corrupt)",
-                e.storage_bytes
-            )));
-        }
-        let values = if e.dtype == DType::F32 && cfg!(target_endian = "little") {
-            // Straight into the f32 buffer: no second copy of a 1 GB embedding table.
-            let mut values = vec![0f32; span];
-            self.source.read_at(e.base, bytemuck::cast_slice_mut(&mut values))?;
-            values
-        } else {
-            let mut raw = vec![0u8; span * elem];
-            self.source.read_at(e.base, &mut raw)?;
-            decode(&raw, &e.dtype)
-        };
+        let values = self.read_elements(name, e, 0, span)?;
         let data = if e.strides == contiguous_strides(&e.shape) {
             values
         } else {
             gather_strided(&values, &e.shape, &e.strides)
         };
         Ok(HostTensor { shape: e.shape.clone(), data })
+    }
+
+    /// Reads rows `start..start + count` (along the first dimension) of a row-major tensor,
+    /// without reading the rest: the 1 GB word-embedding table is loaded in pieces.
+    pub fn read_rows(&self, name: &str, start: usize, count: usize) -> Result<HostTensor> {
+        let e = self.lookup(name)?;
+        let rows = *e.shape.first().unwrap_or(&0);
+        if start + count > rows {
+            return Err(Error::Weights(format!("tensor {name}: rows {start}..{} of {rows} requested", start + count)));
+        }
+        if e.strides != contiguous_strides(&e.shape) {
+            let all = self.read(name)?;
+            let row: usize = e.shape[1..].iter().product();
+            let mut shape = e.shape.clone();
+            shape[0] = count;
+            return Ok(HostTensor { shape, data: all.data[start * row..(start + count) * row].to_vec() });
+        }
+        let row: usize = e.shape[1..].iter().product();
+        let mut shape = e.shape.clone();
+        shape[0] = count;
+        let data = self.read_elements(name, e, start * row, count * row)?;
+        Ok(HostTensor { shape, data })
+    }
+
+    fn lookup(&self, name: &str) -> Result<&TensorEntry> {
+        let e = self
+            .entries
+            .get(name)
+            .ok_or_else(|| Error::Weights(format!("tensor {name} is missing from the checkpoint")))?;
+        if e.dtype.size().is_none() {
+            return Err(Error::Weights(format!("tensor {name} has unsupported type {:?}", e.dtype)));
+        }
+        Ok(e)
+    }
+
+    /// Storage elements `first..first + count` of `e`, converted to f32.
+    fn read_elements(&self, name: &str, e: &TensorEntry, first: usize, count: usize) -> Result<Vec<f32>> {
+        let elem = e.dtype.size().unwrap_or(4);
+        let offset = (first * elem) as u64;
+        let bytes_needed = offset + (count * elem) as u64;
+        if bytes_needed > e.storage_bytes {
+            return Err(Error::Format(format!(
+                "tensor {name} needs {bytes_needed} bytes but its storage holds {} (file truncated or corrupt)",
+                e.storage_bytes
+            )));
+        }
+        if e.dtype == DType::F32 && cfg!(target_endian = "little") {
+            // Straight into the f32 buffer: no second copy of the data.
+            let mut values = vec![0f32; count];
+            self.source.read_at(e.base + offset, bytemuck::cast_slice_mut(&mut values))?;
+            Ok(values)
+        } else {
+            let mut raw = vec![0u8; count * elem];
+            self.source.read_at(e.base + offset, &mut raw)?;
+            Ok(decode(&raw, &e.dtype))
+        }
     }
 }
 
@@ -261,30 +294,44 @@ fn gather_strided(values: &[f32], shape: &[usize], strides: &[usize]) -> Vec<f32
 pub trait TensorSource {
     /// The tensor called `name` (a key as in the BAAI checkpoint), or an error naming it.
     fn tensor(&self, name: &str) -> Result<HostTensor>;
+    /// The shape of tensor `name`, without reading it.
+    fn shape(&self, name: &str) -> Result<Vec<usize>>;
+    /// Rows `start..start + count` along the first dimension of tensor `name`.
+    fn rows(&self, name: &str, start: usize, count: usize) -> Result<HostTensor>;
+}
+
+impl<R: ReadAt> Checkpoint<R> {
+    /// `name`, or `name` under the prefix of a wrapping model ("roberta.", ...).
+    fn key<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        if !self.entries.contains_key(name) {
+            for prefix in ["roberta.", "model.", "bert."] {
+                let key = format!("{prefix}{name}");
+                if self.entries.contains_key(&key) {
+                    return key.into();
+                }
+            }
+        }
+        name.into()
+    }
 }
 
 impl<R: ReadAt> TensorSource for Checkpoint<R> {
     fn tensor(&self, name: &str) -> Result<HostTensor> {
-        // Checkpoints saved from a wrapping model carry a prefix (e.g. "roberta.").
-        if self.entries.contains_key(name) {
-            return self.read(name);
-        }
-        for prefix in ["roberta.", "model.", "bert."] {
-            let key = format!("{prefix}{name}");
-            if self.entries.contains_key(&key) {
-                return self.read(&key);
-            }
-        }
-        self.read(name)
+        self.read(&self.key(name))
+    }
+    fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        Ok(self.lookup(&self.key(name))?.shape.clone())
+    }
+    fn rows(&self, name: &str, start: usize, count: usize) -> Result<HostTensor> {
+        self.read_rows(&self.key(name), start, count)
     }
 }
 
 /// Checks that a tensor has the shape the config asks for; the error names both shapes.
-pub fn expect_shape(name: &str, t: &HostTensor, shape: &[usize]) -> Result<()> {
-    if t.shape != shape {
+pub fn expect_shape(name: &str, actual: &[usize], expected: &[usize]) -> Result<()> {
+    if actual != expected {
         return Err(Error::Weights(format!(
-            "tensor {name} has shape {:?}, expected {:?} (wrong checkpoint for this config.json?)",
-            t.shape, shape
+            "tensor {name} has shape {actual:?}, expected {expected:?} (wrong checkpoint for this config.json?)"
         )));
     }
     Ok(())
