@@ -3,7 +3,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in mesa-vulkan-drivers libvulkan1 time; do
+for pkg in mesa-vulkan-drivers libvulkan1 time chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -13,3 +13,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "setup: cargo (rustup) is required" >&2; exit 1; }
+command -v node >/dev/null || { echo "setup: node and npm are required" >&2; exit 1; }
+# JS tooling (playwright-core drives Debian's chromium; binaryen gives wasm-opt).
+if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod encoder;
 pub mod error;
+pub mod gpu;
 pub mod heads;
 pub mod model;
 pub mod scoring;

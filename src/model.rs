@@ -9,6 +9,9 @@ use crate::heads::{ColbertHead, SparseHead, l2_normalize, lexical_weights};
 use crate::tokenizer::{PAD_ID, Tokenizer};
 use crate::weights::TensorSource;
 
+/// Batches are padded to a multiple of this many tokens.
+const PAD_MULTIPLE: usize = 32;
+
 /// What to compute and how to batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncodeOptions {
@@ -25,7 +28,7 @@ pub struct EncodeOptions {
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        EncodeOptions { dense: true, sparse: true, colbert: true, max_length: 8192, batch_size: 16, max_batch_tokens: 16384 }
+        EncodeOptions { dense: true, sparse: true, colbert: true, max_length: 8192, batch_size: 16, max_batch_tokens: 8192 }
     }
 }
 
@@ -165,7 +168,11 @@ impl BgeM3 {
 
     async fn forward_batch(&self, seqs: &[&Vec<u32>], opts: &EncodeOptions) -> Result<Vec<Embedding>> {
         let (b, h) = (seqs.len(), self.config.hidden_size);
-        let t = seqs.iter().map(|s| s.len()).max().unwrap_or(2);
+        // Padded length rounded up to a multiple of PAD_MULTIPLE: GPU kernels are compiled per
+        // shape, so fewer distinct shapes means far fewer shader compilations (seconds each on a
+        // software adapter). Padding is masked: the outputs do not change.
+        let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(2);
+        let t = longest.next_multiple_of(PAD_MULTIPLE).min(self.config.max_tokens()).max(longest);
         let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let padded: Vec<Vec<u32>> = seqs
             .iter()

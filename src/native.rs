@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 
 use crate::error::{Error, Result};
+use crate::gpu::{GpuLimits, init_wgpu};
 use crate::model::BgeM3;
 use crate::weights::Checkpoint;
 
@@ -35,16 +36,19 @@ impl Backend {
             Backend::Cpu => Ok(Device::flex()),
             Backend::Wgpu => {
                 use std::sync::OnceLock;
-                // The wgpu runtime can be initialised once per process: keep its device.
+                // One wgpu device per process, created with WebGPU's default limits (so native
+                // runs prove the browser's limits suffice).
                 static WGPU: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
                 WGPU.get_or_init(|| {
-                    // An adapter lookup that panics (no Vulkan loader, ...) must not take the
+                    // An adapter lookup that panics (broken driver, ...) must not take the
                     // process down: report it as an error.
-                    std::panic::catch_unwind(|| Device::wgpu_options().init().map_err(|e| format!("{e}")))
-                        .unwrap_or_else(|_| Err("wgpu panicked while looking for an adapter".into()))
+                    std::panic::catch_unwind(|| {
+                        block_on(init_wgpu(GpuLimits::WebGpuDefault)).map(|(d, _)| d).map_err(|e| e.to_string())
+                    })
+                    .unwrap_or_else(|_| Err("wgpu panicked while looking for an adapter".into()))
                 })
                 .clone()
-                .map_err(|e| Error::Device(format!("no wgpu adapter: {e}")))
+                .map_err(Error::Device)
             }
         }
     }

@@ -12,6 +12,7 @@ use js_sys::{Array, Float32Array, Object, Reflect, Uint32Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::gpu::{GpuLimits, init_wgpu};
 use crate::model::{BgeM3, EncodeOptions};
 use crate::weights::{Checkpoint, ReadAt};
 
@@ -123,15 +124,11 @@ pub struct M3 {
     adapter: String,
 }
 
-async fn pick_device(kind: &str) -> Result<(Device, String, String)> {
+async fn pick_device(kind: &str, limits: GpuLimits) -> Result<(Device, String, String)> {
     let webgpu = || async {
-        Device::wgpu_options()
-            .init_with_setup_async()
+        init_wgpu(limits)
             .await
-            .map(|(device, setup)| {
-                let info = setup.adapter.get_info();
-                (device, "webgpu".to_string(), format!("{} ({})", info.name, info.backend))
-            })
+            .map(|(device, adapter)| (device, "webgpu".to_string(), adapter))
             .map_err(|e| Error::Device(format!("WebGPU is not available: {e}")))
     };
     match kind {
@@ -150,11 +147,18 @@ impl M3 {
     /// Loads the model. `files`: `{ config, tokenizer, encoder, colbert, sparse }`, each a
     /// `Uint8Array`, `ArrayBuffer` or `Blob` (`encoder` = `pytorch_model.bin` or
     /// `model.safetensors`). `device`: "auto" (WebGPU, else CPU), "webgpu" or "cpu".
-    pub async fn load(files: JsValue, device: Option<String>) -> std::result::Result<M3, JsError> {
-        Self::load_inner(files, device.unwrap_or_default()).await.map_err(js_err)
+    /// `limits`: "default" (WebGPU's default limits: 128 MiB per binding; the default) or
+    /// "adapter" (all the adapter offers).
+    pub async fn load(files: JsValue, device: Option<String>, limits: Option<String>) -> std::result::Result<M3, JsError> {
+        Self::load_inner(files, device.unwrap_or_default(), limits.unwrap_or_default()).await.map_err(js_err)
     }
 
-    async fn load_inner(files: JsValue, device: String) -> Result<M3> {
+    async fn load_inner(files: JsValue, device: String, limits: String) -> Result<M3> {
+        let limits = match limits.as_str() {
+            "" | "default" => GpuLimits::WebGpuDefault,
+            "adapter" => GpuLimits::Adapter,
+            other => return Err(Error::Input(format!("unknown limits {other:?} (default or adapter)"))),
+        };
         if !files.is_object() {
             return Err(Error::Input("load() needs an object { config, tokenizer, encoder, colbert, sparse }".into()));
         }
@@ -163,7 +167,7 @@ impl M3 {
         let encoder = Checkpoint::open(file(&files, "encoder")?)?;
         let colbert = Checkpoint::open(file(&files, "colbert")?)?;
         let sparse = Checkpoint::open(file(&files, "sparse")?)?;
-        let (device, backend, adapter) = pick_device(&device).await?;
+        let (device, backend, adapter) = pick_device(&device, limits).await?;
         let model = BgeM3::load(&config, &tokenizer, &encoder, &colbert, &sparse, device, &mut |_, _| {})?;
         Ok(M3 { model, backend, adapter })
     }

@@ -245,6 +245,17 @@ fn run() -> Result<(), String> {
 }
 
 fn main() {
+    // A panic inside burn (a kernel the device cannot run, say) ends as a one-line error too.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        eprintln!("m3: internal error: {}", msg.lines().next().unwrap_or(msg));
+        std::process::exit(101);
+    }));
     if let Err(e) = run() {
         eprintln!("m3: {e}");
         std::process::exit(1);

@@ -18,7 +18,7 @@ after(async () => { await browser?.close(); server?.close(); });
 const run = (fn, ...args) => page.evaluate(async ([fn, args]) => (await import('/tests/browser/harness.mjs'))[fn](...args), [fn, args]);
 
 for (const device of ['webgpu', 'cpu']) {
-  test(`fixture parity on ${device} (14 texts incl. 3474 and 8192 tokens, scores)`, { timeout: 900_000 }, async () => {
+  test(`fixture parity on ${device} (14 texts incl. 3474 and 8192 tokens, scores)`, { timeout: 2_700_000 }, async () => {
     const r = await run('parity', device);
     console.log(`${device}: ${r.adapter}; load ${r.loadMs.toFixed(0)} ms, encode ${r.encodeMs.toFixed(0)} ms; worst`, r.worst);
     assert.equal(r.backend, device);
