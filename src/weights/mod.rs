@@ -207,17 +207,16 @@ impl<R: ReadAt> Checkpoint<R> {
         if start + count > rows {
             return Err(Error::Weights(format!("tensor {name}: rows {start}..{} of {rows} requested", start + count)));
         }
-        if e.strides != contiguous_strides(&e.shape) {
-            let all = self.read(name)?;
-            let row: usize = e.shape[1..].iter().product();
-            let mut shape = e.shape.clone();
-            shape[0] = count;
-            return Ok(HostTensor { shape, data: all.data[start * row..(start + count) * row].to_vec() });
-        }
-        let row: usize = e.shape[1..].iter().product();
+        let row: usize = e.shape.iter().skip(1).product();
         let mut shape = e.shape.clone();
-        shape[0] = count;
-        let data = self.read_elements(name, e, start * row, count * row)?;
+        if let Some(first) = shape.first_mut() {
+            *first = count;
+        }
+        let data = if e.strides == contiguous_strides(&e.shape) {
+            self.read_elements(name, e, start * row, count * row)?
+        } else {
+            self.read(name)?.data[start * row..(start + count) * row].to_vec()
+        };
         Ok(HostTensor { shape, data })
     }
 
