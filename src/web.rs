@@ -13,7 +13,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::gpu::{GpuLimits, init_wgpu};
-use crate::model::{BgeM3, EncodeOptions};
+use crate::model::{BgeM3, EncodeOptions, Embedding};
+use crate::scoring::{ScoreWeights, compute_scores};
 use crate::weights::{Checkpoint, ReadAt};
 
 fn js_err(e: Error) -> JsError {
@@ -111,6 +112,42 @@ fn set(obj: &Object, key: &str, value: &JsValue) {
     let _ = Reflect::set(obj, &JsValue::from_str(key), value);
 }
 
+fn encode_options(options: &JsValue) -> Result<EncodeOptions> {
+    let d = EncodeOptions::default();
+    Ok(EncodeOptions {
+        dense: opt_bool(options, "dense", true)?,
+        sparse: opt_bool(options, "sparse", true)?,
+        colbert: opt_bool(options, "colbert", true)?,
+        max_length: opt_usize(options, "maxLength", d.max_length)?,
+        batch_size: opt_usize(options, "batchSize", d.batch_size)?,
+        max_batch_tokens: opt_usize(options, "maxBatchTokens", d.max_batch_tokens)?,
+    })
+}
+
+/// Results as JS objects of typed arrays.
+fn to_js(embs: Vec<Embedding>) -> Array {
+    let out = Array::new();
+    for e in embs {
+        let o = Object::new();
+        set(&o, "inputIds", &Uint32Array::from(e.input_ids.as_slice()).into());
+        if let Some(d) = &e.dense {
+            set(&o, "dense", &Float32Array::from(d.as_slice()).into());
+        }
+        if let Some(s) = &e.sparse {
+            let ids: Vec<u32> = s.iter().map(|p| p.0).collect();
+            let ws: Vec<f32> = s.iter().map(|p| p.1).collect();
+            set(&o, "sparseIds", &Uint32Array::from(ids.as_slice()).into());
+            set(&o, "sparseWeights", &Float32Array::from(ws.as_slice()).into());
+        }
+        if let Some(c) = &e.colbert {
+            set(&o, "colbert", &Float32Array::from(c.as_slice()).into());
+            set(&o, "colbertRows", &JsValue::from(e.colbert_rows() as u32));
+        }
+        out.push(&o);
+    }
+    out
+}
+
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
@@ -149,11 +186,19 @@ impl M3 {
     /// `model.safetensors`). `device`: "auto" (WebGPU, else CPU), "webgpu" or "cpu".
     /// `limits`: "default" (WebGPU's default limits: 128 MiB per binding; the default) or
     /// "adapter" (all the adapter offers).
-    pub async fn load(files: JsValue, device: Option<String>, limits: Option<String>) -> std::result::Result<M3, JsError> {
-        Self::load_inner(files, device.unwrap_or_default(), limits.unwrap_or_default()).await.map_err(js_err)
+    /// `on_progress(done, total)`, if given, is called as encoder layers are built.
+    pub async fn load(
+        files: JsValue,
+        device: Option<String>,
+        limits: Option<String>,
+        on_progress: Option<js_sys::Function>,
+    ) -> std::result::Result<M3, JsError> {
+        Self::load_inner(files, device.unwrap_or_default(), limits.unwrap_or_default(), on_progress)
+            .await
+            .map_err(js_err)
     }
 
-    async fn load_inner(files: JsValue, device: String, limits: String) -> Result<M3> {
+    async fn load_inner(files: JsValue, device: String, limits: String, on_progress: Option<js_sys::Function>) -> Result<M3> {
         let limits = match limits.as_str() {
             "" | "default" => GpuLimits::WebGpuDefault,
             "adapter" => GpuLimits::Adapter,
@@ -168,7 +213,12 @@ impl M3 {
         let colbert = Checkpoint::open(file(&files, "colbert")?)?;
         let sparse = Checkpoint::open(file(&files, "sparse")?)?;
         let (device, backend, adapter) = pick_device(&device, limits).await?;
-        let model = BgeM3::load(&config, &tokenizer, &encoder, &colbert, &sparse, device, &mut |_, _| {})?;
+        let mut progress = |done: usize, total: usize| {
+            if let Some(f) = &on_progress {
+                let _ = f.call2(&JsValue::NULL, &JsValue::from(done as u32), &JsValue::from(total as u32));
+            }
+        };
+        let model = BgeM3::load(&config, &tokenizer, &encoder, &colbert, &sparse, device, &mut progress)?;
         Ok(M3 { model, backend, adapter })
     }
 
@@ -182,6 +232,12 @@ impl M3 {
     #[wasm_bindgen(getter)]
     pub fn adapter(&self) -> String {
         self.adapter.clone()
+    }
+
+    /// Most tokens in one input (`<s>` and `</s>` included): 8192 for BAAI/bge-m3.
+    #[wasm_bindgen(getter, js_name = maxTokens)]
+    pub fn max_tokens(&self) -> usize {
+        self.model.config.max_tokens()
     }
 
     #[wasm_bindgen(getter, js_name = hiddenSize)]
@@ -203,34 +259,64 @@ impl M3 {
         for (i, v) in arr.iter().enumerate() {
             strings.push(v.as_string().ok_or_else(|| Error::Input(format!("texts[{i}] is not a string")))?);
         }
-        let d = EncodeOptions::default();
-        let opts = EncodeOptions {
-            dense: opt_bool(&options, "dense", true)?,
-            sparse: opt_bool(&options, "sparse", true)?,
-            colbert: opt_bool(&options, "colbert", true)?,
-            max_length: opt_usize(&options, "maxLength", d.max_length)?,
-            batch_size: opt_usize(&options, "batchSize", d.batch_size)?,
-            max_batch_tokens: opt_usize(&options, "maxBatchTokens", d.max_batch_tokens)?,
-        };
+        let opts = encode_options(&options)?;
         let refs: Vec<&str> = strings.iter().map(|s| s.as_str()).collect();
         let embs = self.model.encode(&refs, &opts, &mut |_, _| {}).await?;
+        Ok(to_js(embs))
+    }
+
+    /// Encodes already tokenized windows: an array of `Uint32Array`s, each `<s> ... </s>`
+    /// (ids from `tokenize`), at most the model's limit. Same options and results as `encode`
+    /// (`maxLength` is not used: the caller cuts the windows).
+    #[wasm_bindgen(js_name = encodeIds)]
+    pub async fn encode_ids(&self, ids: JsValue, options: JsValue) -> std::result::Result<Array, JsError> {
+        self.encode_ids_inner(ids, options).await.map_err(js_err)
+    }
+
+    async fn encode_ids_inner(&self, ids: JsValue, options: JsValue) -> Result<Array> {
+        let arr = ids.dyn_ref::<Array>().ok_or_else(|| Error::Input("ids must be an array of Uint32Array".into()))?;
+        let mut seqs = Vec::with_capacity(arr.length() as usize);
+        for (i, v) in arr.iter().enumerate() {
+            let a = v.dyn_ref::<Uint32Array>().ok_or_else(|| Error::Input(format!("ids[{i}] is not a Uint32Array")))?;
+            seqs.push(a.to_vec());
+        }
+        let opts = encode_options(&options)?;
+        let embs = self.model.encode_ids(seqs, &opts, &mut |_, _| {}).await?;
+        Ok(to_js(embs))
+    }
+
+    /// FlagEmbedding's `compute_score` for `query` against each of `passages`: resolves to one
+    /// `{ dense, sparse, colbert, "sparse+dense", "colbert+sparse+dense" }` per passage.
+    /// `weights`: `[dense, sparse, colbert]` (default `[0.4, 0.2, 0.4]`).
+    pub async fn score(&self, query: JsValue, passages: JsValue, weights: Option<Vec<f32>>, max_length: Option<usize>) -> std::result::Result<Array, JsError> {
+        self.score_inner(query, passages, weights, max_length).await.map_err(js_err)
+    }
+
+    async fn score_inner(&self, query: JsValue, passages: JsValue, weights: Option<Vec<f32>>, max_length: Option<usize>) -> Result<Array> {
+        let q = query.as_string().ok_or_else(|| Error::Input("query must be a string".into()))?;
+        let arr = passages.dyn_ref::<Array>().ok_or_else(|| Error::Input("passages must be an array of strings".into()))?;
+        let mut texts = vec![q];
+        for (i, v) in arr.iter().enumerate() {
+            texts.push(v.as_string().ok_or_else(|| Error::Input(format!("passages[{i}] is not a string")))?);
+        }
+        let w = match weights.as_deref() {
+            None => ScoreWeights::default(),
+            Some([d, s, c]) => ScoreWeights { dense: *d, sparse: *s, colbert: *c },
+            Some(_) => return Err(Error::Input("weights must be [dense, sparse, colbert]".into())),
+        };
+        let opts = EncodeOptions { max_length: max_length.unwrap_or(EncodeOptions::default().max_length), ..Default::default() };
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        let embs = self.model.encode(&refs, &opts, &mut |_, _| {}).await?;
         let out = Array::new();
-        for e in embs {
+        for p in &embs[1..] {
+            let s = compute_scores(&embs[0], p, self.model.config.hidden_size, w)
+                .ok_or_else(|| Error::Input("scores need dense, sparse and ColBERT outputs".into()))?;
             let o = Object::new();
-            set(&o, "inputIds", &Uint32Array::from(e.input_ids.as_slice()).into());
-            if let Some(d) = &e.dense {
-                set(&o, "dense", &Float32Array::from(d.as_slice()).into());
-            }
-            if let Some(s) = &e.sparse {
-                let ids: Vec<u32> = s.iter().map(|p| p.0).collect();
-                let ws: Vec<f32> = s.iter().map(|p| p.1).collect();
-                set(&o, "sparseIds", &Uint32Array::from(ids.as_slice()).into());
-                set(&o, "sparseWeights", &Float32Array::from(ws.as_slice()).into());
-            }
-            if let Some(c) = &e.colbert {
-                set(&o, "colbert", &Float32Array::from(c.as_slice()).into());
-                set(&o, "colbertRows", &JsValue::from(e.colbert_rows() as u32));
-            }
+            set(&o, "dense", &JsValue::from(s.dense));
+            set(&o, "sparse", &JsValue::from(s.sparse));
+            set(&o, "colbert", &JsValue::from(s.colbert));
+            set(&o, "sparse+dense", &JsValue::from(s.sparse_dense));
+            set(&o, "colbert+sparse+dense", &JsValue::from(s.colbert_sparse_dense));
             out.push(&o);
         }
         Ok(out)

@@ -1,5 +1,6 @@
-// Test helpers: a static file server for the repo (plus ../shared/fixtures at /fixtures/ and
-// $M3_MODELS at /models/) and a headless Chromium with WebGPU on SwiftShader.
+// Test helpers: a static file server for the repo (plus ../shared/fixtures at /fixtures/,
+// $M3_MODELS at /models/, and /truncated/X = the first half of /fixtures/X) and a headless
+// Chromium with WebGPU on SwiftShader. `server.requests` lists every path asked for.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,7 +11,8 @@ export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const fixtures = path.resolve(root, '../shared/fixtures');
 
 const types = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm',
-  '.json': 'application/json', '.html': 'text/html', '.css': 'text/css', '.svg': 'image/svg+xml' };
+  '.json': 'application/json', '.html': 'text/html', '.css': 'text/css', '.svg': 'image/svg+xml',
+  '.txt': 'text/plain; charset=utf-8', '.md': 'text/markdown; charset=utf-8', '.png': 'image/png' };
 
 export function requireFixtures() {
   if (!fs.existsSync(path.join(fixtures, 'tiny-m3/config.json'))) {
@@ -18,24 +20,32 @@ export function requireFixtures() {
   }
 }
 
-export function serve() {
+export function serve({ root: top = root, port = 0, host = '127.0.0.1' } = {}) {
+  const requests = [];
   const server = http.createServer((req, res) => {
     const url = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    let file;
+    requests.push(url);
+    let file, half = false;
     if (url.startsWith('/fixtures/')) file = path.join(fixtures, url.slice('/fixtures/'.length));
+    else if (url.startsWith('/truncated/')) { file = path.join(fixtures, url.slice('/truncated/'.length)); half = true; }
     else if (url.startsWith('/models/') && process.env.M3_MODELS) file = path.join(process.env.M3_MODELS, url.slice('/models/'.length));
-    else file = path.join(root, url);
-    if (!file.startsWith(root) && !file.startsWith(fixtures) && !(process.env.M3_MODELS && file.startsWith(path.resolve(process.env.M3_MODELS)))) {
+    else file = path.join(top, url.endsWith('/') ? url + 'index.html' : url);
+    if (!file.startsWith(top) && !file.startsWith(fixtures) && !(process.env.M3_MODELS && file.startsWith(path.resolve(process.env.M3_MODELS)))) {
       res.writeHead(403).end();
       return;
     }
     fs.stat(file, (err, st) => {
       if (err || !st.isFile()) { res.writeHead(404).end('not found'); return; }
-      res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream', 'content-length': st.size });
-      fs.createReadStream(file).pipe(res);
+      const size = half ? st.size >> 1 : st.size;
+      res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream', 'content-length': size });
+      if (size === 0) res.end();
+      else fs.createReadStream(file, { start: 0, end: size - 1 }).pipe(res);
     });
   });
-  return new Promise(resolve => server.listen(0, '127.0.0.1', () => resolve({ server, base: `http://127.0.0.1:${server.address().port}` })));
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve({ server, requests, base: `http://${host.includes(':') ? `[${host}]` : host}:${server.address().port}` }));
+  });
 }
 
 export async function launch() {

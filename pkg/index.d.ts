@@ -1,0 +1,197 @@
+// bge-m3-web: BGE-M3 (dense, sparse/lexical, multi-vector ColBERT) in the browser, on WebGPU
+// through burn-wgpu (Rust, WebAssembly), with a wasm CPU fallback.
+//
+//   import { load } from 'bge-m3-web';
+//   const model = await load();                         // BAAI/bge-m3 from the Hugging Face hub, cached
+//   const doc = await model.encode('What is BGE M3?');  // { dense, sparse, colbert, windows, ... }
+
+/** Where the model files come from:
+ *  - a base URL holding the BAAI/bge-m3 file names (`config.json`, `tokenizer.json`,
+ *    `pytorch_model.bin` or `model.safetensors`, `colbert_linear.pt`, `sparse_linear.pt`);
+ *    default `https://huggingface.co/BAAI/bge-m3/resolve/main/`;
+ *  - local files (an `<input type=file multiple>` / `webkitdirectory` pick, a drop): a `FileList`
+ *    or an array of `File`s, matched by file name;
+ *  - an object `{ config, tokenizer, encoder, colbert, sparse }` of `Blob`s / `ArrayBuffer`s /
+ *    `Uint8Array`s. */
+export type ModelSource =
+  | string
+  | URL
+  | FileList
+  | File[]
+  | { config: ModelBytes; tokenizer: ModelBytes; encoder: ModelBytes; colbert: ModelBytes; sparse: ModelBytes };
+export type ModelBytes = Blob | ArrayBuffer | Uint8Array;
+
+export type DeviceKind = 'auto' | 'webgpu' | 'cpu';
+
+export interface LoadProgress {
+  /** File name, e.g. "pytorch_model.bin"; "model" while the weights are moved to the device. */
+  file: string;
+  /** "download" (from the network), "cache" (from the Cache API, no download) or "build". */
+  phase: 'download' | 'cache' | 'build';
+  /** Bytes done / total for downloads (total is null when the server sends no length); layers for "build". */
+  loaded: number;
+  total: number | null;
+}
+
+export interface LoadOptions {
+  /** "auto" (default): WebGPU when `navigator.gpu` gives an adapter, else the wasm CPU backend. */
+  device?: DeviceKind;
+  /** "default" (default): a WebGPU device with the default limits only (128 MiB per binding),
+   *  what most laptops and phones grant; "adapter": every limit the adapter offers. */
+  limits?: 'default' | 'adapter';
+  /** Encoder weights file under a base URL (default "pytorch_model.bin", which every revision of
+   *  BAAI/bge-m3 has; "model.safetensors" is smaller to parse where present). */
+  encoderFile?: 'pytorch_model.bin' | 'model.safetensors';
+  /** Keep downloaded files in the Cache API under this name (default "bge-m3-web"); false: no cache. */
+  cache?: string | false;
+  /** Run the model in a module Web Worker (default true). false: on the calling thread. */
+  worker?: boolean;
+  /** Per-file progress: bytes downloaded (or read from cache), then the layers built. */
+  onProgress?: (p: LoadProgress) => void;
+  /** Aborting rejects with a DOMException named "AbortError". */
+  signal?: AbortSignal;
+}
+
+/** Token id -> weight, ids in order of first appearance. */
+export interface SparseVector {
+  ids: Uint32Array;
+  weights: Float32Array;
+  /** Token strings (e.g. "▁search"), with `tokenStrings: true`. */
+  tokens?: string[];
+}
+
+/** `rows` unit vectors of `dim` floats, row-major. */
+export interface MultiVector {
+  data: Float32Array;
+  rows: number;
+  dim: number;
+}
+
+/** The outputs for one window of a text. */
+export interface WindowEmbedding {
+  /** UTF-16 character span [start, end) of the text this window covers; the spans of a text's
+   *  windows together cover the whole text (overlaps included). */
+  start: number;
+  end: number;
+  /** Token span [tokenStart, tokenEnd) of the text's tokens (specials excluded). */
+  tokenStart: number;
+  tokenEnd: number;
+  /** `<s>` ... `</s>`, at most `maxLength` ids. */
+  inputIds: Uint32Array;
+  dense?: Float32Array;
+  sparse?: SparseVector;
+  /** One vector per token after `<s>` (`</s>` included), as FlagEmbedding. */
+  colbert?: MultiVector;
+  /** UTF-16 character span of each ColBERT row in the text (`</s>` gets an empty span at the window end). */
+  colbertSpans?: Uint32Array;
+}
+
+/** The outputs for one text. A text of at most `maxLength` tokens has one window and its
+ *  document-level outputs are exactly FlagEmbedding's. A longer text is cut into windows and:
+ *  - dense: the L2-normalised mean of the windows' dense vectors, weighted by their token counts;
+ *  - sparse: per token id the largest weight over the windows;
+ *  - colbert: the windows' vectors concatenated, each overlapping token taken once (from the
+ *    window where it is farther from the edge), one `</s>` vector at the end. */
+export interface Embedding {
+  /** All token ids of the text: `<s>` ... `</s>`, no truncation (unless `truncate: true`). */
+  inputIds: Uint32Array;
+  dense?: Float32Array;
+  sparse?: SparseVector;
+  colbert?: MultiVector;
+  colbertSpans?: Uint32Array;
+  windows: WindowEmbedding[];
+  /** True when `truncate: true` cut the text. */
+  truncated: boolean;
+}
+
+export interface EncodeProgress {
+  /** Windows (all texts together) and tokens encoded so far, and in all. */
+  windowsDone: number;
+  windows: number;
+  tokensDone: number;
+  tokens: number;
+}
+
+export interface EncodeOptions {
+  /** Which outputs (all true by default). Outputs not asked for are not computed or read back. */
+  dense?: boolean;
+  sparse?: boolean;
+  colbert?: boolean;
+  /** Largest window in tokens, `<s>` and `</s>` included (default and maximum 8192). */
+  maxLength?: number;
+  /** Tokens shared by consecutive windows of a long text (default 256). */
+  overlap?: number;
+  /** Cut a long text at `maxLength` (as FlagEmbedding does) instead of windowing it. */
+  truncate?: boolean;
+  /** Most windows per forward pass (default 16) and most padded tokens per pass (default 8192);
+   *  windows are sorted by length first, so short texts are not padded to long ones. */
+  batchSize?: number;
+  maxBatchTokens?: number;
+  /** Also return the token strings of the sparse ids. */
+  tokenStrings?: boolean;
+  /** Also return the character span of each ColBERT row. */
+  colbertSpans?: boolean;
+  onProgress?: (p: EncodeProgress) => void;
+  /** Aborting rejects with a DOMException named "AbortError"; the model stays usable. */
+  signal?: AbortSignal;
+}
+
+export interface Tokenized {
+  ids: Uint32Array;
+  /** UTF-16 spans [starts[i], ends[i]) per token; specials get empty spans. */
+  starts: Uint32Array;
+  ends: Uint32Array;
+}
+
+export interface ScoreWeights {
+  dense: number;
+  sparse: number;
+  colbert: number;
+}
+
+/** FlagEmbedding's `compute_score` outputs for one pair. */
+export interface Scores {
+  dense: number;
+  sparse: number;
+  colbert: number;
+  'sparse+dense': number;
+  'colbert+sparse+dense': number;
+}
+
+export interface Model {
+  /** "webgpu" or "cpu". */
+  readonly backend: 'webgpu' | 'cpu';
+  /** The adapter, e.g. "NVIDIA GeForce RTX 4070 (BrowserWebGpu)" or "wasm CPU (burn flex)". */
+  readonly adapter: string;
+  /** 1024 for BAAI/bge-m3. */
+  readonly hiddenSize: number;
+  /** Largest window (8192). */
+  readonly maxTokens: number;
+  encode(text: string, options?: EncodeOptions): Promise<Embedding>;
+  encode(texts: string[], options?: EncodeOptions): Promise<Embedding[]>;
+  /** Token ids and UTF-16 spans of a text, untruncated. */
+  tokenize(text: string): Promise<Tokenized>;
+  /** Vocabulary strings of token ids (e.g. "▁search"). */
+  idsToTokens(ids: ArrayLike<number>): Promise<string[]>;
+  /** FlagEmbedding's five scores of a query against each passage (encodes both). */
+  score(query: string, passages: string[], options?: { weights?: ScoreWeights; maxLength?: number; signal?: AbortSignal }): Promise<Scores[]>;
+  /** Frees the worker, the device memory and the wasm instance. */
+  dispose(): Promise<void>;
+}
+
+export function load(source?: ModelSource, options?: LoadOptions): Promise<Model>;
+
+/** The default source. */
+export const HF_BGE_M3: string;
+
+/** Removes the cached model files (Cache API) under `name` (default "bge-m3-web"). */
+export function clearCache(name?: string): Promise<boolean>;
+
+// Scoring helpers (FlagEmbedding's formulas), usable on stored embeddings without the model.
+export function denseScore(q: Float32Array, p: Float32Array): number;
+export function lexicalScore(q: SparseVector | Map<number, number>, p: SparseVector | Map<number, number>): number;
+export function colbertScore(q: Float32Array, p: Float32Array, dim: number): number;
+export function hybridScores(q: Embedding | WindowEmbedding, p: Embedding | WindowEmbedding, weights?: ScoreWeights): Scores;
+/** Reciprocal-rank fusion: `rankings` are lists of keys, best first; returns [key, score] best first,
+ *  score = sum over rankings of 1 / (k + rank), rank from 1. */
+export function reciprocalRankFusion<K>(rankings: K[][], k?: number): [K, number][];

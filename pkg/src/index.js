@@ -1,0 +1,152 @@
+// bge-m3-web: BGE-M3 in the browser. One entry point: `load(source, options)` -> a model with
+// `encode`, `tokenize`, `idsToTokens`, `score`, `dispose`. The model runs in a module Web Worker
+// by default; `{ worker: false }` runs it on the calling thread. Types: ../index.d.ts.
+import { abortError, clearCache, HF_BGE_M3 } from './files.js';
+
+export { HF_BGE_M3, clearCache };
+export { denseScore, lexicalScore, colbertScore, hybridScores, reciprocalRankFusion } from './scoring.js';
+
+function checkOptions(options) {
+  if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError('options.signal must be an AbortSignal');
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new TypeError('options.onProgress must be a function');
+}
+
+/** Loads BGE-M3 (see index.d.ts). Defaults: BAAI/bge-m3 from the Hugging Face hub, cached;
+ *  WebGPU when available, else the wasm CPU backend; in a Web Worker. */
+export async function load(source = HF_BGE_M3, options = {}) {
+  checkOptions(options);
+  const { worker = true, onProgress, signal, ...rest } = options;
+  signal?.throwIfAborted?.();
+  const model = worker && typeof Worker !== 'undefined' ? new WorkerModel() : new LocalModel();
+  try {
+    await model.init(source, rest, onProgress, signal);
+  } catch (e) {
+    model.terminate?.();
+    throw e;
+  }
+  return model;
+}
+
+class ModelBase {
+  encode(textOrTexts, options = {}) {
+    checkOptions(options);
+    const single = typeof textOrTexts === 'string';
+    if (!single && !Array.isArray(textOrTexts)) return Promise.reject(new TypeError(`encode() takes a string or an array of strings (got ${textOrTexts === null ? 'null' : typeof textOrTexts})`));
+    const texts = single ? [textOrTexts] : textOrTexts;
+    const bad = texts.findIndex(t => typeof t !== 'string');
+    if (bad >= 0) return Promise.reject(new TypeError(`texts[${bad}] is not a string (${texts[bad] === null ? 'null' : typeof texts[bad]})`));
+    return this.call('encode', { texts, options }, options).then(r => (single ? r[0] : r));
+  }
+  tokenize(text) {
+    if (typeof text !== 'string') return Promise.reject(new TypeError('text must be a string'));
+    return this.call('tokenize', { text });
+  }
+  idsToTokens(ids) {
+    return this.call('idsToTokens', { ids: Array.from(ids) });
+  }
+  score(query, passages, options = {}) {
+    checkOptions(options);
+    return this.call('score', { query, passages, options }, options);
+  }
+}
+
+/** The model in a module worker; calls are queued there in order. */
+class WorkerModel extends ModelBase {
+  constructor() {
+    super();
+    this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'bge-m3-web' });
+    this.pending = new Map();
+    this.nextId = 1;
+    this.dead = null;
+    this.worker.onmessage = ({ data }) => {
+      const p = this.pending.get(data.id);
+      if (!p) return;
+      if (data.progress) { p.onProgress?.(data.progress); return; }
+      this.pending.delete(data.id);
+      p.cleanup();
+      if (data.ok) p.resolve(data.result);
+      else p.reject(rebuild(data.error));
+    };
+    this.worker.onerror = e => this.fail(`the model worker failed: ${e.message ?? 'error'} (load the model again)`);
+    this.worker.onmessageerror = () => this.fail('a message from the model worker could not be read');
+  }
+  fail(message) {
+    this.dead = message;
+    for (const p of this.pending.values()) { p.cleanup(); p.reject(new Error(message)); }
+    this.pending.clear();
+  }
+  async init(source, options, onProgress, signal) {
+    // Only plain data crosses to the worker: a FileList becomes an array of Files.
+    if (typeof FileList !== 'undefined' && source instanceof FileList) source = [...source];
+    if (source instanceof URL) source = source.href;
+    if (typeof source === 'string') source = new URL(source, globalThis.location?.href).href; // relative to the page, not the worker
+    const info = await this.call('load', { source, options }, { onProgress, signal });
+    Object.assign(this, info);
+  }
+  call(op, args, { onProgress, signal } = {}) {
+    if (this.dead) return Promise.reject(new Error(this.dead));
+    if (signal?.aborted) return Promise.reject(abortError());
+    const id = this.nextId++;
+    const { options, ...plain } = args;
+    const opts = options && { ...options, onProgress: undefined, signal: undefined };
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        // Reject now; the worker stops at its next check and the queue goes on.
+        this.worker.postMessage({ op: 'abort', id });
+        this.pending.delete(id);
+        reject(abortError());
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const cleanup = () => signal?.removeEventListener('abort', onAbort);
+      this.pending.set(id, { resolve, reject, onProgress, cleanup });
+      this.worker.postMessage({ id, op, args: { ...plain, options: opts, progress: !!onProgress } });
+    });
+  }
+  async dispose() {
+    if (!this.dead) await this.call('dispose', {}).catch(() => {});
+    this.terminate();
+  }
+  terminate() {
+    this.worker.terminate();
+    this.dead ??= 'the model was disposed';
+  }
+}
+
+/** The model on the calling thread (`worker: false`). */
+class LocalModel extends ModelBase {
+  async init(source, options, onProgress, signal) {
+    const { Engine } = await import('./engine.js');
+    this.engine = await Engine.load(source, { ...options, onProgress, signal });
+    Object.assign(this, this.engine.info);
+    this.queue = Promise.resolve();
+  }
+  call(op, args, { onProgress, signal } = {}) {
+    const run = async () => {
+      signal?.throwIfAborted?.();
+      const e = this.engine;
+      if (!e) throw new Error('the model was disposed');
+      switch (op) {
+        case 'encode': return e.encode(args.texts, { ...args.options, onProgress, signal });
+        case 'tokenize': return e.tokenize(args.text);
+        case 'idsToTokens': return e.idsToTokens(args.ids);
+        case 'score': return e.score(args.query, args.passages, args.options);
+      }
+    };
+    const p = this.queue.then(run);
+    this.queue = p.catch(() => {});
+    return p;
+  }
+  async dispose() {
+    await this.queue;
+    this.engine?.dispose();
+    this.engine = null;
+  }
+}
+
+function rebuild({ name, message }) {
+  if (name === 'AbortError') return abortError(message);
+  if (name === 'TypeError') return new TypeError(message);
+  if (name === 'RangeError') return new RangeError(message);
+  return new Error(message);
+}

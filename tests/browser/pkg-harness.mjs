@@ -1,0 +1,194 @@
+// Runs inside the test page: the npm package's public API (pkg/src/index.js), as an app uses it.
+// Every function returns plain data for the Node side to assert on.
+import { load, hybridScores, clearCache } from '/pkg/src/index.js';
+
+const grab = async f => {
+  try { await f(); return { name: 'none', message: 'no error' }; } catch (e) { return { name: e?.name, message: e?.message ?? String(e), isError: e instanceof Error || e instanceof DOMException }; }
+};
+
+function maxDiff(a, b) {
+  let d = a.length === b.length ? 0 : Infinity;
+  for (let i = 0; i < Math.min(a.length, b.length); i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+}
+
+/** FlagEmbedding parity through load + encode (windows off: truncate like FlagEmbedding), and
+ *  the scores through the package's helpers and through model.score. */
+export async function parity({ base = '/fixtures/tiny-m3/', reference = '/fixtures/tiny-m3-reference.json', device = 'cpu', tol = 1e-4, encoderFile, worker = true, maxItemTokens = Infinity } = {}) {
+  const t0 = performance.now();
+  const model = await load(base, { device, encoderFile, cache: false, worker });
+  const loadMs = performance.now() - t0;
+  const ref = await (await fetch(reference)).json();
+  ref.items = ref.items.filter(i => i.input_ids.length <= maxItemTokens);
+  const failures = [];
+  const worst = {};
+  const note = (what, d) => { worst[what] = Math.max(worst[what] ?? 0, d); return d; };
+  const t1 = performance.now();
+  const out = await model.encode(ref.items.map(i => i.text), { truncate: true, batchSize: 4 });
+  const encodeMs = performance.now() - t1;
+  ref.items.forEach((want, n) => {
+    const got = out[n];
+    if (JSON.stringify([...got.inputIds]) !== JSON.stringify(want.input_ids)) failures.push(`text ${n}: input ids differ`);
+    if (got.windows.length !== 1) failures.push(`text ${n}: ${got.windows.length} windows`);
+    if (note('dense', maxDiff(got.dense, want.dense)) > tol) failures.push(`text ${n}: dense`);
+    const sparse = new Map([...got.sparse.ids].map((id, i) => [String(id), got.sparse.weights[i]]));
+    let d = 0;
+    for (const [id, w] of Object.entries(want.sparse)) d = Math.max(d, Math.abs((sparse.get(id) ?? 0) - w));
+    for (const [id, w] of sparse) if (!(id in want.sparse)) d = Math.max(d, w);
+    if (note('sparse', d) > tol) failures.push(`text ${n}: sparse differs by ${d}`);
+    if (got.colbert.rows !== want.colbert.length || got.colbert.dim !== want.dense.length) failures.push(`text ${n}: colbert shape`);
+    if (note('colbert', maxDiff(got.colbert.data, want.colbert.flat())) > tol) failures.push(`text ${n}: colbert`);
+  });
+  const short = async t => (await model.tokenize(t)).ids.length <= maxItemTokens;
+  const pairs = [], wantScores = {};
+  for (const [k, pair] of ref.scores.pairs.entries()) {
+    if (!(await short(pair[0])) || !(await short(pair[1]))) continue;
+    pairs.push(pair);
+    for (const [name, v] of Object.entries(ref.scores.result)) (wantScores[name] ??= []).push(v[k]);
+  }
+  const enc = await model.encode(pairs.flat(), { truncate: true }); // compute_score truncates at 8192
+  for (let k = 0; k < pairs.length; k++) {
+    const s = hybridScores(enc[2 * k], enc[2 * k + 1]);
+    const s2 = (await model.score(pairs[k][0], [pairs[k][1]]))[0];
+    for (const [name, want] of Object.entries(wantScores)) {
+      if (note(name, Math.abs(s[name] - want[k])) > tol) failures.push(`pair ${k} ${name}: ${s[name]} vs ${want[k]}`);
+      if (note(`score() ${name}`, Math.abs(s2[name] - want[k])) > tol) failures.push(`pair ${k} score() ${name}: ${s2[name]} vs ${want[k]}`);
+    }
+  }
+  const info = { backend: model.backend, adapter: model.adapter, hiddenSize: model.hiddenSize, maxTokens: model.maxTokens };
+  await model.dispose();
+  return { ...info, texts: ref.items.length, pairs: pairs.length, failures, worst, loadMs, encodeMs };
+}
+
+/** A 20,000-token text: windows of <= maxLength tokens whose spans tile the text; the
+ *  document-level outputs are assembled as documented; a window equals the same ids encoded alone. */
+export async function windows({ device = 'cpu' } = {}) {
+  const model = await load('/fixtures/tiny-m3/', { device, cache: false });
+  const ref = await (await fetch('/fixtures/tiny-m3-reference.json')).json();
+  const longText = ref.items.slice(-3).map(i => i.text).join('\n\n');
+  let text = longText;
+  while ((await model.tokenize(text)).ids.length < 20000) text += '\n\n' + longText;
+  const tok = await model.tokenize(text);
+  const progress = [];
+  const [doc] = await model.encode([text], { overlap: 128, tokenStrings: true, colbertSpans: true, onProgress: p => progress.push(p) });
+  const ws = doc.windows;
+  const norm = v => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+  // A middle window encoded on its own (as ids, through the text of its span, is not exact:
+  // tokenization at a cut may differ) equals the window result.
+  const mid = ws[1];
+  const alone = await model.encode(text.slice(mid.start, mid.end), { truncate: true });
+  let sparseMaxOk = true;
+  const docSparse = new Map([...doc.sparse.ids].map((id, i) => [id, doc.sparse.weights[i]]));
+  for (const w of ws) w.sparse.ids.forEach((id, i) => { if (docSparse.get(id) < w.sparse.weights[i]) sparseMaxOk = false; });
+  const result = {
+    chars: text.length, tokens: tok.ids.length, inputIds: doc.inputIds.length,
+    windows: ws.map(w => ({ start: w.start, end: w.end, tokenStart: w.tokenStart, tokenEnd: w.tokenEnd, ids: w.inputIds.length, first: w.inputIds[0], last: w.inputIds[w.inputIds.length - 1], denseNorm: norm(w.dense), colbertRows: w.colbert.rows, spans: w.colbertSpans.length })),
+    docDenseNorm: norm(doc.dense), docColbertRows: doc.colbert.rows, docColbertSpans: doc.colbertSpans.length,
+    sparseMaxOk, sparseTokens: doc.sparse.tokens.length === doc.sparse.ids.length && doc.sparse.tokens.every(t => typeof t === 'string' && t.length > 0),
+    progressLast: progress.at(-1), progressCount: progress.length,
+    midAloneTokens: alone.inputIds.length,
+    // Equal ids -> equal outputs: the window's ids re-encoded through encode() of the same tokens.
+    midSameIds: JSON.stringify([...alone.inputIds]) === JSON.stringify([...mid.inputIds]),
+    midDenseDiff: JSON.stringify([...alone.inputIds]) === JSON.stringify([...mid.inputIds]) ? maxDiff(alone.dense, mid.dense) : null,
+    truncated: await model.encode(text, { truncate: true, dense: true, sparse: false, colbert: false }).then(r => ({ windows: r.windows.length, ids: r.inputIds.length, truncated: r.truncated, end: r.windows[0].end })),
+  };
+  await model.dispose();
+  return result;
+}
+
+/** Second load from the Cache API; a changed cached file is detected and fetched again. */
+export async function cache() {
+  const name = 'bge-m3-web-test';
+  await clearCache(name);
+  const events = [];
+  const t0 = performance.now();
+  const m1 = await load('/fixtures/tiny-m3/', { device: 'cpu', cache: name, onProgress: p => events.push(p) });
+  const firstMs = performance.now() - t0;
+  const a = await m1.encode('cached?');
+  await m1.dispose();
+  const firstPhases = [...new Set(events.map(e => `${e.file}:${e.phase}`))];
+  events.length = 0;
+  const t1 = performance.now();
+  const m2 = await load('/fixtures/tiny-m3/', { device: 'cpu', cache: name, onProgress: p => events.push(p) });
+  const secondMs = performance.now() - t1;
+  const b = await m2.encode('cached?');
+  await m2.dispose();
+  const secondPhases = [...new Set(events.map(e => `${e.file}:${e.phase}`))];
+  // Damage the cached checkpoint (same metadata, half the bytes), as a crashed write would.
+  const store = await caches.open(name);
+  const url = new URL('/fixtures/tiny-m3/pytorch_model.bin', location.href).href;
+  const whole = await (await store.match(url)).arrayBuffer();
+  await store.put(url, new Response(whole.slice(0, whole.byteLength >> 1)));
+  events.length = 0;
+  const m3 = await load('/fixtures/tiny-m3/', { device: 'cpu', cache: name, onProgress: p => events.push(p) });
+  const c = await m3.encode('cached?');
+  await m3.dispose();
+  const thirdPhases = [...new Set(events.map(e => `${e.file}:${e.phase}`))];
+  const restored = (await (await store.match(url)).arrayBuffer()).byteLength === whole.byteLength;
+  await clearCache(name);
+  return { firstPhases, secondPhases, thirdPhases, restored, same: maxDiff(a.dense, b.dense) === 0 && maxDiff(a.dense, c.dense) === 0, firstMs, secondMs };
+}
+
+/** Abort during encode and during load: AbortError, and the model keeps working. */
+export async function abort() {
+  const model = await load('/fixtures/tiny-m3/', { device: 'cpu', cache: false });
+  const ref = await (await fetch('/fixtures/tiny-m3-reference.json')).json();
+  const long = ref.items.slice(-3).map(i => i.text);
+  const ctl = new AbortController();
+  const started = performance.now();
+  const p = model.encode([...long, ...long, ...long], { signal: ctl.signal, onProgress: () => ctl.abort() });
+  const encodeErr = await grab(() => p);
+  const abortedAfterMs = performance.now() - started;
+  const pre = new AbortController();
+  pre.abort();
+  const preErr = await grab(() => model.encode('x', { signal: pre.signal }));
+  const after = await model.encode('still works', { sparse: false, colbert: false });
+  const lctl = new AbortController();
+  const lp = load('/fixtures/tiny-m3/', { device: 'cpu', cache: false, signal: lctl.signal });
+  setTimeout(() => lctl.abort(), 5);
+  const loadErr = await grab(() => lp);
+  await model.dispose();
+  return { encodeErr, preErr, loadErr, abortedAfterMs, afterDense: after.dense.length };
+}
+
+/** Bad input: what each failure says. */
+export async function badInputs() {
+  const r = {};
+  r.notFound = await grab(() => load('/fixtures/no-such-model/', { device: 'cpu', cache: false }));
+  r.truncated = await grab(() => load('/truncated/tiny-m3/', { device: 'cpu', cache: false }));
+  r.unreachable = await grab(() => load('http://127.0.0.1:9/', { device: 'cpu', cache: false }));
+  r.badDevice = await grab(() => load('/fixtures/tiny-m3/', { device: 'tpu' }));
+  const bytes = async f => new Uint8Array(await (await fetch('/fixtures/tiny-m3/' + f)).arrayBuffer());
+  const files = { config: await bytes('config.json'), tokenizer: await bytes('tokenizer.json'), encoder: new TextEncoder().encode('<!doctype html><title>Not found</title>'), colbert: await bytes('colbert_linear.pt'), sparse: await bytes('sparse_linear.pt') };
+  r.foreign = await grab(() => load(files, { device: 'cpu' }));
+  r.missingFiles = await grab(() => load([new File(['{}'], 'config.json')], { device: 'cpu' }));
+  const model = await load('/fixtures/tiny-m3/', { device: 'cpu', cache: false });
+  r.number = await grab(() => model.encode(42));
+  r.nonString = await grab(() => model.encode(['ok', null]));
+  r.badMaxLength = await grab(() => model.encode('ok', { maxLength: 100000 }));
+  r.badOverlap = await grab(() => model.encode('ok', { maxLength: 100, overlap: 60 }));
+  r.badFlag = await grab(() => model.encode('ok', { dense: 'yes' }));
+  const empty = await model.encode([]);
+  const emptyText = await model.encode('');
+  const after = await model.encode(['works'], { sparse: false, colbert: false });
+  await model.dispose();
+  r.afterDispose = await grab(() => model.encode('x'));
+  return { r, emptyLength: Array.isArray(empty) ? empty.length : -1, emptyTextIds: [...emptyText.inputIds], afterDense: after[0].dense.length, afterKeys: Object.keys(after[0]).sort() };
+}
+
+/** The page keeps handling events while the worker encodes: the longest gap between 10 ms timer ticks. */
+export async function responsive({ device = 'cpu' } = {}) {
+  const model = await load('/fixtures/tiny-m3/', { device, cache: false });
+  const ref = await (await fetch('/fixtures/tiny-m3-reference.json')).json();
+  const long = ref.items.slice(-3).map(i => i.text);
+  let ticks = 0, worst = 0, last = performance.now(), clicks = 0;
+  const button = document.body.appendChild(document.createElement('button'));
+  button.onclick = () => clicks++;
+  const timer = setInterval(() => { const now = performance.now(); worst = Math.max(worst, now - last); last = now; ticks++; button.click(); }, 10);
+  const t0 = performance.now();
+  await model.encode([...long, ...long]);
+  const encodeMs = performance.now() - t0;
+  clearInterval(timer);
+  await model.dispose();
+  return { encodeMs, ticks, worstGapMs: worst, clicks };
+}

@@ -1,0 +1,128 @@
+// The npm package (pkg/) through its public API in headless Chromium: FlagEmbedding parity,
+// windows for long texts, the Cache API, abort, bad input, a responsive page. The model runs in
+// the package's Web Worker. Needs `bash scripts/build-wasm.sh` first.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { serve, launch, requireFixtures } from './server.mjs';
+
+let server, requests, base, browser, page;
+before(async () => {
+  requireFixtures();
+  ({ server, requests, base } = await serve());
+  browser = await launch();
+  page = await browser.newPage();
+  page.on('console', m => { if (m.type() === 'error') console.log('[page]', m.text()); });
+  page.on('pageerror', e => console.log('[page error]', e.message));
+  await page.goto(`${base}/tests/browser/harness.html`);
+});
+after(async () => { await browser?.close(); server?.close(); });
+
+const run = (fn, ...args) => page.evaluate(async ([fn, args]) => (await import('/tests/browser/pkg-harness.mjs'))[fn](...args), [fn, args]);
+
+test('parity through load + encode on the wasm CPU backend, in the worker (14 texts, scores)', { timeout: 600_000 }, async () => {
+  const r = await run('parity', { device: 'cpu' });
+  console.log(`npm API, ${r.adapter}: load ${r.loadMs.toFixed(0)} ms, encode ${r.encodeMs.toFixed(0)} ms; worst`, r.worst);
+  assert.equal(r.backend, 'cpu');
+  assert.equal(r.texts, 14);
+  assert.equal(r.hiddenSize, 32);
+  assert.equal(r.maxTokens, 8192);
+  assert.deepEqual(r.failures, []);
+});
+
+test('parity through load + encode on WebGPU, on the calling thread (worker: false)', { timeout: 1_200_000 }, async () => {
+  // The short texts and the scores: the long ones on WebGPU are covered by wasm.test.mjs.
+  const r = await run('parity', { device: 'webgpu', worker: false, maxItemTokens: 100 });
+  assert.ok(r.texts >= 10 && r.pairs >= 3, `${r.texts} texts, ${r.pairs} pairs`);
+  console.log(`npm API, ${r.adapter}: load ${r.loadMs.toFixed(0)} ms, encode ${r.encodeMs.toFixed(0)} ms; worst`, r.worst);
+  assert.equal(r.backend, 'webgpu');
+  assert.deepEqual(r.failures, []);
+});
+
+test('a 20,000-token text gives >= 3 windows of <= 8192 tokens whose spans cover the text', { timeout: 600_000 }, async () => {
+  const r = await run('windows', { device: 'cpu' });
+  console.log(`${r.chars} chars, ${r.tokens} tokens ->`, r.windows.map(w => `[${w.start}, ${w.end}) ${w.ids} tokens`).join(', '));
+  assert.ok(r.tokens >= 20000);
+  assert.equal(r.inputIds, r.tokens);
+  assert.ok(r.windows.length >= 3);
+  assert.equal(r.windows[0].start, 0);
+  assert.equal(r.windows.at(-1).end, r.chars);
+  r.windows.forEach((w, k) => {
+    assert.ok(w.ids <= 8192, `window ${k} has ${w.ids} tokens`);
+    assert.equal(w.ids, w.tokenEnd - w.tokenStart + 2);
+    assert.equal(w.first, 0);
+    assert.equal(w.last, 2);
+    assert.ok(Math.abs(w.denseNorm - 1) < 1e-5);
+    assert.equal(w.colbertRows, w.ids - 1);
+    assert.equal(w.spans, 2 * w.colbertRows);
+    if (k > 0) {
+      assert.ok(w.start <= r.windows[k - 1].end, `gap between windows ${k - 1} and ${k}`);
+      assert.equal(w.tokenStart, r.windows[k - 1].tokenEnd - 128, 'overlap of 128 tokens');
+    }
+  });
+  assert.equal(r.windows.at(-1).tokenEnd, r.tokens - 2);
+  assert.ok(Math.abs(r.docDenseNorm - 1) < 1e-5);
+  assert.equal(r.docColbertRows, r.tokens - 1);
+  assert.equal(r.docColbertSpans, 2 * r.docColbertRows);
+  assert.ok(r.sparseMaxOk);
+  assert.ok(r.sparseTokens);
+  assert.equal(r.progressLast.windowsDone, r.windows.length);
+  assert.equal(r.progressLast.tokensDone, r.progressLast.tokens);
+  if (r.midSameIds) assert.ok(r.midDenseDiff < 1e-5, `window vs alone: ${r.midDenseDiff}`);
+  assert.deepEqual(r.truncated, { windows: 1, ids: 8192, truncated: true, end: r.truncated.end });
+  assert.ok(r.truncated.end < r.chars);
+});
+
+test('second load is served from the Cache API; a damaged cached file is fetched again', { timeout: 300_000 }, async () => {
+  const model = f => requests.filter(u => u.startsWith('/fixtures/tiny-m3/')).length;
+  const before = model();
+  const r = await run('cache');
+  console.log(r);
+  assert.ok(r.firstPhases.includes('pytorch_model.bin:download'));
+  assert.ok(r.secondPhases.includes('pytorch_model.bin:cache'));
+  assert.ok(!r.secondPhases.some(p => p.endsWith(':download')), 'no download on the second load');
+  assert.ok(r.thirdPhases.includes('pytorch_model.bin:download') && r.thirdPhases.includes('config.json:cache'));
+  assert.ok(r.restored);
+  assert.ok(r.same);
+  // 5 files the first time, none the second, the damaged one again the third.
+  assert.equal(model() - before, 6);
+});
+
+test('abort rejects with AbortError and the model stays usable', { timeout: 300_000 }, async () => {
+  const r = await run('abort');
+  console.log(r);
+  assert.equal(r.encodeErr.name, 'AbortError');
+  assert.equal(r.preErr.name, 'AbortError');
+  assert.equal(r.loadErr.name, 'AbortError');
+  assert.equal(r.afterDense, 32);
+});
+
+test('bad input: clear errors, TypeError for non-strings, encode([]) is []', { timeout: 300_000 }, async () => {
+  const { r, ...rest } = await run('badInputs');
+  console.log(r, rest);
+  assert.match(r.notFound.message, /config\.json: HTTP 404.*\/fixtures\/no-such-model\/config\.json/);
+  assert.match(r.truncated.message, /truncated/);
+  assert.match(r.unreachable.message, /config\.json: could not fetch http:\/\/127\.0\.0\.1:9\/config\.json/);
+  assert.equal(r.badDevice.name, 'TypeError');
+  assert.match(r.foreign.message, /bad model file/);
+  assert.match(r.missingFiles.message, /lack tokenizer\.json/);
+  assert.equal(r.number.name, 'TypeError');
+  assert.equal(r.nonString.name, 'TypeError');
+  assert.match(r.nonString.message, /texts\[1\] is not a string/);
+  assert.equal(r.badMaxLength.name, 'RangeError');
+  assert.equal(r.badOverlap.name, 'RangeError');
+  assert.equal(r.badFlag.name, 'TypeError');
+  assert.match(r.afterDispose.message, /disposed/);
+  for (const e of Object.values(r)) assert.ok(e.isError && e.message !== 'no error', JSON.stringify(e));
+  assert.equal(rest.emptyLength, 0);
+  assert.deepEqual(rest.emptyTextIds, [0, 2]);
+  assert.equal(rest.afterDense, 32);
+  assert.deepEqual(rest.afterKeys, ['dense', 'inputIds', 'truncated', 'windows']);
+});
+
+test('the page stays responsive while the worker encodes', { timeout: 300_000 }, async () => {
+  const r = await run('responsive');
+  console.log(r);
+  assert.ok(r.encodeMs > 500, 'the encode should be long enough to mean something');
+  assert.ok(r.worstGapMs < 250, `main thread blocked for ${r.worstGapMs} ms`);
+  assert.ok(r.clicks >= r.ticks);
+});
