@@ -1,0 +1,318 @@
+// The demo page (www/) end to end, on the wasm CPU backend with the tiny fixture model: load,
+// index the sample corpus, search, weights and fusion, highlights and ColBERT alignment, errors a
+// person understands, no network request after the model is loaded, reload (index and cached
+// model survive), a model fingerprint mismatch, export/import, removal. Saves a screenshot to
+// test-results/demo-results.png (and docs/demo.png with UPDATE_DEMO_SCREENSHOT=1).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { serve, launch, requireFixtures, root } from './server.mjs';
+
+const PAGE = '/www/?model=/fixtures/tiny-m3/&device=cpu';
+const QUERY = 'How do I keep a sourdough starter alive in the fridge?';
+const artifacts = path.join(root, 'test-results');
+let server, base, browser, context, page;
+let recording = null; // URLs requested while recording
+const pageErrors = [];
+
+before(async () => {
+  requireFixtures();
+  fs.mkdirSync(artifacts, { recursive: true });
+  ({ server, base } = await serve());
+  browser = await launch();
+  context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+  page = await context.newPage();
+  page.on('console', m => { if (m.type() === 'error') console.log('[page]', m.text()); });
+  page.on('pageerror', e => pageErrors.push(e.message));
+  page.on('request', r => recording?.push(`${r.method()} ${r.url()}`));
+});
+after(async () => { await browser?.close(); server?.close(); });
+
+const sampleCount = () => JSON.parse(fs.readFileSync(path.join(root, 'www/corpus/manifest.json'), 'utf8')).documents.length;
+const hits = () => page.$$eval('#results .hit', hs => hs.map(h => ({
+  id: h.dataset.id, name: h.dataset.name, window: +h.dataset.window, score: +h.dataset.score,
+  dense: +h.dataset.dense, sparse: +h.dataset.sparse, colbert: +h.dataset.colbert,
+  bars: [...h.querySelectorAll('.bar-val')].map(b => +b.textContent),
+})));
+const docCount = () => page.$$eval('#docs li.doc', l => l.length);
+async function setWeights(d, s, c) {
+  await page.fill('#w-dense', String(d));
+  await page.fill('#w-sparse', String(s));
+  await page.fill('#w-colbert', String(c));
+}
+async function search(q) {
+  await page.fill('#query', q);
+  await page.click('#search');
+  await page.waitForFunction(() => document.body.dataset.searching === 'no' && document.querySelector('#results .hit'));
+}
+function nonIncreasing(xs) {
+  for (let i = 1; i < xs.length; i++) if (xs[i] > xs[i - 1] + 1e-12) return false;
+  return true;
+}
+
+test('loads the fixture model on the wasm CPU backend, with per-file progress', { timeout: 120_000 }, async () => {
+  await page.goto(base + PAGE);
+  await page.waitForSelector('body[data-started=yes]');
+  assert.equal(await page.inputValue('#source-url'), '/fixtures/tiny-m3/');
+  assert.equal(await page.inputValue('#device'), 'cpu');
+  // An empty query before anything is loaded: a plain-language message, no exception.
+  await page.click('#search', { force: true }).catch(() => {});
+  await page.click('#load');
+  await page.waitForSelector('body[data-model=ready]', { timeout: 90_000 });
+  assert.equal(await page.getAttribute('#backend', 'data-backend'), 'cpu');
+  assert.match(await page.textContent('#backend'), /CPU/);
+  const files = await page.$$eval('#files .file', l => l.map(f => [f.dataset.file, f.dataset.phase, f.querySelector('.file-info').textContent]));
+  const names = files.map(f => f[0]);
+  for (const n of ['config.json', 'tokenizer.json', 'pytorch_model.bin', 'colbert_linear.pt', 'sparse_linear.pt']) assert.ok(names.includes(n), `progress row for ${n}: ${names}`);
+  const enc = files.find(f => f[0] === 'pytorch_model.bin');
+  assert.equal(enc[1], 'download');
+  assert.match(enc[2], /MB \/ .*MB · .*\/s/);
+  assert.match(await page.textContent('#model-msg'), /Ready: 32-dimensional/);
+  assert.match(await page.textContent('#privacy'), /0 network requests since the model loaded/);
+});
+
+test('indexes the sample corpus (long documents in windows) without any network request', { timeout: 180_000 }, async () => {
+  recording = [];
+  const n = sampleCount();
+  const t0 = Date.now();
+  const seen = [];
+  const poll = setInterval(() => page.textContent('#indexing-stats').then(t => seen.push(t), () => {}), 500);
+  await page.click('#sample');
+  await page.waitForFunction(want => document.querySelectorAll('#docs li.doc').length === want && document.body.dataset.indexing === 'no', n, { timeout: 150_000 });
+  clearInterval(poll);
+  assert.ok(seen.some(t => /\d+ \/ [\d,]+ tokens · [\d,]+ tokens\/s · [\d.]+ documents\/s/.test(t)), `live progress: ${seen.slice(0, 3)}`);
+  console.log(`indexed ${n} documents in ${Date.now() - t0} ms: ${await page.textContent('#indexing-label')} — ${await page.textContent('#indexing-stats')}`);
+  assert.match(await page.textContent('#indexing-label'), new RegExp(`Indexed ${n} documents`));
+  assert.match(await page.textContent('#indexing-stats'), /tokens\/s/);
+  const metas = await page.$$eval('#docs .doc-meta', l => l.map(x => x.textContent));
+  const long = metas.filter(m => /windows/.test(m));
+  assert.ok(long.length >= 2, `at least two documents over 8192 tokens, split in windows: ${metas}`);
+  for (const m of long) assert.ok(+m.replace(/,/g, '').match(/^(\d+) tokens/)[1] > 8192, m);
+  assert.deepEqual(recording, [], 'no network request while indexing');
+});
+
+test('search: ranked by the hybrid score, per-mode bars, highlights, ColBERT alignment; no network', { timeout: 120_000 }, async () => {
+  await search(QUERY);
+  assert.equal(await page.$$eval('#results .hit', l => l.length), 10);
+  await page.click('#results .more button');
+  const hs = await hits();
+  assert.equal(hs.length, sampleCount());
+  for (const h of hs) {
+    const want = (0.4 * h.dense + 0.2 * h.sparse + 0.4 * h.colbert) / 1.0;
+    assert.ok(Math.abs(h.score - want) < 1e-9, `${h.name}: score ${h.score} = 0.4·${h.dense} + 0.2·${h.sparse} + 0.4·${h.colbert}`);
+    assert.deepEqual(h.bars, [h.dense, h.sparse, h.colbert].map(x => +x.toFixed(3)), 'bars show the per-mode scores');
+  }
+  assert.ok(nonIncreasing(hs.map(h => h.score)), 'ranked by hybrid score');
+  // The query's words are highlighted where they match lexically, with their weights.
+  const marked = await page.$$eval('#results .hit', l => l.map(h => [h.querySelectorAll('.snippet mark').length, h.querySelectorAll('.token-chip').length]));
+  assert.ok(marked.some(([m, c]) => m > 0 && c > 0), 'some hit has lexical highlights and token weights');
+  const sourdough = hs.find(h => /Sourdough/.test(h.name));
+  const chips = await page.$eval(`#results .hit[data-id="${sourdough.id}"]`, h => [...h.querySelectorAll('.token-chip b')].map(b => b.textContent));
+  assert.ok(chips.includes('starter'), `"starter" matched lexically in the sourdough note: ${chips}`);
+  // ColBERT alignment on demand: one row per query token (and </s>), with a heat strip each.
+  await page.click(`#results .hit[data-id="${sourdough.id}"] .actions button`);
+  const rows = await page.$$eval(`#results .hit[data-id="${sourdough.id}"] .align-table tbody tr`, l => l.map(r => [r.querySelector('.qtok').textContent, !!r.querySelector('canvas.strip'), +r.querySelector('.sim').textContent]));
+  assert.ok(rows.length > 5 && rows.every(r => r[1] && Number.isFinite(r[2])), JSON.stringify(rows));
+  assert.equal(rows.at(-1)[0], '</s>');
+  // The mean of the best matches is the ColBERT score.
+  const mean = rows.reduce((s, r) => s + r[2], 0) / rows.length;
+  assert.ok(Math.abs(mean - sourdough.colbert) < 2e-3, `alignment mean ${mean} vs ColBERT ${sourdough.colbert}`);
+  // A long document's hit names its window and character span.
+  const longHit = await page.$$eval('#results .hit .where', l => l.map(x => x.textContent).find(t => /Best window/.test(t)));
+  assert.match(longHit, /Best window \d of \d: characters [\d,]+–[\d,]+ of [\d,]+/);
+  assert.deepEqual(recording, [], 'no network request while searching');
+  assert.match(await page.textContent('#privacy'), /0 network requests since the model loaded/);
+});
+
+test('weights: dense only ranks by the dense bars, lexical only by the lexical bars; fusion', { timeout: 60_000 }, async () => {
+  await setWeights(1, 0, 0);
+  const dense = await hits();
+  assert.ok(nonIncreasing(dense.map(h => h.dense)), `dense-only ranking follows the dense scores: ${dense.map(h => h.dense)}`);
+  for (const h of dense) assert.ok(Math.abs(h.score - h.dense) < 1e-12);
+  await setWeights(0, 1, 0);
+  const sparse = await hits();
+  assert.ok(nonIncreasing(sparse.map(h => h.sparse)), `lexical-only ranking follows the lexical scores: ${sparse.map(h => h.sparse)}`);
+  assert.notDeepEqual(sparse.map(h => h.id), dense.map(h => h.id), 'the ranking changes with the weights');
+  await setWeights(0, 0, 1);
+  const colbert = await hits();
+  assert.ok(nonIncreasing(colbert.map(h => h.colbert)));
+  await setWeights(0, 0, 0);
+  assert.match(await page.textContent('#search-msg'), /at least one/);
+  await page.click('#w-reset');
+  await page.check('#rrf');
+  const rrf = await hits();
+  assert.ok(nonIncreasing(rrf.map(h => h.score)));
+  assert.ok(rrf.every(h => h.score > 0 && h.score <= 3 / 61 + 1e-12), 'RRF scores are sums of 1/(60 + rank)');
+  assert.equal(rrf[0].score > 2 / 61 ? true : rrf[0].score > 0, true);
+  assert.match(await page.textContent('#fusion-help'), /Reciprocal-rank fusion/);
+  await page.uncheck('#rrf');
+  assert.deepEqual(recording, [], 'no network request while re-ranking');
+  recording = null;
+});
+
+test('the scores match the package scoring of a fresh encoding (independent check)', { timeout: 60_000 }, async () => {
+  await setWeights(0.4, 0.2, 0.4);
+  const hs = await hits();
+  const short = hs.find(h => /Tide Pool/.test(h.name));
+  const text = fs.readFileSync(path.join(root, 'www/corpus/en-tide-pools.txt'), 'utf8').trim();
+  const p2 = await context.newPage(); // not the demo page: its own network counter stays at 0
+  await p2.goto(`${base}/www/favicon.svg`);
+  const want = await p2.evaluate(async ([q, p]) => {
+    const { load, hybridScores } = await import('/pkg/src/index.js');
+    const m = await load('/fixtures/tiny-m3/', { device: 'cpu', cache: false, worker: false });
+    const [qe, pe] = await m.encode([q, p]);
+    const s = hybridScores(qe, pe);
+    await m.dispose();
+    return s;
+  }, [QUERY, text]);
+  await p2.close();
+  for (const k of ['dense', 'sparse', 'colbert']) assert.ok(Math.abs(short[k] - want[k]) < 1e-5, `${k}: page ${short[k]} vs package ${want[k]}`);
+  assert.ok(Math.abs(short.score - want['colbert+sparse+dense']) < 1e-5);
+});
+
+test('errors a person understands: empty query, a file that is not text, a missing model file', { timeout: 60_000 }, async () => {
+  await page.fill('#query', '   ');
+  await page.click('#search');
+  assert.match(await page.textContent('#search-msg'), /Type a question/);
+  await page.setInputFiles('#pick', [{ name: 'photo.png', mimeType: 'image/png', buffer: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 13]) }]);
+  await page.waitForSelector('#index-msg:not([hidden])');
+  assert.match(await page.textContent('#index-msg'), /“photo\.png” is not a text file/);
+  await page.setInputFiles('#pick', [{ name: 'data.txt', mimeType: 'text/plain', buffer: Buffer.from([1, 2, 0, 0, 5, 6, 0, 7]) }]);
+  await page.waitForFunction(() => /data\.txt/.test(document.querySelector('#index-msg').textContent));
+  assert.match(await page.textContent('#index-msg'), /“data\.txt” is not a text file \(it holds binary data\)/);
+  assert.equal(await docCount(), sampleCount(), 'nothing was added');
+  // A text file is accepted (HTML converted to text, its title kept).
+  await page.setInputFiles('#pick', [{ name: 'note.html', mimeType: 'text/html', buffer: Buffer.from('<!doctype html><title>Harbour note</title><script>alert(1)</script><p>The ferry leaves the harbour at seven.</p>') }]);
+  await page.waitForFunction(want => document.querySelectorAll('#docs li.doc').length === want && document.body.dataset.indexing === 'no', sampleCount() + 1);
+  assert.ok((await page.$$eval('#docs .doc-name', l => l.map(x => x.textContent))).includes('Harbour note (note.html)'));
+  // Pasted text.
+  await page.click('.paste summary');
+  await page.fill('#paste-title', 'Ferry timetable');
+  await page.fill('#paste-text', 'Die Fähre nach der Insel fährt im Winter nur zweimal am Tag.');
+  await page.click('#paste-add');
+  await page.waitForFunction(want => document.querySelectorAll('#docs li.doc').length === want && document.body.dataset.indexing === 'no', sampleCount() + 2);
+  assert.ok((await page.$$eval('#docs .doc-name', l => l.map(x => x.textContent))).includes('Ferry timetable'));
+  // A model URL without the files: says which file is missing where.
+  const p2 = await context.newPage();
+  await p2.goto(`${base}/www/?model=/fixtures/no-such-model/&device=cpu`);
+  await p2.waitForSelector('body[data-started=yes]');
+  await p2.click('#load');
+  await p2.waitForSelector('#model-msg.error');
+  assert.match(await p2.textContent('#model-msg'), /A model file is missing: config\.json: HTTP 404/);
+  await p2.close();
+});
+
+test('a model folder picked from disk loads without any request for model files', { timeout: 90_000 }, async () => {
+  const p2 = await context.newPage();
+  const urls = [];
+  p2.on('request', r => urls.push(new URL(r.url()).pathname));
+  await p2.goto(`${base}/www/?device=cpu`);
+  // The model loaded last (the fixture URL) is cached, so the page loads it by itself first.
+  await p2.waitForSelector('body[data-model=ready]', { timeout: 60_000 });
+  assert.match(await p2.inputValue('#source-url'), /\/fixtures\/tiny-m3\/$/);
+  urls.length = 0;
+  await p2.setInputFiles('#source-folder', path.join(root, '../shared/fixtures/tiny-m3'));
+  assert.ok(await p2.isChecked('input[name=source][value=folder]'));
+  await p2.click('#load');
+  await p2.waitForFunction(() => /folder/.test(document.querySelector('#model-msg').textContent) && document.body.dataset.model === 'ready', null, { timeout: 60_000 });
+  assert.match(await p2.textContent('#model-msg'), /Ready: 32-dimensional.*folder “tiny-m3” on this computer/);
+  assert.deepEqual(urls.filter(u => u.startsWith('/fixtures/')), []);
+  // The same index: the fingerprint matches a model loaded from elsewhere with the same weights.
+  assert.equal(await p2.isHidden('#mismatch'), true);
+  await p2.close();
+});
+
+test('screenshot of the results', { timeout: 60_000 }, async () => {
+  await search('Wie schütze ich mein Fahrrad im Winter vor Rost?');
+  await page.evaluate(() => window.scrollTo(0, 0));
+  const file = path.join(artifacts, 'demo-results.png');
+  assert.match(await page.textContent('#privacy'), /0 network requests since the model loaded/);
+  await page.screenshot({ path: file, animations: 'disabled' });
+  if (process.env.UPDATE_DEMO_SCREENSHOT === '1') fs.copyFileSync(file, path.join(root, 'docs/demo.png'));
+  assert.ok(fs.statSync(file).size > 10_000);
+});
+
+test('after a reload: the index is still there and the cached model loads without downloading', { timeout: 120_000 }, async () => {
+  const before = (await hits())[0];
+  const n = await docCount();
+  const requests = [];
+  const onReq = r => requests.push(new URL(r.url()).pathname);
+  page.on('request', onReq);
+  await page.reload();
+  await page.waitForSelector('body[data-started=yes]');
+  assert.equal(await docCount(), n, 'documents restored from IndexedDB before the model loads');
+  await page.waitForSelector('body[data-model=ready]', { timeout: 90_000 });
+  page.off('request', onReq);
+  assert.deepEqual(requests.filter(p => p.startsWith('/fixtures/')), [], 'no model file downloaded');
+  const phases = await page.$$eval('#files .file', l => Object.fromEntries(l.map(f => [f.dataset.file, f.dataset.phase])));
+  assert.equal(phases['pytorch_model.bin'], 'cache');
+  assert.match(await page.textContent('#files'), /from the browser cache, no download/);
+  await search('Wie schütze ich mein Fahrrad im Winter vor Rost?');
+  const again = (await hits())[0];
+  assert.equal(again.id, before.id);
+  assert.ok(Math.abs(again.score - before.score) < 1e-6);
+});
+
+test('an index made by another model is refused, and re-indexing fixes it', { timeout: 180_000 }, async () => {
+  // The stored fingerprint is replaced by one of a 1024-wide model; the two long documents are
+  // dropped first, to keep the re-indexing short on the CPU.
+  await page.evaluate(() => new Promise((resolve, reject) => {
+    const open = indexedDB.open('bge-m3-demo');
+    open.onsuccess = () => {
+      const tx = open.result.transaction(['meta', 'docs'], 'readwrite');
+      const docs = tx.objectStore('docs');
+      docs.getAll().onsuccess = e => { for (const d of e.target.result) if (d.windows.length > 1) docs.delete(d.id); };
+      const probe = new Float32Array(1024).fill(1 / 32);
+      tx.objectStore('meta').put({ hiddenSize: 1024, probe, source: 'Hugging Face BAAI/bge-m3', createdAt: 0 }, 'fingerprint');
+      tx.oncomplete = () => { open.result.close(); resolve(); };
+      tx.onerror = () => reject(tx.error);
+    };
+  }));
+  await page.reload();
+  await page.waitForSelector('body[data-model=ready]', { timeout: 90_000 });
+  await page.waitForSelector('#mismatch:not([hidden])');
+  assert.match(await page.textContent('#mismatch-text'), /different model \(1024-dimensional, from Hugging Face BAAI\/bge-m3\).*\(32-dimensional/);
+  await page.fill('#query', 'bees');
+  await page.click('#search');
+  assert.match(await page.textContent('#search-msg'), /another model/);
+  assert.equal(await page.$$eval('#results .hit', l => l.length), 0);
+  await page.click('#reindex');
+  await page.waitForFunction(() => document.body.dataset.mismatch === 'no' && document.body.dataset.indexing === 'no', null, { timeout: 150_000 });
+  assert.match(await page.textContent('#indexing-label'), /Re-indexed/);
+  await search('When do bees swarm?');
+  assert.ok((await hits()).length > 0);
+});
+
+test('export, clear, import, remove', { timeout: 120_000 }, async () => {
+  const n = await docCount();
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
+  const file = path.join(artifacts, 'demo-index.m3index');
+  await download.saveAs(file);
+  assert.ok(fs.statSync(file).size > 1000);
+  await page.click('#clear-index');
+  await page.waitForFunction(() => document.body.dataset.docs === '0');
+  assert.equal(await docCount(), 0);
+  await page.setInputFiles('#import', file);
+  await page.waitForFunction(want => document.querySelectorAll('#docs li.doc').length === want, n);
+  assert.match(await page.textContent('#index-msg'), new RegExp(`Imported ${n} documents`));
+  await search('When do bees swarm?');
+  const top = (await hits())[0];
+  await page.click(`#docs li.doc[data-id="${top.id}"] .remove`);
+  await page.waitForFunction(want => document.querySelectorAll('#docs li.doc').length === want, n - 1);
+  assert.ok(!(await hits()).some(h => h.id === top.id), 'a removed document leaves the results');
+  await page.reload();
+  await page.waitForSelector('body[data-started=yes]');
+  assert.equal(await docCount(), n - 1);
+  // Indexing can be cancelled (the sample corpus again: its long documents were dropped above).
+  await page.click('#sample');
+  await page.waitForSelector('body[data-indexing=yes]');
+  await page.click('#index-cancel');
+  await page.waitForFunction(() => document.body.dataset.indexing === 'no');
+  assert.match(await page.textContent('#indexing-label'), /Cancelled: \d+ of \d+ documents? (was|were) indexed/);
+  // A file that is not an index.
+  await page.setInputFiles('#import', { name: 'notes.m3index', mimeType: 'application/octet-stream', buffer: Buffer.from('hello') });
+  await page.waitForFunction(() => /could not be imported/.test(document.querySelector('#index-msg').textContent));
+  assert.match(await page.textContent('#index-msg'), /not an index exported from this page/);
+  assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});

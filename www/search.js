@@ -1,0 +1,137 @@
+// Ranking over stored window embeddings with the package's scoring helpers, plus what the result
+// view needs: lexical matches and their positions, a snippet around them, ColBERT alignments.
+import { denseScore, lexicalScore, colbertScore, reciprocalRankFusion } from '../pkg/src/index.js';
+
+export const DEFAULT_WEIGHTS = { dense: 0.4, sparse: 0.2, colbert: 0.4 };
+export const RRF_K = 60;
+
+/** The three scores of every window of every document against the encoded query `q`. */
+export function scoreWindows(q, docs) {
+  const qSparse = toMap(q.sparse);
+  const dim = q.dense.length;
+  const out = [];
+  for (const doc of docs) {
+    const windows = doc.windows.map((w, i) => ({
+      index: i,
+      dense: denseScore(q.dense, w.dense),
+      sparse: lexicalScore(qSparse, w.sparse),
+      colbert: colbertScore(q.colbert.data, w.colbert.data, dim),
+    }));
+    out.push({ doc, windows });
+  }
+  return out;
+}
+
+export function weighted(s, w) {
+  const sum = w.dense + w.sparse + w.colbert;
+  return (w.dense * s.dense + w.sparse * s.sparse + w.colbert * s.colbert) / sum;
+}
+
+/** Ranks documents: each document is represented by its best window under the weighted hybrid
+ *  score (FlagEmbedding's `colbert+sparse+dense` formula); then either that score, or
+ *  reciprocal-rank fusion of the per-mode rankings (modes with weight 0 left out).
+ *  Returns [{ doc, window, dense, sparse, colbert, hybrid, score }] best first. */
+export function rank(scored, weights, { rrf = false } = {}) {
+  const sum = weights.dense + weights.sparse + weights.colbert;
+  if (!(sum > 0)) throw new Error('Give at least one of dense, lexical or ColBERT a weight above 0.');
+  const hits = scored.map(({ doc, windows }) => {
+    let best = windows[0], bestScore = -Infinity;
+    for (const w of windows) {
+      const h = weighted(w, weights);
+      if (h > bestScore) { bestScore = h; best = w; }
+    }
+    return { doc, window: best.index, dense: best.dense, sparse: best.sparse, colbert: best.colbert, hybrid: bestScore, score: bestScore };
+  });
+  if (!rrf) return hits.sort((a, b) => b.score - a.score);
+  const modes = ['dense', 'sparse', 'colbert'].filter(m => weights[m] > 0);
+  const rankings = modes.map(m => [...hits].sort((a, b) => b[m] - a[m]).map(h => h.doc.id));
+  const fused = reciprocalRankFusion(rankings, RRF_K);
+  const byId = new Map(hits.map(h => [h.doc.id, h]));
+  return fused.map(([id, s]) => ({ ...byId.get(id), score: s }));
+}
+
+export function toMap(sparse) {
+  const m = new Map();
+  for (let i = 0; i < sparse.ids.length; i++) m.set(sparse.ids[i], sparse.weights[i]);
+  return m;
+}
+
+/** Query tokens that the window matches lexically: [{ id, token, q, p, contribution }], largest first. */
+export function lexicalMatches(q, w) {
+  const pm = toMap(w.sparse);
+  const out = [];
+  for (let i = 0; i < q.sparse.ids.length; i++) {
+    const id = q.sparse.ids[i];
+    const p = pm.get(id);
+    if (p === undefined) continue;
+    const qw = q.sparse.weights[i];
+    out.push({ id, token: q.sparse.tokens?.[i] ?? String(id), q: qw, p, contribution: qw * p });
+  }
+  return out.sort((a, b) => b.contribution - a.contribution);
+}
+
+/** Character span [start, end) in the document of ColBERT row `r` of window `w` (row r is token
+ *  inputIds[r + 1]). */
+export function rowSpan(w, r) {
+  return [w.colbertSpans[2 * r], w.colbertSpans[2 * r + 1]];
+}
+
+/** Spans in the document of the window's tokens whose id is in `ids` (a Map id -> weight):
+ *  [{ start, end, id }] in text order. */
+export function tokenMarks(w, ids) {
+  const marks = [];
+  const rows = w.colbert.rows;
+  for (let r = 0; r < rows; r++) {
+    const id = w.inputIds[r + 1];
+    if (!ids.has(id)) continue;
+    const [start, end] = rowSpan(w, r);
+    if (end > start) marks.push({ start, end, id });
+  }
+  return marks;
+}
+
+/** A passage of about `len` characters of `text` inside [w.start, w.end): around the densest group
+ *  of lexical matches, else around `focus` (a character position). Snapped to word boundaries. */
+export function snippetRange(text, w, marks, weightOf, focus, len = 420) {
+  let center = focus ?? w.start;
+  if (marks.length) {
+    let bestSum = -1, j = 0, sum = 0;
+    for (let i = 0; i < marks.length; i++) {
+      sum += weightOf(marks[i]);
+      while (marks[i].start - marks[j].start > len * 0.7) { sum -= weightOf(marks[j]); j++; }
+      if (sum > bestSum) { bestSum = sum; center = (marks[j].start + marks[i].end) / 2; }
+    }
+  }
+  let start = Math.max(w.start, Math.round(center - len / 2));
+  let end = Math.min(w.end, start + len);
+  start = Math.max(w.start, end - len);
+  if (start > w.start) { const sp = text.lastIndexOf(' ', start); if (sp > start - 30 && sp >= w.start) start = sp + 1; }
+  if (end < w.end) { const sp = text.indexOf(' ', end); if (sp !== -1 && sp < end + 30 && sp <= w.end) end = sp; }
+  return [start, end];
+}
+
+/** ColBERT alignment of query rows against the window's rows: sims (qRows x pRows), the best
+ *  passage row per query row and its similarity. */
+export function alignment(qColbert, pColbert, dim) {
+  const qRows = qColbert.length / dim, pRows = pColbert.length / dim;
+  const sims = new Float32Array(qRows * pRows);
+  const best = new Int32Array(qRows), bestSim = new Float32Array(qRows);
+  for (let i = 0; i < qRows; i++) {
+    let b = -Infinity, bj = 0;
+    for (let j = 0; j < pRows; j++) {
+      let s = 0;
+      for (let k = 0; k < dim; k++) s += qColbert[i * dim + k] * pColbert[j * dim + k];
+      sims[i * pRows + j] = s;
+      if (s > b) { b = s; bj = j; }
+    }
+    best[i] = bj; bestSim[i] = b;
+  }
+  return { qRows, pRows, sims, best, bestSim };
+}
+
+/** Readable form of a vocabulary token ("▁garden" -> "garden", "▁" -> "␣"). */
+export function prettyToken(t) {
+  if (t == null) return '?';
+  if (t === '▁') return '␣';
+  return t.replace(/^▁/, '').replace(/▁/g, ' ');
+}
