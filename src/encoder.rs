@@ -12,9 +12,14 @@ use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::weights::{HostTensor, TensorSource, expect_shape};
 
-/// Most bytes one attention score block or FFN block may take: keeps the peak activation memory
+/// Most bytes one feed-forward block may take: keeps the peak activation memory
 /// of an 8192-token text far under 1 GiB and every buffer under WebGPU's default 128 MiB binding.
 const BLOCK_BYTES: usize = 32 << 20;
+/// Most bytes of one block of attention scores `[B, heads, rows, T]`: half of WebGPU's default
+/// 128 MiB per storage binding (room for the allocator's rounding). Bigger blocks mean fewer,
+/// larger matmuls (an 8192-token text on 16 heads takes 128 query rows per block); softmax keeps
+/// a few such blocks alive at once.
+const ATTENTION_BLOCK_BYTES: usize = 64 << 20;
 
 fn load(src: &dyn TensorSource, name: &str, shape: &[usize]) -> Result<HostTensor> {
     let t = src.tensor(name)?;
@@ -191,9 +196,9 @@ impl Attention {
         let q = split(self.query.forward(x.clone())) * (1.0 / (d as f64).sqrt());
         let k_t = split(self.key.forward(x.clone())).swap_dims(2, 3); // [B, nh, d, T]
         let v = split(self.value.forward(x.clone()));
-        // Query blocks: each block's scores [B, nh, rows, T] stay under BLOCK_BYTES. Each row
-        // still sees every key, so the softmax is exact (no online rescaling needed).
-        let rows = (BLOCK_BYTES / (b * nh * t * 4)).clamp(1, t);
+        // Query blocks: each block's scores [B, nh, rows, T] stay under ATTENTION_BLOCK_BYTES.
+        // Each row still sees every key, so the softmax is exact (no online rescaling needed).
+        let rows = (ATTENTION_BLOCK_BYTES / (b * nh * t * 4)).clamp(1, t);
         let mut context = Vec::with_capacity(t.div_ceil(rows));
         for start in (0..t).step_by(rows) {
             let len = rows.min(t - start);
