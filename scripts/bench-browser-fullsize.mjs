@@ -8,7 +8,7 @@ import { serve, launch } from '../tests/browser/server.mjs';
 const [dir = 'full-m3', encoder = 'model.safetensors', tokens = '16', device = 'webgpu'] = process.argv.slice(2);
 if (!process.env.M3_MODELS) { console.error('set M3_MODELS to the folder that holds the model folder'); process.exit(2); }
 const { server, base } = await serve();
-const browser = await launch();
+const browser = await launch({ persistent: true });
 const page = await browser.newPage();
 page.on('console', m => console.log('[page]', m.text()));
 await page.goto(`${base}/tests/browser/fullsize.html?model=/models/${dir}/&encoder=${encoder}&tokens=${tokens}&device=${device}`);

@@ -126,6 +126,23 @@ async function fetchFile(url, name, store, onProgress, signal) {
     }
     if (hit || meta) await Promise.all([store.delete(url), store.delete(metaKey(url))]); // changed or truncated: fetch again
   }
+  let blob;
+  try {
+    blob = await download(url, name, store, onProgress, signal);
+  } catch (e) {
+    if (!store || e?.name === 'AbortError' || !e?.cacheFailed) throw e;
+    // The Cache API refused the file (a private window keeps it in memory and refuses entries of
+    // a gigabyte; the disk may be full): download it again without caching.
+    store = null;
+    blob = await download(url, name, null, onProgress, signal);
+  }
+  if (store) await store.put(metaKey(url), Response.json({ size: blob.size, fingerprint: await fingerprint(blob), url, savedAt: Date.now() }));
+  onProgress?.({ file: name, phase: 'download', loaded: blob.size, total: blob.size });
+  return { blob, cached: false };
+}
+
+/** Streams `url` into the Cache API (or a Blob without one) and returns the Blob. */
+async function download(url, name, store, onProgress, signal) {
   let resp;
   try {
     resp = await fetch(url, { signal });
@@ -161,13 +178,13 @@ async function fetchFile(url, name, store, onProgress, signal) {
   } catch (e) {
     if (store) await Promise.all([store.delete(url), store.delete(metaKey(url))]);
     if (signal?.aborted || e?.name === 'AbortError') throw abortError();
-    throw new Error(`${name}: download from ${url} failed: ${e?.message ?? e}`);
+    const err = new Error(`${name}: download from ${url} failed: ${e?.message ?? e}`);
+    err.cacheFailed = !!store; // worth one more try without the cache
+    throw err;
   }
   if (total !== null && blob.size !== total) {
     if (store) await store.delete(url);
     throw new Error(`${name}: download from ${url} truncated: got ${blob.size} of ${total} bytes`);
   }
-  if (store) await store.put(metaKey(url), Response.json({ size: blob.size, fingerprint: await fingerprint(blob), url, savedAt: Date.now() }));
-  onProgress?.({ file: name, phase: 'download', loaded: blob.size, total: total ?? blob.size });
-  return { blob, cached: false };
+  return blob;
 }

@@ -48,14 +48,23 @@ export function serve({ root: top = root, port = 0, host = '127.0.0.1' } = {}) {
   });
 }
 
-export async function launch() {
+const chromiumArgs = ['--no-sandbox', '--disable-gpu-sandbox', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--enable-unsafe-webgpu', '--enable-features=Vulkan,WebGPU', '--use-webgpu-adapter=swiftshader',
+  '--use-vulkan=swiftshader', '--disable-vulkan-surface', '--use-angle=swiftshader'];
+
+/** Headless Chromium with WebGPU on SwiftShader. `persistent: true` gives a browser context with
+ *  an on-disk profile (as a user's): its Cache API is on disk, not in memory like the default
+ *  incognito-style context's (which refuses entries of a gigabyte). Returns an object with
+ *  `newPage()` and `close()` either way. */
+export async function launch({ persistent = false } = {}) {
   const scratch = fs.mkdtempSync('/tmp/m3-chromium-');
-  return chromium.launch({
+  const options = {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     env: { ...process.env, XDG_CONFIG_HOME: scratch, XDG_CACHE_HOME: scratch, TMPDIR: scratch },
-    args: ['--no-sandbox', '--disable-gpu-sandbox', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--enable-unsafe-webgpu', '--enable-features=Vulkan,WebGPU', '--use-webgpu-adapter=swiftshader',
-      '--use-vulkan=swiftshader', '--disable-vulkan-surface', '--use-angle=swiftshader'],
-  });
+    args: chromiumArgs,
+  };
+  if (!persistent) return chromium.launch(options);
+  const context = await chromium.launchPersistentContext(path.join(scratch, 'profile'), options);
+  return { newPage: () => context.newPage(), close: async () => { await context.close(); fs.rmSync(scratch, { recursive: true, force: true }); } };
 }
