@@ -10,17 +10,20 @@ self.onmessage = async ({ data: { base, encoderFile, device, texts } }) => {
     const t0 = performance.now();
     let downloadedAt = null;
     const engine = await Engine.load(base, { device, encoderFile, cache: 'bge-m3-web-bench', onProgress: p => {
-      if (p.phase === 'build' && downloadedAt === null) downloadedAt = performance.now();
+      if (p.phase === 'build' && downloadedAt === null) { downloadedAt = performance.now(); console.log(`files ready after ${((downloadedAt - t0) / 1000).toFixed(1)} s`); }
+      if (p.phase === 'build') console.log(`built ${p.loaded}/${p.total}: wasm heap ${mib(wasmHeapBytes())} MiB, GPU buffers ${mib(meter.live)} MiB`);
     } });
     const t1 = performance.now();
     const afterLoad = { heap: wasmHeapBytes(), gpu: meter.live };
     const rows = [];
+    console.log(`model built after ${((t1 - t0) / 1000).toFixed(1)} s; wasm heap ${mib(afterLoad.heap)} MiB, GPU buffers ${mib(afterLoad.gpu)} MiB`);
     for (const text of texts) {
       const a = performance.now();
       const [r] = await engine.encode([text], {});
       const b = performance.now();
       await engine.encode([text], {});
       const c = performance.now();
+      console.log(`${r.inputIds.length} tokens: ${((b - a) / 1000).toFixed(1)} s, then ${((c - b) / 1000).toFixed(1)} s`);
       rows.push({ tokens: r.inputIds.length, encode_first_s: +((b - a) / 1000).toFixed(2), encode_s: +((c - b) / 1000).toFixed(2), dense0: r.dense[0] });
     }
     self.postMessage({ ...engine.info,
