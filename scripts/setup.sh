@@ -14,7 +14,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 command -v cargo >/dev/null || { echo "setup: cargo (rustup) is required" >&2; exit 1; }
 command -v node >/dev/null || { echo "setup: node and npm are required" >&2; exit 1; }
-# JS tooling (playwright-core drives Debian's chromium; binaryen gives wasm-opt).
-if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ]; then
+# JS tooling (playwright-core drives Debian's chromium; binaryen gives wasm-opt; vite for the app test).
+if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/vite ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
