@@ -38,6 +38,14 @@ test('parity through load + encode on WebGPU, on the calling thread (worker: fal
   assert.deepEqual(r.failures, []);
 });
 
+test('the default path: device "auto" picks WebGPU inside the worker (short texts, scores)', { timeout: 900_000 }, async () => {
+  const r = await run('parity', { device: 'auto', worker: true, maxItemTokens: 40 });
+  console.log(`npm API in the worker, ${r.adapter}; worst`, r.worst);
+  assert.equal(r.backend, 'webgpu');
+  assert.ok(r.texts >= 10 && r.pairs >= 3, `${r.texts} texts, ${r.pairs} pairs`);
+  assert.deepEqual(r.failures, []);
+});
+
 test('a 20,000-token text gives >= 3 windows of <= 8192 tokens whose spans cover the text', { timeout: 600_000 }, async () => {
   const r = await run('windows', { device: 'cpu' });
   console.log(`${r.chars} chars, ${r.tokens} tokens ->`, r.windows.map(w => `[${w.start}, ${w.end}) ${w.ids} tokens`).join(', '));
