@@ -100,33 +100,28 @@ export async function windows({ device = 'cpu' } = {}) {
 export async function cache() {
   const name = 'bge-m3-web-test';
   await clearCache(name);
-  const events = [];
-  const t0 = performance.now();
-  const m1 = await load('/fixtures/tiny-m3/', { device: 'cpu', cache: name, onProgress: p => events.push(p) });
-  const firstMs = performance.now() - t0;
-  const a = await m1.encode('cached?');
-  await m1.dispose();
-  const firstPhases = [...new Set(events.map(e => `${e.file}:${e.phase}`))];
-  events.length = 0;
-  const t1 = performance.now();
-  const m2 = await load('/fixtures/tiny-m3/', { device: 'cpu', cache: name, onProgress: p => events.push(p) });
-  const secondMs = performance.now() - t1;
-  const b = await m2.encode('cached?');
-  await m2.dispose();
-  const secondPhases = [...new Set(events.map(e => `${e.file}:${e.phase}`))];
+  // One load + encode + dispose; which file came from where ("file:phase").
+  const loadOnce = async () => {
+    const events = [];
+    const t = performance.now();
+    const model = await load('/fixtures/tiny-m3/', { device: 'cpu', cache: name, onProgress: p => events.push(p) });
+    const ms = performance.now() - t;
+    const { dense } = await model.encode('cached?');
+    await model.dispose();
+    return { ms, dense, phases: [...new Set(events.map(e => `${e.file}:${e.phase}`))] };
+  };
+  const first = await loadOnce();
+  const second = await loadOnce();
   // Damage the cached checkpoint (same metadata, half the bytes), as a crashed write would.
   const store = await caches.open(name);
   const url = new URL('/fixtures/tiny-m3/pytorch_model.bin', location.href).href;
   const whole = await (await store.match(url)).arrayBuffer();
   await store.put(url, new Response(whole.slice(0, whole.byteLength >> 1)));
-  events.length = 0;
-  const m3 = await load('/fixtures/tiny-m3/', { device: 'cpu', cache: name, onProgress: p => events.push(p) });
-  const c = await m3.encode('cached?');
-  await m3.dispose();
-  const thirdPhases = [...new Set(events.map(e => `${e.file}:${e.phase}`))];
+  const third = await loadOnce();
   const restored = (await (await store.match(url)).arrayBuffer()).byteLength === whole.byteLength;
   await clearCache(name);
-  return { firstPhases, secondPhases, thirdPhases, restored, same: maxDiff(a.dense, b.dense) === 0 && maxDiff(a.dense, c.dense) === 0, firstMs, secondMs };
+  return { firstPhases: first.phases, secondPhases: second.phases, thirdPhases: third.phases, restored,
+    same: maxDiff(first.dense, second.dense) === 0 && maxDiff(first.dense, third.dense) === 0, firstMs: first.ms, secondMs: second.ms };
 }
 
 /** Abort during encode and during load: AbortError, and the model keeps working. */
