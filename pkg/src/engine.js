@@ -93,7 +93,7 @@ export class Engine {
   }
 
   idsToTokens(ids) {
-    return this.guard(async () => Array.from(ids, id => this.m3.idToToken(id) ?? ''));
+    return this.guard(async () => tokenStrings(this.m3, ids));
   }
 
   encode(texts, options = {}) {
@@ -112,6 +112,9 @@ export class Engine {
     this.broken = 'disposed';
   }
 }
+
+/** Vocabulary strings of token ids ("" for an id outside the vocabulary). */
+const tokenStrings = (m3, ids) => Array.from(ids, id => m3.idToToken(id) ?? '');
 
 function intOption(options, key, def, min, max) {
   const v = options[key] ?? def;
@@ -184,7 +187,7 @@ async function encode(m3, texts, options) {
   // 3. Per text: window results, spans, and the document-level outputs.
   return docs.map(d => {
     for (const w of d.windows) {
-      if (want.sparse && options.tokenStrings) w.sparse.tokens = Array.from(w.sparse.ids, id => m3.idToToken(id) ?? '');
+      if (want.sparse && options.tokenStrings) w.sparse.tokens = tokenStrings(m3, w.sparse.ids);
       if (want.colbert && options.colbertSpans) w.colbertSpans = colbertSpans(d.tok, w);
     }
     return documentLevel(d, want, options);
