@@ -10,6 +10,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
+use crate::kernels::{
+    LinearKernel, attention_kernel_fits, attention_register_4x4, linear_register_4x4, register_kernel_fits,
+};
 use crate::weights::{HostTensor, TensorSource, expect_shape};
 
 /// Most bytes one feed-forward block may take: keeps the peak activation memory
@@ -35,23 +38,45 @@ fn upload<const D: usize>(t: HostTensor, shape: [usize; D], device: &Device) -> 
 pub struct Linear {
     weight: Tensor<2>, // [in, out]
     bias: Tensor<2>,   // [1, out]
+    kernel: LinearKernel,
 }
 
 impl Linear {
-    pub fn new(src: &dyn TensorSource, prefix: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Self> {
+    pub fn new(
+        src: &dyn TensorSource,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        device: &Device,
+        kernel: LinearKernel,
+    ) -> Result<Self> {
         // The head files (`colbert_linear.pt`, `sparse_linear.pt`) hold bare `weight`/`bias`.
-        let key = |name: &str| if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+        let key = |name: &str| {
+            if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+        };
         let w = load(src, &key("weight"), &[d_out, d_in])?;
         let b = load(src, &key("bias"), &[d_out])?;
+        // Transposed on the host: a row-major [in, out] operand, not a strided view of [out, in]
+        // (the matmul kernels load contiguous rows far faster).
+        let mut w_t = vec![0f32; w.data.len()];
+        for (o, row) in w.data.chunks_exact(d_in).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                w_t[i * d_out + o] = v;
+            }
+        }
         Ok(Linear {
-            weight: upload(w, [d_out, d_in], device).transpose(),
+            weight: upload(HostTensor { shape: vec![d_in, d_out], data: w_t }, [d_in, d_out], device),
             bias: upload(b, [1, d_out], device),
+            kernel: if register_kernel_fits(d_in, d_out) { kernel } else { LinearKernel::Burn },
         })
     }
 
     /// x: [N, in] -> [N, out]
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        x.matmul(self.weight.clone()) + self.bias.clone()
+        match self.kernel {
+            LinearKernel::Burn => x.matmul(self.weight.clone()) + self.bias.clone(),
+            LinearKernel::Register4x4 => linear_register_4x4(x, self.weight.clone(), self.bias.clone()),
+        }
     }
 }
 
@@ -173,18 +198,27 @@ pub struct Attention {
     output: Linear,
     layer_norm: LayerNorm,
     heads: usize,
+    kernel: LinearKernel,
 }
 
 impl Attention {
-    pub fn new(src: &dyn TensorSource, prefix: &str, cfg: &ModelConfig, device: &Device) -> Result<Self> {
+    pub fn new(
+        src: &dyn TensorSource,
+        prefix: &str,
+        cfg: &ModelConfig,
+        device: &Device,
+        kernel: LinearKernel,
+    ) -> Result<Self> {
         let h = cfg.hidden_size;
+        let linear = |name: &str| Linear::new(src, &format!("{prefix}.{name}"), h, h, device, kernel);
         Ok(Attention {
-            query: Linear::new(src, &format!("{prefix}.self.query"), h, h, device)?,
-            key: Linear::new(src, &format!("{prefix}.self.key"), h, h, device)?,
-            value: Linear::new(src, &format!("{prefix}.self.value"), h, h, device)?,
-            output: Linear::new(src, &format!("{prefix}.output.dense"), h, h, device)?,
+            query: linear("self.query")?,
+            key: linear("self.key")?,
+            value: linear("self.value")?,
+            output: linear("output.dense")?,
             layer_norm: LayerNorm::new(src, &format!("{prefix}.output.LayerNorm"), cfg, device)?,
             heads: cfg.num_attention_heads,
+            kernel,
         })
     }
 
@@ -192,13 +226,18 @@ impl Attention {
     pub fn forward(&self, x: Tensor<2>, mask_bias: &Tensor<4>, b: usize, t: usize) -> Tensor<2> {
         let [n, h] = x.dims();
         let (nh, d) = (self.heads, h / self.heads);
+        // Query blocks: each block's scores [B, nh, rows, T] stay under ATTENTION_BLOCK_BYTES.
+        // Each row still sees every key, so the softmax is exact (no online rescaling needed).
+        let rows = (ATTENTION_BLOCK_BYTES / (b * nh * t * 4)).clamp(1, t);
+        if self.kernel == LinearKernel::Register4x4 && attention_kernel_fits(d, t) {
+            let (q, k, v) = (self.query.forward(x.clone()), self.key.forward(x.clone()), self.value.forward(x.clone()));
+            let context = attention_register_4x4(q, k, v, mask_bias.clone().reshape([b, t]), b, t, nh, rows);
+            return self.layer_norm.forward(self.output.forward(context) + x);
+        }
         let split = |y: Tensor<2>| y.reshape([b, t, nh, d]).swap_dims(1, 2); // [B, nh, T, d]
         let q = split(self.query.forward(x.clone())) * (1.0 / (d as f64).sqrt());
         let k_t = split(self.key.forward(x.clone())).swap_dims(2, 3); // [B, nh, d, T]
         let v = split(self.value.forward(x.clone()));
-        // Query blocks: each block's scores [B, nh, rows, T] stay under ATTENTION_BLOCK_BYTES.
-        // Each row still sees every key, so the softmax is exact (no online rescaling needed).
-        let rows = (ATTENTION_BLOCK_BYTES / (b * nh * t * 4)).clamp(1, t);
         let mut context = Vec::with_capacity(t.div_ceil(rows));
         for start in (0..t).step_by(rows) {
             let len = rows.min(t - start);
@@ -220,11 +259,17 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
-    pub fn new(src: &dyn TensorSource, prefix: &str, cfg: &ModelConfig, device: &Device) -> Result<Self> {
+    pub fn new(
+        src: &dyn TensorSource,
+        prefix: &str,
+        cfg: &ModelConfig,
+        device: &Device,
+        kernel: LinearKernel,
+    ) -> Result<Self> {
         let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(FeedForward {
-            intermediate: Linear::new(src, &format!("{prefix}.intermediate.dense"), h, f, device)?,
-            output: Linear::new(src, &format!("{prefix}.output.dense"), f, h, device)?,
+            intermediate: Linear::new(src, &format!("{prefix}.intermediate.dense"), h, f, device, kernel)?,
+            output: Linear::new(src, &format!("{prefix}.output.dense"), f, h, device, kernel)?,
             layer_norm: LayerNorm::new(src, &format!("{prefix}.output.LayerNorm"), cfg, device)?,
             inter: f,
         })
@@ -262,6 +307,7 @@ impl Encoder {
         src: &dyn TensorSource,
         cfg: &ModelConfig,
         device: &Device,
+        kernel: LinearKernel,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
         let total = cfg.num_hidden_layers + 1;
@@ -271,8 +317,8 @@ impl Encoder {
         for i in 0..cfg.num_hidden_layers {
             let prefix = format!("encoder.layer.{i}");
             layers.push(Layer {
-                attention: Attention::new(src, &format!("{prefix}.attention"), cfg, device)?,
-                feed_forward: FeedForward::new(src, &prefix, cfg, device)?,
+                attention: Attention::new(src, &format!("{prefix}.attention"), cfg, device, kernel)?,
+                feed_forward: FeedForward::new(src, &prefix, cfg, device, kernel)?,
             });
             progress(i + 2, total);
         }

@@ -6,6 +6,7 @@ use burn::tensor::Device;
 use burn::tensor::wgpu::{WgpuSetup, wgpu};
 
 use crate::error::{Error, Result};
+use crate::kernels::LinearKernel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GpuLimits {
@@ -15,8 +16,17 @@ pub enum GpuLimits {
     Adapter,
 }
 
-/// A burn device on the first high-performance adapter, plus a description of the adapter.
-pub async fn init_wgpu(limits: GpuLimits) -> Result<(Device, String)> {
+/// A wgpu device, what it runs on, and the kernel that suits it for the linear layers.
+#[derive(Clone)]
+pub struct WgpuDevice {
+    pub device: Device,
+    /// Adapter name, backend, type and binding limit, for people.
+    pub description: String,
+    pub linear_kernel: LinearKernel,
+}
+
+/// A burn device on the first high-performance adapter.
+pub async fn init_wgpu(limits: GpuLimits) -> Result<WgpuDevice> {
     let backends = if cfg!(target_family = "wasm") { wgpu::Backends::BROWSER_WEBGPU } else { wgpu::Backends::PRIMARY };
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends,
@@ -65,6 +75,8 @@ pub async fn init_wgpu(limits: GpuLimits) -> Result<(Device, String)> {
         .into_iter()
         .find(|s| !s.is_empty())
         .unwrap_or("unnamed adapter");
-    let description = format!("{name} ({:?}, {:?}; {binding_mib} MiB per storage binding)", info.backend, info.device_type);
-    Ok((device, description))
+    let description =
+        format!("{name} ({:?}, {:?}; {binding_mib} MiB per storage binding)", info.backend, info.device_type);
+    let linear_kernel = LinearKernel::for_adapter(info.device_type == wgpu::DeviceType::Cpu);
+    Ok(WgpuDevice { device, description, linear_kernel })
 }

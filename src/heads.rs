@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor, activation};
 use crate::config::ModelConfig;
 use crate::encoder::Linear;
 use crate::error::Result;
+use crate::kernels::LinearKernel;
 use crate::tokenizer::{BOS_ID, EOS_ID, PAD_ID, UNK_ID};
 use crate::weights::TensorSource;
 
@@ -17,7 +18,7 @@ pub struct SparseHead {
 
 impl SparseHead {
     pub fn new(src: &dyn TensorSource, cfg: &ModelConfig, device: &Device) -> Result<Self> {
-        Ok(SparseHead { linear: Linear::new(src, "", cfg.hidden_size, 1, device)? })
+        Ok(SparseHead { linear: Linear::new(src, "", cfg.hidden_size, 1, device, LinearKernel::Burn)? })
     }
 
     /// h: [N, H] -> token weights [N] (>= 0).
@@ -52,9 +53,9 @@ pub struct ColbertHead {
 }
 
 impl ColbertHead {
-    pub fn new(src: &dyn TensorSource, cfg: &ModelConfig, device: &Device) -> Result<Self> {
+    pub fn new(src: &dyn TensorSource, cfg: &ModelConfig, device: &Device, kernel: LinearKernel) -> Result<Self> {
         let h = cfg.hidden_size;
-        Ok(ColbertHead { linear: Linear::new(src, "", h, h, device)? })
+        Ok(ColbertHead { linear: Linear::new(src, "", h, h, device, kernel)? })
     }
 
     /// h: [B, T, H] -> [B, T-1, H]: the states after `<s>`, projected and L2-normalised

@@ -6,6 +6,7 @@ pub mod encoder;
 pub mod error;
 pub mod gpu;
 pub mod heads;
+pub mod kernels;
 pub mod model;
 pub mod scoring;
 pub mod tokenizer;
@@ -18,5 +19,5 @@ pub mod web;
 
 pub use config::ModelConfig;
 pub use error::{Error, Result};
-pub use model::{BgeM3, EncodeOptions, Embedding};
+pub use model::{BgeM3, Embedding, EncodeOptions};
 pub use scoring::{ScoreWeights, Scores, compute_scores};

@@ -6,6 +6,7 @@ use crate::config::ModelConfig;
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::heads::{ColbertHead, SparseHead, l2_normalize, lexical_weights};
+use crate::kernels::LinearKernel;
 use crate::tokenizer::{PAD_ID, Tokenizer};
 use crate::weights::TensorSource;
 
@@ -28,7 +29,14 @@ pub struct EncodeOptions {
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        EncodeOptions { dense: true, sparse: true, colbert: true, max_length: 8192, batch_size: 16, max_batch_tokens: 8192 }
+        EncodeOptions {
+            dense: true,
+            sparse: true,
+            colbert: true,
+            max_length: 8192,
+            batch_size: 16,
+            max_batch_tokens: 8192,
+        }
     }
 }
 
@@ -70,7 +78,8 @@ async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
 impl BgeM3 {
     /// Builds the model from the BAAI/bge-m3 files: `config.json` and `tokenizer.json` bytes,
     /// the encoder checkpoint and the two head checkpoints. Tensors are read and uploaded one
-    /// at a time; `progress(done, total)` reports the layers loaded.
+    /// at a time; `progress(done, total)` reports the layers loaded. `linear`: the kernel for the
+    /// linear layers ([`LinearKernel::Register4x4`] needs a wgpu device).
     pub fn load(
         config_json: &[u8],
         tokenizer_json: &[u8],
@@ -78,6 +87,7 @@ impl BgeM3 {
         colbert: &dyn TensorSource,
         sparse: &dyn TensorSource,
         device: Device,
+        linear: LinearKernel,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
         let config = ModelConfig::from_json(config_json)?;
@@ -89,10 +99,11 @@ impl BgeM3 {
                 config.vocab_size
             )));
         }
-        let encoder = Encoder::new(encoder, &config, &device, progress)?;
-        let colbert = ColbertHead::new(colbert, &config, &device)
+        let encoder = Encoder::new(encoder, &config, &device, linear, progress)?;
+        let colbert = ColbertHead::new(colbert, &config, &device, linear)
             .map_err(|e| Error::Weights(format!("colbert_linear.pt: {e}")))?;
-        let sparse = SparseHead::new(sparse, &config, &device).map_err(|e| Error::Weights(format!("sparse_linear.pt: {e}")))?;
+        let sparse =
+            SparseHead::new(sparse, &config, &device).map_err(|e| Error::Weights(format!("sparse_linear.pt: {e}")))?;
         Ok(BgeM3 { config, tokenizer, encoder, sparse, colbert, device })
     }
 
@@ -135,7 +146,10 @@ impl BgeM3 {
         let limit = self.config.max_tokens();
         for (i, seq) in ids.iter().enumerate() {
             if seq.len() < 2 || seq.len() > limit {
-                return Err(Error::Input(format!("text {i} has {} tokens; between 2 and {limit} are allowed", seq.len())));
+                return Err(Error::Input(format!(
+                    "text {i} has {} tokens; between 2 and {limit} are allowed",
+                    seq.len()
+                )));
             }
             if let Some(bad) = seq.iter().find(|&&id| id as usize >= self.config.vocab_size) {
                 return Err(Error::Input(format!("text {i} has token id {bad}, outside the vocabulary")));
@@ -183,10 +197,8 @@ impl BgeM3 {
             })
             .collect();
         let hidden = self.encoder.forward(&padded, &lengths, &self.device); // [B*T, H]
-        let mut out: Vec<Embedding> = seqs
-            .iter()
-            .map(|s| Embedding { input_ids: (*s).clone(), ..Default::default() })
-            .collect();
+        let mut out: Vec<Embedding> =
+            seqs.iter().map(|s| Embedding { input_ids: (*s).clone(), ..Default::default() }).collect();
         if opts.dense {
             let cls = hidden.clone().reshape([b, t, h]).narrow(1, 0, 1).reshape([b, h]);
             let dense = read_f32(l2_normalize(cls)).await?;

@@ -6,6 +6,7 @@ use burn::tensor::Device;
 
 use crate::error::{Error, Result};
 use crate::gpu::{GpuLimits, init_wgpu};
+use crate::kernels::LinearKernel;
 use crate::model::BgeM3;
 use crate::weights::Checkpoint;
 
@@ -30,20 +31,23 @@ impl std::str::FromStr for Backend {
 }
 
 impl Backend {
-    /// Creates the device; for wgpu, an error if no adapter can be found.
-    pub fn device(self) -> Result<Device> {
+    /// Creates the device (and picks the linear-layer kernel for it); for wgpu, an error if no
+    /// adapter can be found.
+    pub fn device(self) -> Result<(Device, LinearKernel)> {
         match self {
-            Backend::Cpu => Ok(Device::flex()),
+            Backend::Cpu => Ok((Device::flex(), LinearKernel::Burn)),
             Backend::Wgpu => {
                 use std::sync::OnceLock;
                 // One wgpu device per process, created with WebGPU's default limits (so native
                 // runs prove the browser's limits suffice).
-                static WGPU: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
+                static WGPU: OnceLock<std::result::Result<(Device, LinearKernel), String>> = OnceLock::new();
                 WGPU.get_or_init(|| {
                     // An adapter lookup that panics (broken driver, ...) must not take the
                     // process down: report it as an error.
                     std::panic::catch_unwind(|| {
-                        block_on(init_wgpu(GpuLimits::WebGpuDefault)).map(|(d, _)| d).map_err(|e| e.to_string())
+                        block_on(init_wgpu(GpuLimits::WebGpuDefault))
+                            .map(|d| (d.device, d.linear_kernel))
+                            .map_err(|e| e.to_string())
                     })
                     .unwrap_or_else(|_| Err("wgpu panicked while looking for an adapter".into()))
                 })
@@ -104,7 +108,8 @@ pub fn load_dir(
     let encoder = open(&encoder_path(dir, choice)?)?;
     let colbert = open(&dir.join("colbert_linear.pt"))?;
     let sparse = open(&dir.join("sparse_linear.pt"))?;
-    BgeM3::load(&config, &tokenizer, &encoder, &colbert, &sparse, backend.device()?, progress)
+    let (device, linear) = backend.device()?;
+    BgeM3::load(&config, &tokenizer, &encoder, &colbert, &sparse, device, linear, progress)
 }
 
 /// Runs a future to completion on this thread (the model's readbacks are async so that the

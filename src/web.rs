@@ -8,12 +8,13 @@
 //! ```
 
 use burn::tensor::Device;
-use js_sys::{Array, Float32Array, Object, Reflect, Uint32Array, Uint8Array};
+use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array, Uint32Array};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::gpu::{GpuLimits, init_wgpu};
-use crate::model::{BgeM3, EncodeOptions, Embedding};
+use crate::kernels::LinearKernel;
+use crate::model::{BgeM3, Embedding, EncodeOptions};
 use crate::scoring::{ScoreWeights, compute_scores};
 use crate::weights::{Checkpoint, ReadAt};
 
@@ -161,19 +162,21 @@ pub struct M3 {
     adapter: String,
 }
 
-async fn pick_device(kind: &str, limits: GpuLimits) -> Result<(Device, String, String)> {
+/// (device, linear-layer kernel, backend name, adapter description)
+async fn pick_device(kind: &str, limits: GpuLimits) -> Result<(Device, LinearKernel, String, String)> {
+    let cpu = |why: &str| (Device::flex(), LinearKernel::Burn, "cpu".to_string(), format!("wasm CPU (burn flex){why}"));
     let webgpu = || async {
         init_wgpu(limits)
             .await
-            .map(|(device, adapter)| (device, "webgpu".to_string(), adapter))
+            .map(|d| (d.device, d.linear_kernel, "webgpu".to_string(), d.description))
             .map_err(|e| Error::Device(format!("WebGPU is not available: {e}")))
     };
     match kind {
         "webgpu" => webgpu().await,
-        "cpu" => Ok((Device::flex(), "cpu".into(), "wasm CPU (burn flex)".into())),
+        "cpu" => Ok(cpu("")),
         "auto" | "" => match webgpu().await {
             Ok(d) => Ok(d),
-            Err(_) => Ok((Device::flex(), "cpu".into(), "wasm CPU (burn flex): no WebGPU adapter".into())),
+            Err(_) => Ok(cpu(": no WebGPU adapter")),
         },
         other => Err(Error::Input(format!("unknown device {other:?} (auto, webgpu or cpu)"))),
     }
@@ -198,11 +201,18 @@ impl M3 {
             .map_err(js_err)
     }
 
-    async fn load_inner(files: JsValue, device: String, limits: String, on_progress: Option<js_sys::Function>) -> Result<M3> {
+    async fn load_inner(
+        files: JsValue,
+        device: String,
+        limits: String,
+        on_progress: Option<js_sys::Function>,
+    ) -> Result<M3> {
         let limits = match limits.as_str() {
             "" | "default" => GpuLimits::WebGpuDefault,
             "adapter" => GpuLimits::Adapter,
-            other => return Err(Error::Input(format!("unknown limits {other:?} (default or adapter)"))),
+            other => {
+                return Err(Error::Input(format!("unknown limits {other:?} (default or adapter)")));
+            }
         };
         if !files.is_object() {
             return Err(Error::Input("load() needs an object { config, tokenizer, encoder, colbert, sparse }".into()));
@@ -212,13 +222,13 @@ impl M3 {
         let encoder = Checkpoint::open(file(&files, "encoder")?)?;
         let colbert = Checkpoint::open(file(&files, "colbert")?)?;
         let sparse = Checkpoint::open(file(&files, "sparse")?)?;
-        let (device, backend, adapter) = pick_device(&device, limits).await?;
+        let (device, linear, backend, adapter) = pick_device(&device, limits).await?;
         let mut progress = |done: usize, total: usize| {
             if let Some(f) = &on_progress {
                 let _ = f.call2(&JsValue::NULL, &JsValue::from(done as u32), &JsValue::from(total as u32));
             }
         };
-        let model = BgeM3::load(&config, &tokenizer, &encoder, &colbert, &sparse, device, &mut progress)?;
+        let model = BgeM3::load(&config, &tokenizer, &encoder, &colbert, &sparse, device, linear, &mut progress)?;
         Ok(M3 { model, backend, adapter })
     }
 
@@ -288,13 +298,26 @@ impl M3 {
     /// FlagEmbedding's `compute_score` for `query` against each of `passages`: resolves to one
     /// `{ dense, sparse, colbert, "sparse+dense", "colbert+sparse+dense" }` per passage.
     /// `weights`: `[dense, sparse, colbert]` (default `[0.4, 0.2, 0.4]`).
-    pub async fn score(&self, query: JsValue, passages: JsValue, weights: Option<Vec<f32>>, max_length: Option<usize>) -> std::result::Result<Array, JsError> {
+    pub async fn score(
+        &self,
+        query: JsValue,
+        passages: JsValue,
+        weights: Option<Vec<f32>>,
+        max_length: Option<usize>,
+    ) -> std::result::Result<Array, JsError> {
         self.score_inner(query, passages, weights, max_length).await.map_err(js_err)
     }
 
-    async fn score_inner(&self, query: JsValue, passages: JsValue, weights: Option<Vec<f32>>, max_length: Option<usize>) -> Result<Array> {
+    async fn score_inner(
+        &self,
+        query: JsValue,
+        passages: JsValue,
+        weights: Option<Vec<f32>>,
+        max_length: Option<usize>,
+    ) -> Result<Array> {
         let q = query.as_string().ok_or_else(|| Error::Input("query must be a string".into()))?;
-        let arr = passages.dyn_ref::<Array>().ok_or_else(|| Error::Input("passages must be an array of strings".into()))?;
+        let arr =
+            passages.dyn_ref::<Array>().ok_or_else(|| Error::Input("passages must be an array of strings".into()))?;
         let mut texts = vec![q];
         for (i, v) in arr.iter().enumerate() {
             texts.push(v.as_string().ok_or_else(|| Error::Input(format!("passages[{i}] is not a string")))?);
@@ -302,9 +325,14 @@ impl M3 {
         let w = match weights.as_deref() {
             None => ScoreWeights::default(),
             Some([d, s, c]) => ScoreWeights { dense: *d, sparse: *s, colbert: *c },
-            Some(_) => return Err(Error::Input("weights must be [dense, sparse, colbert]".into())),
+            Some(_) => {
+                return Err(Error::Input("weights must be [dense, sparse, colbert]".into()));
+            }
         };
-        let opts = EncodeOptions { max_length: max_length.unwrap_or(EncodeOptions::default().max_length), ..Default::default() };
+        let opts = EncodeOptions {
+            max_length: max_length.unwrap_or(EncodeOptions::default().max_length),
+            ..Default::default()
+        };
         let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
         let embs = self.model.encode(&refs, &opts, &mut |_, _| {}).await?;
         let out = Array::new();

@@ -1,0 +1,291 @@
+//! Our own GPU kernel for the linear layers (x W + b), for software adapters.
+//!
+//! burn 0.22 runs every matmul through cubek's tiled kernels: tiles staged in workgroup memory,
+//! with a workgroup barrier per k step. On a real GPU that is the right design. On a software
+//! adapter (SwiftShader, Chrome's WebGPU when no GPU is usable; lavapipe natively) workgroup
+//! memory is ordinary memory and every barrier switches between the invocations of a workgroup,
+//! so the same kernel ran at ~0.1 GFLOP/s there (measured: `[32, 384] x [384, 384]` took ~110 ms
+//! on SwiftShader). This kernel has no workgroup memory and no barriers: each invocation keeps
+//! a 4 x 4 block of the output in registers and reads its operands as `vec4`s straight from the
+//! buffers (the CPU's caches do the staging). [`LinearKernel::for_adapter`] picks it for CPU
+//! adapters; GPUs keep burn's kernels.
+
+use burn::backend::Wgpu;
+use burn::tensor::DType;
+use burn::tensor::activation;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::prelude::*;
+
+/// burn's tensor (`Tensor` here is cubecl's kernel argument type).
+type BurnTensor<const D: usize> = burn::tensor::Tensor<D>;
+
+/// Which kernel runs the linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinearKernel {
+    /// burn's matmul (cubek's tiled kernels on wgpu, flex's on the CPU backend).
+    Burn,
+    /// [`linear_4x4`]: register-blocked, no workgroup memory (wgpu devices only).
+    Register4x4,
+}
+
+impl LinearKernel {
+    /// `Register4x4` on a CPU (software) adapter, `Burn` elsewhere. `M3_LINEAR_KERNEL=burn` or
+    /// `=register` overrides the choice natively (for benchmarks).
+    pub fn for_adapter(device_type_is_cpu: bool) -> Self {
+        let env = if cfg!(target_family = "wasm") { None } else { std::env::var("M3_LINEAR_KERNEL").ok() };
+        match env.as_deref() {
+            Some("burn") => LinearKernel::Burn,
+            Some("register") => LinearKernel::Register4x4,
+            _ if device_type_is_cpu => LinearKernel::Register4x4,
+            _ => LinearKernel::Burn,
+        }
+    }
+}
+
+type Vec4 = Vector<f32, Const<4>>;
+
+/// Units per workgroup along the output columns (in vec4s) and along the blocks of 4 rows.
+const GROUP_COLS: u32 = 16;
+const GROUP_ROWS: u32 = 4;
+
+/// Where row `r` of matrix `z` starts in a buffer, in vec4s:
+/// `offset + (z / heads) * batch + (z % heads) * head + r * row`.
+/// (z = batch index * heads + head: attention runs one matrix per text and head.)
+#[derive(CubeLaunch, CubeType)]
+struct Layout {
+    offset: usize,
+    batch: usize,
+    head: usize,
+    row: usize,
+}
+
+#[cube]
+fn row_start(l: &Layout, z: usize, heads: usize, r: usize) -> usize {
+    l.offset + (z / heads) * l.batch + (z % heads) * l.head + r * l.row
+}
+
+/// acc + a[0] w0 + a[1] w1 + a[2] w2 + a[3] w3: four k steps of one output row's four columns.
+#[cube]
+fn row_times_w(acc: Vec4, a: Vec4, w0: Vec4, w1: Vec4, w2: Vec4, w3: Vec4) -> Vec4 {
+    acc + Vec4::new(a.extract(0usize)) * w0
+        + Vec4::new(a.extract(1usize)) * w1
+        + Vec4::new(a.extract(2usize)) * w2
+        + Vec4::new(a.extract(3usize)) * w3
+}
+
+/// For every matrix z (`ABSOLUTE_POS_Z`): out[z][m, :] = scale * (a[z][m, :] B[z]) + bias[z],
+/// with a [rows, 4 * k4], B [4 * k4, 4 * n4], bias one row of n4 vec4s (when `has_bias`).
+/// One unit computes the 4 rows `4 * ABSOLUTE_POS_Y ..` and the 4 columns `4 * ABSOLUTE_POS_X ..`
+/// in registers.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn matmul_4x4(
+    a: &Tensor<Vec4>,
+    b: &Tensor<Vec4>,
+    bias: &Tensor<Vec4>,
+    out: &mut Tensor<Vec4>,
+    a_layout: Layout,
+    b_layout: Layout,
+    bias_layout: Layout,
+    out_layout: Layout,
+    heads: usize,
+    rows: usize,
+    k4: usize,
+    n4: usize,
+    scale: f32,
+    #[comptime] has_bias: bool,
+) {
+    let z = ABSOLUTE_POS_Z as usize;
+    let col = ABSOLUTE_POS_X as usize;
+    let row0 = ABSOLUTE_POS_Y as usize * 4;
+    if col >= n4 || row0 >= rows {
+        terminate!();
+    }
+    // Rows past the end read the last row (their results are not written).
+    let last = rows - 1;
+    let a0 = row_start(&a_layout, z, heads, row0);
+    let a1 = row_start(&a_layout, z, heads, usize::min(row0 + 1, last));
+    let a2 = row_start(&a_layout, z, heads, usize::min(row0 + 2, last));
+    let a3 = row_start(&a_layout, z, heads, usize::min(row0 + 3, last));
+    let b_start = row_start(&b_layout, z, heads, 0) + col;
+    let zero = Vec4::new(0.0f32);
+    let mut acc0 = zero;
+    let mut acc1 = zero;
+    let mut acc2 = zero;
+    let mut acc3 = zero;
+    for kk in 0..k4 {
+        let w_row = b_start + kk * 4 * b_layout.row;
+        let w0 = b[w_row];
+        let w1 = b[w_row + b_layout.row];
+        let w2 = b[w_row + 2 * b_layout.row];
+        let w3 = b[w_row + 3 * b_layout.row];
+        acc0 = row_times_w(acc0, a[a0 + kk], w0, w1, w2, w3);
+        acc1 = row_times_w(acc1, a[a1 + kk], w0, w1, w2, w3);
+        acc2 = row_times_w(acc2, a[a2 + kk], w0, w1, w2, w3);
+        acc3 = row_times_w(acc3, a[a3 + kk], w0, w1, w2, w3);
+    }
+    let s = Vec4::new(scale);
+    let mut add = zero;
+    if has_bias {
+        add = bias[row_start(&bias_layout, z, heads, 0) + col];
+    }
+    out[row_start(&out_layout, z, heads, row0) + col] = acc0 * s + add;
+    if row0 + 1 < rows {
+        out[row_start(&out_layout, z, heads, row0 + 1) + col] = acc1 * s + add;
+    }
+    if row0 + 2 < rows {
+        out[row_start(&out_layout, z, heads, row0 + 2) + col] = acc2 * s + add;
+    }
+    if row0 + 3 < rows {
+        out[row_start(&out_layout, z, heads, row0 + 3) + col] = acc3 * s + add;
+    }
+}
+
+/// A plain row-major matrix of `row` vec4s per row, starting `offset` vec4s in.
+fn matrix(offset: usize, row: usize) -> LayoutLaunch {
+    LayoutLaunch::new(offset, 0, 0, row)
+}
+
+/// A wgpu tensor's primitive, contiguous, f32.
+fn primitive<const D: usize>(t: BurnTensor<D>) -> CubeTensor {
+    into_contiguous(t.try_into_primitive::<Wgpu>().expect("the register kernels run on wgpu tensors"))
+}
+
+/// Launches [`matmul_4x4`] over `matrices` matrices of `rows` x `n4` vec4s (k4 vec4s inner).
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    a: (&CubeTensor, LayoutLaunch),
+    b: (&CubeTensor, LayoutLaunch),
+    bias: Option<(&CubeTensor, LayoutLaunch)>,
+    out: (&CubeTensor, LayoutLaunch),
+    matrices: usize,
+    heads: usize,
+    rows: usize,
+    k4: usize,
+    n4: usize,
+    scale: f32,
+) {
+    let count = CubeCount::Static(
+        n4.div_ceil(GROUP_COLS as usize) as u32,
+        rows.div_ceil(4).div_ceil(GROUP_ROWS as usize) as u32,
+        matrices as u32,
+    );
+    let has_bias = bias.is_some();
+    // Without a bias the kernel never reads its bias argument; `a` stands in for it.
+    let (bias, bias_layout) = bias.unwrap_or((a.0, matrix(0, 0)));
+    // SAFETY: callers pass layouts that keep every read and write inside the tensors: columns
+    // stop at n4, rows past `rows` are clamped (reads) or skipped (writes), k stops at k4.
+    unsafe {
+        matmul_4x4::launch_unchecked(
+            &out.0.client,
+            count,
+            CubeDim::new_2d(GROUP_COLS, GROUP_ROWS),
+            a.0.clone().into_tensor_arg(),
+            b.0.clone().into_tensor_arg(),
+            bias.clone().into_tensor_arg(),
+            out.0.clone().into_tensor_arg(),
+            a.1,
+            b.1,
+            bias_layout,
+            out.1,
+            heads,
+            rows,
+            k4,
+            n4,
+            scale,
+            has_bias,
+        );
+    }
+}
+
+/// Whether [`linear_register_4x4`] takes these shapes: both inner sizes multiples of 4.
+pub fn register_kernel_fits(d_in: usize, d_out: usize) -> bool {
+    d_in.is_multiple_of(4) && d_out.is_multiple_of(4)
+}
+
+/// x [N, in] · weight [in, out] + bias [1, out] -> [N, out] with [`matmul_4x4`]. The tensors
+/// must live on a wgpu device and be f32, with `register_kernel_fits(in, out)`.
+pub fn linear_register_4x4(x: BurnTensor<2>, weight: BurnTensor<2>, bias: BurnTensor<2>) -> BurnTensor<2> {
+    let [rows, d_in] = x.dims();
+    let [_, d_out] = weight.dims();
+    let (x, weight, bias) = (primitive(x), primitive(weight), primitive(bias));
+    let out = empty_device_dtype(x.client.clone(), x.device.clone(), [rows, d_out].into(), DType::F32);
+    let (k4, n4) = (d_in / 4, d_out / 4);
+    launch(
+        (&x, matrix(0, k4)),
+        (&weight, matrix(0, n4)),
+        Some((&bias, matrix(0, 0))),
+        (&out, matrix(0, n4)),
+        1,
+        1,
+        rows,
+        k4,
+        n4,
+        1.0,
+    );
+    BurnTensor::from_primitive::<Wgpu>(out)
+}
+
+/// Whether [`attention_register_4x4`] takes these shapes.
+pub fn attention_kernel_fits(head_dim: usize, padded_len: usize) -> bool {
+    head_dim.is_multiple_of(4) && padded_len.is_multiple_of(4)
+}
+
+/// Multi-head attention on the projections q, k, v [B*T, H] (rows of text i at i*T..):
+/// softmax(q k^T / sqrt(d) + mask) v per text and head, returned as the context [B*T, H] (heads
+/// side by side, as `attention.output.dense` takes it). `mask_bias` [B, T]: 0 for tokens, a large
+/// negative for padding. Query rows go `block_rows` at a time so the scores
+/// [B*heads, block_rows, T] stay small.
+pub fn attention_register_4x4(
+    q: BurnTensor<2>,
+    k: BurnTensor<2>,
+    v: BurnTensor<2>,
+    mask_bias: BurnTensor<2>,
+    b: usize,
+    t: usize,
+    heads: usize,
+    block_rows: usize,
+) -> BurnTensor<2> {
+    let [n, h] = q.dims();
+    let d = h / heads;
+    let (h4, d4, t4) = (h / 4, d / 4, t / 4);
+    // k^T per text and head: [B, heads, d, T], so that keys are the columns of a row-major matrix.
+    let k_t = primitive(k.reshape([b, t, heads, d]).permute([0, 2, 3, 1]));
+    let (q, v, mask) = (primitive(q), primitive(v), primitive(mask_bias));
+    let context = empty_device_dtype(q.client.clone(), q.device.clone(), [n, h].into(), DType::F32);
+    let per_text = |offset: usize| LayoutLaunch::new(offset, t * h4, d4, h4); // q, v, context
+    for start in (0..t).step_by(block_rows) {
+        let len = block_rows.min(t - start);
+        let scores = empty_device_dtype(q.client.clone(), q.device.clone(), [b * heads, len, t].into(), DType::F32);
+        let scores_layout = || LayoutLaunch::new(0, heads * len * t4, len * t4, t4);
+        launch(
+            (&q, per_text(start * h4)),
+            (&k_t, LayoutLaunch::new(0, heads * d * t4, d * t4, t4)),
+            Some((&mask, LayoutLaunch::new(0, t4, 0, 0))),
+            (&scores, scores_layout()),
+            b * heads,
+            heads,
+            len,
+            d4,
+            t4,
+            1.0 / (d as f32).sqrt(),
+        );
+        let probs = activation::softmax(BurnTensor::<3>::from_primitive::<Wgpu>(scores), 2);
+        let probs = primitive(probs);
+        launch(
+            (&probs, scores_layout()),
+            (&v, per_text(0)),
+            None,
+            (&context, per_text(start * h4)),
+            b * heads,
+            heads,
+            len,
+            t4,
+            d4,
+            1.0,
+        );
+    }
+    BurnTensor::from_primitive::<Wgpu>(context)
+}
