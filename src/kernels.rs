@@ -12,7 +12,6 @@
 
 use burn::backend::Wgpu;
 use burn::tensor::DType;
-use burn::tensor::activation;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
@@ -140,6 +139,49 @@ fn matmul_4x4(
     }
     if row0 + 3 < rows {
         out[row_start(&out_layout, z, heads, row0 + 3) + col] = acc3 * s + add;
+    }
+}
+
+/// softmax over each row of x [rows, 4 * t4], in place: one unit per row.
+#[cube(launch_unchecked)]
+fn softmax_rows(x: &mut Tensor<Vec4>, rows: usize, t4: usize) {
+    let r = ABSOLUTE_POS;
+    if r >= rows {
+        terminate!();
+    }
+    let base = r * t4;
+    let mut m = x[base];
+    for i in 1..t4 {
+        m = max(m, x[base + i]);
+    }
+    let m = Vec4::new(max(max(m.extract(0usize), m.extract(1usize)), max(m.extract(2usize), m.extract(3usize))));
+    let mut sum = Vec4::new(0.0f32);
+    for i in 0..t4 {
+        let e = (x[base + i] - m).exp();
+        x[base + i] = e;
+        sum += e;
+    }
+    let inv = Vec4::new(1.0f32 / sum.vector_sum());
+    for i in 0..t4 {
+        x[base + i] = x[base + i] * inv;
+    }
+}
+
+/// Units per workgroup of [`softmax_rows`].
+const SOFTMAX_GROUP: u32 = 64;
+
+fn softmax_in_place(x: &CubeTensor, rows: usize, t4: usize) {
+    let groups = rows.div_ceil(SOFTMAX_GROUP as usize) as u32;
+    // SAFETY: units past `rows` stop; a row spans t4 vec4s of x [rows, t4].
+    unsafe {
+        softmax_rows::launch_unchecked(
+            &x.client,
+            CubeCount::new_1d(groups),
+            CubeDim::new_1d(SOFTMAX_GROUP),
+            x.clone().into_tensor_arg(),
+            rows,
+            t4,
+        );
     }
 }
 
@@ -272,10 +314,9 @@ pub fn attention_register_4x4(
             t4,
             1.0 / (d as f32).sqrt(),
         );
-        let probs = activation::softmax(BurnTensor::<3>::from_primitive::<Wgpu>(scores), 2);
-        let probs = primitive(probs);
+        softmax_in_place(&scores, b * heads * len, t4);
         launch(
-            (&probs, scores_layout()),
+            (&scores, scores_layout()),
             (&v, per_text(0)),
             None,
             (&context, per_text(start * h4)),
