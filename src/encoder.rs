@@ -11,7 +11,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::kernels::{
-    LinearKernel, attention_kernel_fits, attention_register_4x4, linear_register_4x4, register_kernel_fits,
+    LinearKernel, attention_kernel_fits, attention_register_4x4, flush_uploads, linear_register_4x4, register_kernel_fits,
 };
 use crate::weights::{HostTensor, TensorSource, expect_shape};
 
@@ -133,6 +133,7 @@ impl Embeddings {
         for start in (0..cfg.vocab_size).step_by(rows_per_block) {
             let rows = rows_per_block.min(cfg.vocab_size - start);
             word_blocks.push(upload(src.rows(word, start, rows)?, [rows, h], device));
+            flush_uploads(word_blocks.last().unwrap());
         }
         let position = load(src, "embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, h])?;
         let token_type = load(src, "embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h])?;

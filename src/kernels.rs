@@ -185,6 +185,15 @@ fn softmax_in_place(x: &CubeTensor, rows: usize, t4: usize) {
     }
 }
 
+/// Hands the device's queued work (uploads included) to the GPU now, on wgpu; nothing elsewhere.
+/// Uploads are held on the host until the queue is flushed: flushing after each large upload
+/// keeps the host copy of one block alive, not of all of them.
+pub fn flush_uploads(t: &BurnTensor<2>) {
+    if let Ok(p) = t.clone().try_into_primitive::<Wgpu>() {
+        let _ = p.client.flush();
+    }
+}
+
 /// A plain row-major matrix of `row` vec4s per row, starting `offset` vec4s in.
 fn matrix(offset: usize, row: usize) -> LayoutLaunch {
     LayoutLaunch::new(offset, 0, 0, row)
@@ -280,6 +289,7 @@ pub fn attention_kernel_fits(head_dim: usize, padded_len: usize) -> bool {
 /// side by side, as `attention.output.dense` takes it). `mask_bias` [B, T]: 0 for tokens, a large
 /// negative for padding. Query rows go `block_rows` at a time so the scores
 /// [B*heads, block_rows, T] stay small.
+#[allow(clippy::too_many_arguments)] // the shapes, spelled out
 pub fn attention_register_4x4(
     q: BurnTensor<2>,
     k: BurnTensor<2>,

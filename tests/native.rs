@@ -159,3 +159,44 @@ fn wrong_shapes_and_missing_files_are_errors() {
     assert!(err.contains("does not exist"), "{err}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// The two kernels for the linear layers and attention on wgpu (burn's cubek matmul, chosen on
+/// GPUs; our register-blocked one, chosen on CPU adapters such as lavapipe and SwiftShader) give
+/// the same outputs: every fixture text under 1000 tokens, batched with padding.
+#[test]
+fn wgpu_linear_kernels_agree() {
+    use bge_m3_web::kernels::LinearKernel;
+    let device = match Backend::Wgpu.device() {
+        Ok((device, _)) => device,
+        Err(e) => return println!("SKIPPED wgpu_linear_kernels_agree: no wgpu adapter on this machine ({e})"),
+    };
+    let dir = tiny_dir();
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let open = |f: &str| Checkpoint::open(read(f)).unwrap();
+    let load = |kernel| {
+        let (encoder, colbert, sparse) = (open("model.safetensors"), open("colbert_linear.pt"), open("sparse_linear.pt"));
+        BgeM3::load(&read("config.json"), &read("tokenizer.json"), &encoder, &colbert, &sparse, device.clone(), kernel, &mut |_, _| {})
+            .unwrap()
+    };
+    let (burn, register) = (load(LinearKernel::Burn), load(LinearKernel::Register4x4));
+    let reference = reference();
+    let texts: Vec<&str> = reference["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["input_ids"].as_array().unwrap().len() < 1000)
+        .map(|i| i["text"].as_str().unwrap())
+        .collect();
+    assert!(texts.len() >= 8, "the fixture has short texts");
+    let (a, b) = (encode(&burn, &texts, 4), encode(&register, &texts, 4));
+    let close = |x: &[f32], y: &[f32]| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| (p - q).abs() <= 1e-5);
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x.input_ids, y.input_ids);
+        assert!(close(x.dense.as_ref().unwrap(), y.dense.as_ref().unwrap()), "text {i}: dense differs");
+        assert!(close(x.colbert.as_ref().unwrap(), y.colbert.as_ref().unwrap()), "text {i}: colbert differs");
+        let (sx, sy) = (x.sparse.as_ref().unwrap(), y.sparse.as_ref().unwrap());
+        assert_eq!(sx.iter().map(|p| p.0).collect::<Vec<_>>(), sy.iter().map(|p| p.0).collect::<Vec<_>>(), "text {i}: sparse ids");
+        let (wx, wy): (Vec<f32>, Vec<f32>) = (sx.iter().map(|p| p.1).collect(), sy.iter().map(|p| p.1).collect());
+        assert!(close(&wx, &wy), "text {i}: sparse weights differ");
+    }
+}
