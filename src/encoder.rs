@@ -133,7 +133,7 @@ impl Embeddings {
         for start in (0..cfg.vocab_size).step_by(rows_per_block) {
             let rows = rows_per_block.min(cfg.vocab_size - start);
             word_blocks.push(upload(src.rows(word, start, rows)?, [rows, h], device));
-            flush_uploads(word_blocks.last().unwrap());
+            flush_uploads(device);
         }
         let position = load(src, "embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, h])?;
         let token_type = load(src, "embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h])?;
@@ -321,6 +321,7 @@ impl Encoder {
                 attention: Attention::new(src, &format!("{prefix}.attention"), cfg, device, kernel)?,
                 feed_forward: FeedForward::new(src, &prefix, cfg, device, kernel)?,
             });
+            flush_uploads(device);
             progress(i + 2, total);
         }
         Ok(Encoder { embeddings, layers })
