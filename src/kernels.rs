@@ -1,14 +1,16 @@
-//! Our own GPU kernel for the linear layers (x W + b), for software adapters.
+//! Our own GPU kernels for software adapters: the linear layers (x W + b), both attention
+//! products and the attention softmax.
 //!
 //! burn 0.22 runs every matmul through cubek's tiled kernels: tiles staged in workgroup memory,
 //! with a workgroup barrier per k step. On a real GPU that is the right design. On a software
 //! adapter (SwiftShader, Chrome's WebGPU when no GPU is usable; lavapipe natively) workgroup
 //! memory is ordinary memory and every barrier switches between the invocations of a workgroup,
 //! so the same kernel ran at ~0.1 GFLOP/s there (measured: `[32, 384] x [384, 384]` took ~110 ms
-//! on SwiftShader). This kernel has no workgroup memory and no barriers: each invocation keeps
+//! on SwiftShader). [`matmul_4x4`] has no workgroup memory and no barriers: each invocation keeps
 //! a 4 x 4 block of the output in registers and reads its operands as `vec4`s straight from the
-//! buffers (the CPU's caches do the staging). [`LinearKernel::for_adapter`] picks it for CPU
-//! adapters; GPUs keep burn's kernels.
+//! buffers (the CPU's caches do the staging), ~1.2 GFLOP/s on the same machine.
+//! [`softmax_rows`] replaces burn's five-kernel softmax with one in-place pass.
+//! [`LinearKernel::for_adapter`] picks these for CPU adapters; GPUs keep burn's kernels.
 
 use burn::backend::Wgpu;
 use burn::tensor::DType;
@@ -25,7 +27,8 @@ type BurnTensor<const D: usize> = burn::tensor::Tensor<D>;
 pub enum LinearKernel {
     /// burn's matmul (cubek's tiled kernels on wgpu, flex's on the CPU backend).
     Burn,
-    /// [`linear_4x4`]: register-blocked, no workgroup memory (wgpu devices only).
+    /// [`matmul_4x4`] and [`softmax_rows`]: register-blocked, no workgroup memory (wgpu devices
+    /// only).
     Register4x4,
 }
 
