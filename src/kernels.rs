@@ -6,10 +6,10 @@
 //! adapter (SwiftShader, Chrome's WebGPU when no GPU is usable; lavapipe natively) workgroup
 //! memory is ordinary memory and every barrier switches between the invocations of a workgroup,
 //! so the same kernel ran at ~0.1 GFLOP/s there (measured: `[32, 384] x [384, 384]` took ~110 ms
-//! on SwiftShader). [`matmul_4x4`] has no workgroup memory and no barriers: each invocation keeps
+//! on SwiftShader). `matmul_4x4` has no workgroup memory and no barriers: each invocation keeps
 //! a 4 x 4 block of the output in registers and reads its operands as `vec4`s straight from the
 //! buffers (the CPU's caches do the staging), ~1.2 GFLOP/s on the same machine.
-//! [`softmax_rows`] replaces burn's five-kernel softmax with one in-place pass.
+//! `softmax_rows` replaces burn's five-kernel softmax with one in-place pass.
 //! [`LinearKernel::for_adapter`] picks these for CPU adapters; GPUs keep burn's kernels.
 
 use burn::backend::Wgpu;
@@ -27,7 +27,7 @@ type BurnTensor<const D: usize> = burn::tensor::Tensor<D>;
 pub enum LinearKernel {
     /// burn's matmul (cubek's tiled kernels on wgpu, flex's on the CPU backend).
     Burn,
-    /// [`matmul_4x4`] and [`softmax_rows`]: register-blocked, no workgroup memory (wgpu devices
+    /// `matmul_4x4` and `softmax_rows`: register-blocked, no workgroup memory (wgpu devices
     /// only).
     Register4x4,
 }
@@ -170,7 +170,7 @@ fn softmax_rows(x: &mut Tensor<Vec4>, rows: usize, t4: usize) {
     }
 }
 
-/// Units per workgroup of [`softmax_rows`].
+/// Units per workgroup of `softmax_rows`.
 const SOFTMAX_GROUP: u32 = 64;
 
 fn softmax_in_place(x: &CubeTensor, rows: usize, t4: usize) {
@@ -208,7 +208,7 @@ fn primitive<const D: usize>(t: BurnTensor<D>) -> CubeTensor {
     into_contiguous(t.try_into_primitive::<Wgpu>().expect("the register kernels run on wgpu tensors"))
 }
 
-/// Launches [`matmul_4x4`] over `matrices` matrices of `rows` x `n4` vec4s (k4 vec4s inner).
+/// Launches `matmul_4x4` over `matrices` matrices of `rows` x `n4` vec4s (k4 vec4s inner).
 #[allow(clippy::too_many_arguments)]
 fn launch(
     a: (&CubeTensor, LayoutLaunch),
@@ -260,7 +260,7 @@ pub fn register_kernel_fits(d_in: usize, d_out: usize) -> bool {
     d_in.is_multiple_of(4) && d_out.is_multiple_of(4)
 }
 
-/// x [N, in] · weight [in, out] + bias [1, out] -> [N, out] with [`matmul_4x4`]. The tensors
+/// x [N, in] · weight [in, out] + bias [1, out] -> [N, out] with `matmul_4x4`. The tensors
 /// must live on a wgpu device and be f32, with `register_kernel_fits(in, out)`.
 pub fn linear_register_4x4(x: BurnTensor<2>, weight: BurnTensor<2>, bias: BurnTensor<2>) -> BurnTensor<2> {
     let [rows, d_in] = x.dims();
