@@ -224,20 +224,39 @@ impl Attention {
 
     /// x: [N, H], mask_bias: [B, 1, 1, T] (0 for tokens, a large negative for padding) -> [N, H]
     pub fn forward(&self, x: Tensor<2>, mask_bias: &Tensor<4>, b: usize, t: usize) -> Tensor<2> {
-        let [n, h] = x.dims();
+        let [_, h] = x.dims();
         let (nh, d) = (self.heads, h / self.heads);
         // Query blocks: each block's scores [B, nh, rows, T] stay under ATTENTION_BLOCK_BYTES.
         // Each row still sees every key, so the softmax is exact (no online rescaling needed).
         let rows = (ATTENTION_BLOCK_BYTES / (b * nh * t * 4)).clamp(1, t);
-        if self.kernel == LinearKernel::Register4x4 && attention_kernel_fits(d, t) {
-            let (q, k, v) = (self.query.forward(x.clone()), self.key.forward(x.clone()), self.value.forward(x.clone()));
-            let context = attention_register_4x4(q, k, v, mask_bias.clone().reshape([b, t]), b, t, nh, rows);
-            return self.layer_norm.forward(self.output.forward(context) + x);
-        }
+        let (q, k, v) = (self.query.forward(x.clone()), self.key.forward(x.clone()), self.value.forward(x.clone()));
+        let context = if self.kernel == LinearKernel::Register4x4 && attention_kernel_fits(d, t) {
+            attention_register_4x4(q, k, v, mask_bias.clone().reshape([b, t]), b, t, nh, rows)
+        } else {
+            Self::context(q, k, v, mask_bias, b, t, nh, rows)
+        };
+        self.layer_norm.forward(self.output.forward(context) + x)
+    }
+
+    /// softmax(q k^T / sqrt(d) + mask) v per text and head with burn's ops, `rows` queries at a
+    /// time. q, k, v: [N, H] -> context [N, H].
+    #[allow(clippy::too_many_arguments)] // the shapes, spelled out
+    fn context(
+        q: Tensor<2>,
+        k: Tensor<2>,
+        v: Tensor<2>,
+        mask_bias: &Tensor<4>,
+        b: usize,
+        t: usize,
+        nh: usize,
+        rows: usize,
+    ) -> Tensor<2> {
+        let [n, h] = q.dims();
+        let d = h / nh;
         let split = |y: Tensor<2>| y.reshape([b, t, nh, d]).swap_dims(1, 2); // [B, nh, T, d]
-        let q = split(self.query.forward(x.clone())) * (1.0 / (d as f64).sqrt());
-        let k_t = split(self.key.forward(x.clone())).swap_dims(2, 3); // [B, nh, d, T]
-        let v = split(self.value.forward(x.clone()));
+        let q = split(q) * (1.0 / (d as f64).sqrt());
+        let k_t = split(k).swap_dims(2, 3); // [B, nh, d, T]
+        let v = split(v);
         let mut context = Vec::with_capacity(t.div_ceil(rows));
         for start in (0..t).step_by(rows) {
             let len = rows.min(t - start);
@@ -245,8 +264,7 @@ impl Attention {
             context.push(activation::softmax(scores, 3).matmul(v.clone())); // [B, nh, len, d]
         }
         let context = if context.len() == 1 { context.pop().unwrap() } else { Tensor::cat(context, 2) };
-        let context = context.swap_dims(1, 2).reshape([n, h]);
-        self.layer_norm.forward(self.output.forward(context) + x)
+        context.swap_dims(1, 2).reshape([n, h])
     }
 }
 

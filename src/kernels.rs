@@ -166,7 +166,7 @@ fn softmax_rows(x: &mut Tensor<Vec4>, rows: usize, t4: usize) {
     }
     let inv = Vec4::new(1.0f32 / sum.vector_sum());
     for i in 0..t4 {
-        x[base + i] = x[base + i] * inv;
+        x[base + i] *= inv;
     }
 }
 
@@ -201,6 +201,11 @@ pub fn flush_uploads(device: &burn::tensor::Device) {
 /// A plain row-major matrix of `row` vec4s per row, starting `offset` vec4s in.
 fn matrix(offset: usize, row: usize) -> LayoutLaunch {
     LayoutLaunch::new(offset, 0, 0, row)
+}
+
+/// A new, uninitialised f32 tensor of `shape` on the device of `like`.
+fn empty_f32<const D: usize>(like: &CubeTensor, shape: [usize; D]) -> CubeTensor {
+    empty_device_dtype(like.client.clone(), like.device.clone(), shape.into(), DType::F32)
 }
 
 /// A wgpu tensor's primitive, contiguous, f32.
@@ -266,7 +271,7 @@ pub fn linear_register_4x4(x: BurnTensor<2>, weight: BurnTensor<2>, bias: BurnTe
     let [rows, d_in] = x.dims();
     let [_, d_out] = weight.dims();
     let (x, weight, bias) = (primitive(x), primitive(weight), primitive(bias));
-    let out = empty_device_dtype(x.client.clone(), x.device.clone(), [rows, d_out].into(), DType::F32);
+    let out = empty_f32(&x, [rows, d_out]);
     let (k4, n4) = (d_in / 4, d_out / 4);
     launch(
         (&x, matrix(0, k4)),
@@ -310,11 +315,11 @@ pub fn attention_register_4x4(
     // k^T per text and head: [B, heads, d, T], so that keys are the columns of a row-major matrix.
     let k_t = primitive(k.reshape([b, t, heads, d]).permute([0, 2, 3, 1]));
     let (q, v, mask) = (primitive(q), primitive(v), primitive(mask_bias));
-    let context = empty_device_dtype(q.client.clone(), q.device.clone(), [n, h].into(), DType::F32);
+    let context = empty_f32(&q, [n, h]);
     let per_text = |offset: usize| LayoutLaunch::new(offset, t * h4, d4, h4); // q, v, context
     for start in (0..t).step_by(block_rows) {
         let len = block_rows.min(t - start);
-        let scores = empty_device_dtype(q.client.clone(), q.device.clone(), [b * heads, len, t].into(), DType::F32);
+        let scores = empty_f32(&q, [b * heads, len, t]);
         let scores_layout = || LayoutLaunch::new(0, heads * len * t4, len * t4, t4);
         launch(
             (&q, per_text(start * h4)),
