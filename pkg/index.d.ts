@@ -187,10 +187,19 @@ export const HF_BGE_M3: string;
 /** Removes the cached model files (Cache API) under `name` (default "bge-m3-web"). */
 export function clearCache(name?: string): Promise<boolean>;
 
+/** Whether every file that `load(base, { encoderFile })` needs is in the Cache API, so that loading
+ *  downloads nothing (presence only: `load` still verifies each cached copy). */
+export function isCached(base?: string, options?: { encoderFile?: 'pytorch_model.bin' | 'model.safetensors'; cache?: string | false }): Promise<boolean>;
+
 // Scoring helpers (FlagEmbedding's formulas), usable on stored embeddings without the model.
 export function denseScore(q: Float32Array, p: Float32Array): number;
 export function lexicalScore(q: SparseVector | Map<number, number>, p: SparseVector | Map<number, number>): number;
 export function colbertScore(q: Float32Array, p: Float32Array, dim: number): number;
+/** FlagEmbedding's default weights: `{ dense: 0.4, sparse: 0.2, colbert: 0.4 }` (frozen). */
+export const DEFAULT_WEIGHTS: Readonly<ScoreWeights>;
+/** compute_score's weighted mean over the modes that `weights` names (omit a mode to leave it
+ *  out): `{ dense, sparse }` gives 'sparse+dense', all three 'colbert+sparse+dense'. */
+export function weightedScore(scores: { dense: number; sparse: number; colbert: number }, weights?: Partial<ScoreWeights>): number;
 export function hybridScores(q: Embedding | WindowEmbedding, p: Embedding | WindowEmbedding, weights?: ScoreWeights): Scores;
 /** Reciprocal-rank fusion: `rankings` are lists of keys, best first; returns [key, score] best first,
  *  score = sum over rankings of 1 / (k + rank), rank from 1. */

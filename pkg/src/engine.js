@@ -1,6 +1,7 @@
 // The model on the thread it runs on (a worker by default): loading, windows, batching, abort.
 import init, { M3 } from '../wasm/bge_m3_web.js';
 import { resolveFiles, evict, throwIfAborted, DEFAULT_CACHE } from './files.js';
+import { DEFAULT_WEIGHTS } from './scoring.js';
 
 let wasmReady, wasm;
 function initWasm() {
@@ -100,7 +101,7 @@ export class Engine {
     return this.guard(() => encode(this.m3, texts, options));
   }
 
-  async score(query, passages, { weights = { dense: 0.4, sparse: 0.2, colbert: 0.4 }, maxLength } = {}) {
+  async score(query, passages, { weights = DEFAULT_WEIGHTS, maxLength } = {}) {
     if (typeof query !== 'string') throw new TypeError('query must be a string');
     if (!Array.isArray(passages) || passages.some(p => typeof p !== 'string')) throw new TypeError('passages must be an array of strings');
     return this.guard(async () => this.m3.score(query, passages, [weights.dense, weights.sparse, weights.colbert], maxLength));

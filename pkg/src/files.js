@@ -92,6 +92,24 @@ export async function evict(cacheName, urls) {
   }
 }
 
+/** Whether every file `load(base, { encoderFile })` needs is in the Cache API (then loading
+ *  downloads nothing). Only presence is checked here; `load` still verifies each copy. */
+export async function isCached(base = HF_BGE_M3, { encoderFile = 'pytorch_model.bin', cache = DEFAULT_CACHE } = {}) {
+  if (typeof caches === 'undefined' || cache === false) return false;
+  try {
+    base = new URL(base, globalThis.location?.href).href;
+    if (!base.endsWith('/')) base += '/';
+    const store = await caches.open(cache);
+    for (const name of [...Object.values(ROLES), encoderFile]) {
+      const url = new URL(name, base).href;
+      if (!(await store.match(url)) || !(await store.match(metaKey(url)))) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export async function clearCache(name = DEFAULT_CACHE) {
   return typeof caches === 'undefined' ? false : caches.delete(name);
 }

@@ -1,10 +1,10 @@
 // bge-m3-web: BGE-M3 in the browser. One entry point: `load(source, options)` -> a model with
 // `encode`, `tokenize`, `idsToTokens`, `score`, `dispose`. The model runs in a module Web Worker
 // by default; `{ worker: false }` runs it on the calling thread. Types: ../index.d.ts.
-import { abortError, clearCache, HF_BGE_M3 } from './files.js';
+import { abortError, clearCache, isCached, HF_BGE_M3 } from './files.js';
 
-export { HF_BGE_M3, clearCache };
-export { denseScore, lexicalScore, colbertScore, hybridScores, reciprocalRankFusion } from './scoring.js';
+export { HF_BGE_M3, clearCache, isCached };
+export { DEFAULT_WEIGHTS, denseScore, lexicalScore, colbertScore, weightedScore, hybridScores, reciprocalRankFusion } from './scoring.js';
 
 function checkOptions(options) {
   if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');

@@ -1,5 +1,9 @@
 // FlagEmbedding's BGE-M3 scores over the outputs of encode(), plus reciprocal-rank fusion.
 
+/** FlagEmbedding's default weights of `compute_score` (the JS owner of this rule; Rust's is
+ *  `ScoreWeights::default()`, and the browser tests check that the two agree). */
+export const DEFAULT_WEIGHTS = Object.freeze({ dense: 0.4, sparse: 0.2, colbert: 0.4 });
+
 /** Dot product of two dense vectors (unit length: cosine similarity). */
 export function denseScore(q, p) {
   let s = 0;
@@ -44,17 +48,31 @@ export function colbertScore(q, p, dim) {
   return total / qRows;
 }
 
+/** compute_score's weighted sum of the modes that `weights` names, divided by the sum of their
+ *  weights: `{ dense, sparse }` gives 'sparse+dense', all three 'colbert+sparse+dense'. */
+export function weightedScore(scores, weights = DEFAULT_WEIGHTS) {
+  let sum = 0, total = 0;
+  for (const mode of ['dense', 'sparse', 'colbert']) {
+    const w = weights[mode];
+    if (w === undefined) continue;
+    sum += w * scores[mode];
+    total += w;
+  }
+  return sum / total;
+}
+
 /** The five scores of compute_score for one query/passage pair of encode() results. */
-export function hybridScores(q, p, weights = { dense: 0.4, sparse: 0.2, colbert: 0.4 }) {
+export function hybridScores(q, p, weights = DEFAULT_WEIGHTS) {
   const dim = q.dense.length;
-  const dense = denseScore(q.dense, p.dense);
-  const sparse = lexicalScore(q.sparse, p.sparse);
-  const colbert = colbertScore(q.colbert.data, p.colbert.data, dim);
-  const { dense: wd, sparse: ws, colbert: wc } = weights;
+  const s = {
+    dense: denseScore(q.dense, p.dense),
+    sparse: lexicalScore(q.sparse, p.sparse),
+    colbert: colbertScore(q.colbert.data, p.colbert.data, dim),
+  };
   return {
-    dense, sparse, colbert,
-    'sparse+dense': (ws * sparse + wd * dense) / (ws + wd),
-    'colbert+sparse+dense': (wc * colbert + ws * sparse + wd * dense) / (wc + ws + wd),
+    ...s,
+    'sparse+dense': weightedScore(s, { dense: weights.dense, sparse: weights.sparse }),
+    'colbert+sparse+dense': weightedScore(s, weights),
   };
 }
 
