@@ -1,0 +1,186 @@
+// Step 1, the model: where it comes from (Hugging Face, a base URL, a folder), loading with a
+// progress row per file, the backend it runs on, and the model fingerprint that says whether the
+// stored index can be searched with it. Also which controls of the page are usable (setReady).
+import { load, isCached, HF_BGE_M3 } from '../pkg/src/index.js';
+import { state } from './state.js';
+import { $, el, show, fmtBytes, fmtInt, isAbort } from './ui.js';
+import { renderPrivacy } from './privacy.js';
+
+const PROBE_TEXT = 'BGE-M3 index fingerprint · Fingerabdruck · empreinte · 指纹 · отпечаток';
+const params = new URLSearchParams(location.search);
+
+/** The model source chosen on the page: { kind, source, label, encoderFile? }; throws with a
+ *  message for the person when the choice is incomplete. */
+export function selectedSource() {
+  const kind = document.querySelector('input[name=source]:checked').value;
+  if (kind === 'hf') return { kind, source: HF_BGE_M3, label: 'Hugging Face BAAI/bge-m3' };
+  if (kind === 'url') {
+    const raw = $('source-url').value.trim();
+    if (!raw) throw new Error('Type the base URL of the model files (the folder holding config.json, tokenizer.json, pytorch_model.bin, …).');
+    let url;
+    try { url = new URL(raw, location.href); } catch { throw new Error(`“${raw}” is not a URL.`); }
+    if (!url.pathname.endsWith('/')) url.pathname += '/';
+    return { kind, source: url.href, label: url.origin === location.origin ? url.pathname : url.href };
+  }
+  const files = [...$('source-folder').files];
+  if (!files.length) throw new Error('Pick the folder that holds the model files (config.json, tokenizer.json, pytorch_model.bin or model.safetensors, colbert_linear.pt, sparse_linear.pt).');
+  const names = new Set(files.map(f => f.name));
+  const missing = ['config.json', 'tokenizer.json', 'colbert_linear.pt', 'sparse_linear.pt'].filter(n => !names.has(n));
+  if (!names.has('pytorch_model.bin') && !names.has('model.safetensors')) missing.push('pytorch_model.bin (or model.safetensors)');
+  if (missing.length) throw new Error(`The picked folder has no ${missing.join(', ')}. Pick the folder of a BAAI/bge-m3 download.`);
+  const wanted = new Set(['config.json', 'tokenizer.json', 'colbert_linear.pt', 'sparse_linear.pt', names.has('pytorch_model.bin') ? 'pytorch_model.bin' : 'model.safetensors']);
+  const folder = (files[0].webkitRelativePath || files[0].name).split('/')[0];
+  return { kind, source: files.filter(f => wanted.has(f.name)), label: `folder “${folder}” on this computer`,
+    encoderFile: names.has('pytorch_model.bin') ? 'pytorch_model.bin' : 'model.safetensors' };
+}
+
+/** The file options of `load` (and `isCached`) for a source. */
+const fileOptions = src => (src.encoderFile ? { encoderFile: src.encoderFile } : {});
+
+/** The source from the page's URL (?model=, ?device=) or the one loaded last time. */
+export function applyParams() {
+  const saved = JSON.parse(localStorage.getItem('bge-m3-demo:source') || 'null');
+  const model = params.get('model');
+  const url = model ?? (saved?.kind === 'url' ? saved.url : null);
+  if (url && url !== 'hf' && url !== HF_BGE_M3) {
+    document.querySelector('input[name=source][value=url]').checked = true;
+    $('source-url').value = url;
+  }
+  const device = params.get('device');
+  if (device && ['auto', 'webgpu', 'cpu'].includes(device)) $('device').value = device;
+  if (!('gpu' in navigator) && $('device').value === 'auto') {
+    $('device').options[0].textContent = 'CPU (this browser has no WebGPU)';
+  }
+}
+
+/** A model this browser has downloaded before loads by itself (from the cache, no download). */
+export async function loadIfCached() {
+  let src = null;
+  try { src = selectedSource(); } catch { /* no URL yet */ }
+  if (src && src.kind !== 'folder' && (await isCached(src.source, fileOptions(src)))) loadModel({ auto: true });
+}
+
+const fileRows = new Map();
+function progressRow(p) {
+  let row = fileRows.get(p.file);
+  if (!row) {
+    const bar = el('progress', { max: 1, value: 0, 'aria-label': `${p.file} progress` });
+    const info = el('span', { class: 'file-info' });
+    const li = el('li', { class: 'file', dataset: { file: p.file } }, el('span', { class: 'file-name', text: p.file === 'model' ? 'building the model' : p.file }), bar, info);
+    $('files').append(li);
+    row = { li, bar, info, t0: performance.now(), samples: [] };
+    fileRows.set(p.file, row);
+  }
+  const now = performance.now();
+  row.li.dataset.phase = p.phase;
+  if (p.phase === 'build') {
+    row.bar.max = p.total || 1; row.bar.value = p.loaded;
+    row.info.textContent = `layer ${p.loaded} / ${p.total}`;
+    return;
+  }
+  if (p.phase === 'cache') {
+    row.bar.max = 1; row.bar.value = 1;
+    row.info.textContent = `${fmtBytes(p.loaded)} · from the browser cache, no download`;
+    return;
+  }
+  row.samples.push([now, p.loaded]);
+  while (row.samples.length > 2 && now - row.samples[0][0] > 3000) row.samples.shift();
+  const [t0, b0] = row.samples[0];
+  const rate = now > t0 ? ((p.loaded - b0) / (now - t0)) * 1000 : 0;
+  if (p.total) { row.bar.max = p.total; row.bar.value = p.loaded; } else row.bar.removeAttribute('value');
+  const finished = p.total != null && p.loaded >= p.total;
+  const avg = p.loaded / Math.max(1e-3, (now - row.t0) / 1000);
+  row.info.textContent = `${fmtBytes(p.loaded)}${p.total ? ' / ' + fmtBytes(p.total) : ''} · ${fmtBytes(finished ? avg : rate)}/s${finished ? ' · downloaded' : ''}`;
+}
+
+export async function loadModel({ auto = false } = {}) {
+  if (state.loading) return;
+  show($('model-msg'), '');
+  let src;
+  try { src = selectedSource(); } catch (e) { show($('model-msg'), e.message); return; }
+  const device = $('device').value;
+  const ac = new AbortController();
+  state.loading = ac;
+  $('load').disabled = true; $('load-cancel').hidden = false;
+  $('files').textContent = ''; fileRows.clear();
+  $('backend').hidden = true;
+  setReady();
+  if (state.model) { const old = state.model; state.model = null; state.loadedAt = null; renderPrivacy(); old.dispose().catch(() => {}); }
+  show($('model-msg'), auto ? `Loading the cached model from ${src.label} — no download needed.` : `Loading from ${src.label}…`, 'info');
+  try {
+    const model = await load(src.source, { device, signal: ac.signal, onProgress: progressRow, ...fileOptions(src) });
+    const probe = await model.encode(PROBE_TEXT, { sparse: false, colbert: false });
+    state.model = model;
+    state.modelLabel = src.label;
+    state.fingerprint = { hiddenSize: model.hiddenSize, probe: probe.dense.slice(), source: src.label, probeText: PROBE_TEXT, createdAt: Date.now() };
+    if (src.kind !== 'folder') localStorage.setItem('bge-m3-demo:source', JSON.stringify({ kind: src.kind, url: src.source }));
+    state.loadedAt = performance.now();
+    state.requestsAfterLoad = [];
+    renderPrivacy();
+    renderBackend(device);
+    show($('model-msg'), `Ready: ${model.hiddenSize}-dimensional vectors, up to ${fmtInt(model.maxTokens)} tokens per window. Loaded from ${src.label}.`, 'ok');
+    checkFingerprint();
+  } catch (e) {
+    show($('model-msg'), isAbort(e) ? 'Loading cancelled.' : explainLoadError(e, src, device));
+  } finally {
+    state.loading = null;
+    $('load').disabled = false; $('load-cancel').hidden = true;
+    setReady();
+  }
+}
+
+function explainLoadError(e, src, device) {
+  const m = e?.message ?? String(e);
+  if (/WebGPU is not available/i.test(m)) return `This browser offers no WebGPU adapter, so “WebGPU only” cannot run. Choose “WebGPU if available, else CPU” to use the CPU fallback. (${m})`;
+  if (/HTTP 404/.test(m)) return `A model file is missing: ${m}. Check that ${src.label} holds the BAAI/bge-m3 files (config.json, tokenizer.json, pytorch_model.bin, colbert_linear.pt, sparse_linear.pt).`;
+  if (/HTTP \d+/.test(m)) return `The model host answered with an error: ${m}.`;
+  if (/could not fetch|network error|Failed to fetch/i.test(m)) return `The model host could not be reached — are you offline, or does the host block this page (CORS)? Only huggingface.co and this site are allowed by the page's security policy. (${m})`;
+  if (/truncated/i.test(m)) return `A model file is incomplete (interrupted download or damaged file): ${m}. Load again to download it anew.`;
+  if (/lack|missing/i.test(m)) return `Model files are missing: ${m}.`;
+  if (/memory|allocation|OutOfMemory/i.test(m)) return `The device ran out of memory loading the model${device !== 'cpu' ? ' (try the CPU, or close other tabs)' : ''}: ${m}`;
+  return `The model could not be loaded: ${m}`;
+}
+
+function renderBackend(device) {
+  const m = state.model, box = $('backend');
+  box.hidden = false;
+  box.textContent = '';
+  const gpu = m.backend === 'webgpu';
+  box.className = `backend ${gpu ? 'gpu' : 'cpu'}`;
+  box.dataset.backend = m.backend;
+  box.append(el('span', { class: 'chip', text: gpu ? 'WebGPU' : 'CPU' }), ' ', el('span', { class: 'adapter', text: m.adapter }));
+  let note = '';
+  if (!gpu && device === 'cpu') note = 'Running on the CPU (WebAssembly), as chosen.';
+  else if (!gpu && !('gpu' in navigator)) note = 'This browser has no WebGPU, so the model runs on the CPU (WebAssembly): it works, only slower. Chrome, Edge and recent Safari have WebGPU.';
+  else if (!gpu) note = 'No WebGPU adapter could be opened (blocked GPU or driver), so the model runs on the CPU (WebAssembly): it works, only slower.';
+  if (note) box.append(el('p', { class: 'small', text: note }));
+}
+
+/** Enables what the loaded model (and a usable index) allows. */
+export function setReady() {
+  const ready = !!state.model && !state.loading;
+  for (const id of ['sample', 'paste-add', 'search']) $(id).disabled = !ready || (id !== 'search' && state.mismatch);
+  $('drop').classList.toggle('disabled', !ready || state.mismatch);
+  $('reindex').disabled = !ready || !!state.indexing;
+  document.body.dataset.model = ready ? 'ready' : state.loading ? 'loading' : 'none';
+}
+
+// ── Fingerprint: vectors from another model can't be compared ─────────────────────────────────
+function cosine(a, b) {
+  if (!a || !b || a.length !== b.length) return -1;
+  let s = 0, na = 0, nb = 0;
+  for (let i = 0; i < a.length; i++) { s += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
+  return s / Math.sqrt(na * nb || 1);
+}
+export const sameModel = (a, b) => a.hiddenSize === b.hiddenSize && cosine(a.probe, b.probe) > 0.999;
+
+export function checkFingerprint() {
+  const fp = state.fingerprint, ix = state.indexFingerprint;
+  state.mismatch = !!(fp && ix && state.docs.length && !sameModel(fp, ix));
+  $('mismatch').hidden = !state.mismatch;
+  document.body.dataset.mismatch = state.mismatch ? 'yes' : 'no';
+  if (state.mismatch) {
+    $('mismatch-text').textContent = `This index was built with a different model (${ix.hiddenSize}-dimensional, from ${ix.source}) than the one loaded now (${fp.hiddenSize}-dimensional, from ${fp.source}). Their vectors can't be compared, so search is off. Re-index the ${state.docs.length} document${state.docs.length > 1 ? 's' : ''} with this model (their text is stored), or clear the index.`;
+  }
+  setReady();
+}
