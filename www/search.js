@@ -1,8 +1,9 @@
-// Ranking over stored window embeddings with the package's scoring helpers, plus what the result
-// view needs: lexical matches and their positions, a snippet around them, ColBERT alignments.
-import { denseScore, lexicalScore, colbertScore, reciprocalRankFusion } from '../pkg/src/index.js';
+// Ranking over stored window embeddings with the package's scoring helpers (the three scores, their
+// weighted sum and reciprocal-rank fusion are the package's), plus what the result view needs:
+// lexical matches and their positions, a snippet around them, ColBERT alignments.
+import { denseScore, lexicalScore, colbertScore, weightedScore, reciprocalRankFusion } from '../pkg/src/index.js';
 
-export const DEFAULT_WEIGHTS = { dense: 0.4, sparse: 0.2, colbert: 0.4 };
+/** The k of reciprocal-rank fusion (passed to the package's helper, and named on the page). */
 export const RRF_K = 60;
 
 /** The three scores of every window of every document against the encoded query `q`. */
@@ -22,11 +23,6 @@ export function scoreWindows(q, docs) {
   return out;
 }
 
-export function weighted(s, w) {
-  const sum = w.dense + w.sparse + w.colbert;
-  return (w.dense * s.dense + w.sparse * s.sparse + w.colbert * s.colbert) / sum;
-}
-
 /** Ranks documents: each document is represented by its best window under the weighted hybrid
  *  score (FlagEmbedding's `colbert+sparse+dense` formula); then either that score, or
  *  reciprocal-rank fusion of the per-mode rankings (modes with weight 0 left out).
@@ -37,7 +33,7 @@ export function rank(scored, weights, { rrf = false } = {}) {
   const hits = scored.map(({ doc, windows }) => {
     let best = windows[0], bestScore = -Infinity;
     for (const w of windows) {
-      const h = weighted(w, weights);
+      const h = weightedScore(w, weights);
       if (h > bestScore) { bestScore = h; best = w; }
     }
     return { doc, window: best.index, dense: best.dense, sparse: best.sparse, colbert: best.colbert, hybrid: bestScore, score: bestScore };
