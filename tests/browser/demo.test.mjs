@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { serve, launch, requireFixtures, root } from './server.mjs';
+import { DEFAULT_WEIGHTS } from '../../pkg/src/index.js';
 
 const PAGE = '/www/?model=/fixtures/tiny-m3/&device=cpu';
 const QUERY = 'How do I keep a sourdough starter alive in the fridge?';
@@ -36,6 +37,8 @@ const hits = () => page.$$eval('#results .hit', hs => hs.map(h => ({
   bars: [...h.querySelectorAll('.bar-val')].map(b => +b.textContent),
 })));
 const docCount = () => page.$$eval('#docs li.doc', l => l.length);
+const MODES = ['dense', 'sparse', 'colbert'];
+const sliders = async () => Object.fromEntries(await Promise.all(MODES.map(async k => [k, +(await page.inputValue(`#w-${k}`))])));
 async function setWeights(d, s, c) {
   await page.fill('#w-dense', String(d));
   await page.fill('#w-sparse', String(s));
@@ -56,8 +59,12 @@ test('loads the fixture model on the wasm CPU backend, with per-file progress', 
   await page.waitForSelector('body[data-started=yes]');
   assert.equal(await page.inputValue('#source-url'), '/fixtures/tiny-m3/');
   assert.equal(await page.inputValue('#device'), 'cpu');
-  // An empty query before anything is loaded: a plain-language message, no exception.
-  await page.click('#search', { force: true }).catch(() => {});
+  // Search is off until a model is loaded: a click on it does nothing (no message, no exception).
+  assert.equal(await page.isDisabled('#search'), true, 'the search button is off before a model is loaded');
+  await page.click('#search', { force: true });
+  assert.equal(await page.isHidden('#search-msg'), true, `no search message before a model is loaded: ${await page.textContent('#search-msg')}`);
+  assert.equal(await page.$$eval('#results .hit', l => l.length), 0);
+  assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
   await page.click('#load');
   await page.waitForSelector('body[data-model=ready]', { timeout: 90_000 });
   assert.equal(await page.getAttribute('#backend', 'data-backend'), 'cpu');
@@ -93,14 +100,20 @@ test('indexes the sample corpus (long documents in windows) without any network 
 });
 
 test('search: ranked by the hybrid score, per-mode bars, highlights, ColBERT alignment; no network', { timeout: 120_000 }, async () => {
+  // The sliders start at the package's default weights, and the page says so.
+  assert.deepEqual(await sliders(), { ...DEFAULT_WEIGHTS });
+  const w = DEFAULT_WEIGHTS, sum = w.dense + w.sparse + w.colbert;
+  assert.equal(await page.textContent('#w-reset'), `Reset ${w.dense} / ${w.sparse} / ${w.colbert}`);
+  assert.ok((await page.textContent('#fusion-help')).startsWith(`Score = (${w.dense.toFixed(2)}·dense + ${w.sparse.toFixed(2)}·lexical + ${w.colbert.toFixed(2)}·ColBERT) / ${sum.toFixed(2)},`),
+    await page.textContent('#fusion-help'));
   await search(QUERY);
   assert.equal(await page.$$eval('#results .hit', l => l.length), 10);
   await page.click('#results .more button');
   const hs = await hits();
   assert.equal(hs.length, sampleCount());
   for (const h of hs) {
-    const want = (0.4 * h.dense + 0.2 * h.sparse + 0.4 * h.colbert) / 1.0;
-    assert.ok(Math.abs(h.score - want) < 1e-9, `${h.name}: score ${h.score} = 0.4·${h.dense} + 0.2·${h.sparse} + 0.4·${h.colbert}`);
+    const want = (w.dense * h.dense + w.sparse * h.sparse + w.colbert * h.colbert) / sum;
+    assert.ok(Math.abs(h.score - want) < 1e-9, `${h.name}: score ${h.score} = (${w.dense}·${h.dense} + ${w.sparse}·${h.sparse} + ${w.colbert}·${h.colbert}) / ${sum}`);
     assert.deepEqual(h.bars, [h.dense, h.sparse, h.colbert].map(x => +x.toFixed(3)), 'bars show the per-mode scores');
   }
   assert.ok(nonIncreasing(hs.map(h => h.score)), 'ranked by hybrid score');
@@ -136,23 +149,35 @@ test('weights: dense only ranks by the dense bars, lexical only by the lexical b
   assert.notDeepEqual(sparse.map(h => h.id), dense.map(h => h.id), 'the ranking changes with the weights');
   await setWeights(0, 0, 1);
   const colbert = await hits();
-  assert.ok(nonIncreasing(colbert.map(h => h.colbert)));
+  assert.ok(nonIncreasing(colbert.map(h => h.colbert)), `ColBERT-only ranking follows the ColBERT scores: ${colbert.map(h => h.colbert)}`);
+  for (const h of colbert) assert.ok(Math.abs(h.score - h.colbert) < 1e-12);
   await setWeights(0, 0, 0);
   assert.match(await page.textContent('#search-msg'), /at least one/);
+  assert.equal(await page.$$eval('#results .hit', l => l.length), 0, 'no ranking without a weight');
   await page.click('#w-reset');
+  assert.deepEqual(await sliders(), { ...DEFAULT_WEIGHTS }, 'reset puts the package\'s default weights back');
   await page.check('#rrf');
   const rrf = await hits();
   assert.ok(nonIncreasing(rrf.map(h => h.score)));
   assert.ok(rrf.every(h => h.score > 0 && h.score <= 3 / 61 + 1e-12), 'RRF scores are sums of 1/(60 + rank)');
-  assert.equal(rrf[0].score > 2 / 61 ? true : rrf[0].score > 0, true);
-  assert.match(await page.textContent('#fusion-help'), /Reciprocal-rank fusion/);
+  // Each score is the sum over the three per-mode rankings of 1/(60 + rank), rank from 1; ties
+  // keep the order of the index.
+  const order = await page.$$eval('#docs li.doc', l => l.map(d => d.dataset.id));
+  assert.equal(rrf.length, order.length, 'every document is shown');
+  const byId = new Map(rrf.map(h => [h.id, h]));
+  const fused = new Map(order.map(id => [id, 0]));
+  for (const m of MODES) {
+    order.map(id => byId.get(id)).sort((a, b) => b[m] - a[m]).forEach((h, r) => fused.set(h.id, fused.get(h.id) + 1 / (60 + r + 1)));
+  }
+  for (const h of rrf) assert.ok(Math.abs(h.score - fused.get(h.id)) < 1e-12, `${h.name}: RRF ${h.score}, want ${fused.get(h.id)}`);
+  assert.match(await page.textContent('#fusion-help'), /Reciprocal-rank fusion: each document gets Σ 1\/\(60 \+ rank\) over the rankings by dense, lexical, ColBERT/);
   await page.uncheck('#rrf');
   assert.deepEqual(recording, [], 'no network request while re-ranking');
   recording = null;
 });
 
 test('the scores match the package scoring of a fresh encoding (independent check)', { timeout: 60_000 }, async () => {
-  await setWeights(0.4, 0.2, 0.4);
+  await setWeights(DEFAULT_WEIGHTS.dense, DEFAULT_WEIGHTS.sparse, DEFAULT_WEIGHTS.colbert);
   const hs = await hits();
   const short = hs.find(h => /Tide Pool/.test(h.name));
   const text = fs.readFileSync(path.join(root, 'www/corpus/en-tide-pools.txt'), 'utf8').trim();
@@ -219,6 +244,8 @@ test('a model folder picked from disk loads without any request for model files'
   assert.match(await p2.textContent('#model-msg'), /Ready: 32-dimensional.*folder “tiny-m3” on this computer/);
   assert.deepEqual(urls.filter(u => u.startsWith('/fixtures/')), []);
   // The same index: the fingerprint matches a model loaded from elsewhere with the same weights.
+  assert.ok((await p2.$$eval('#docs li.doc', l => l.length)) > 0, 'the index is there, so the two fingerprints were compared');
+  assert.equal(await p2.getAttribute('body', 'data-mismatch'), 'no');
   assert.equal(await p2.isHidden('#mismatch'), true);
   await p2.close();
 });
