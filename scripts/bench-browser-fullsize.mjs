@@ -1,6 +1,8 @@
 // Loads a full-size model in headless Chromium (WebGPU on whatever adapter it finds; here
 // SwiftShader), encodes a short text and prints wasm heap and GPU buffer figures.
-//   M3_MODELS=/root/models node scripts/bench-browser-fullsize.mjs [full-m3] [model.safetensors] [16,512] [webgpu|cpu]
+//   M3_MODELS=path/to/models node scripts/bench-browser-fullsize.mjs [full-m3] [model.safetensors] [16,512] [webgpu|cpu]
+// $M3_MODELS is the folder that holds the model folder (default name full-m3), e.g. one written by
+// `python3 scripts/random_checkpoint.py path/to/models/full-m3 --tokenizer .../tokenizer.json`.
 // The model is fetched through the package's loader into the Cache API (streamed to disk) and read
 // tensor by tensor in a worker, as the npm package does.
 // Needs `bash scripts/build-wasm.sh` first. Not part of CI (minutes on SwiftShader).

@@ -10,14 +10,15 @@
 // Prepares what is missing, under $BENCH_CACHE (default ~/.cache/bge-m3-bench):
 //   texts.json         scripts/bench_texts.py: texts of exactly 16/512/2048/8192 tokens + 32 mixed
 //   small-m3/          ../shared/fixtures/make_fixture.py: 6 layers, 384 wide, 12 heads, FFN 1536
-//   full-m3/           scripts/random_checkpoint.py (24 x 1024), unless $M3_FULL_MODEL or
-//                      /root/models/full-m3 holds one
+//   full-m3/           scripts/random_checkpoint.py (24 x 1024), unless $M3_FULL_MODEL names a
+//                      full-size model folder (config.json, ...) to use instead
 //   onnx/<model>/      scripts/bench_export_onnx.py: the same checkpoint as a transformers.js folder
 //   pydeps/            the `onnx` Python package, where the Python lacks it (pip --target)
-// Python: $M3_PYTHON, else /root/.venvs/m3ref/bin/python, else python3 (torch, transformers,
-// FlagEmbedding). m3: $M3, else ~/.cache/bge-m3-target/release/m3. The wasm build: pkg/wasm
+// Python: $M3_PYTHON, else python3 (torch, transformers, FlagEmbedding). m3: $M3, else
+// $CARGO_TARGET_DIR/release/m3 (CARGO_TARGET_DIR default ~/.cache/bge-m3-target). The wasm build: pkg/wasm
 // (bash scripts/build-wasm.sh). Chromium: $CHROMIUM, else /usr/bin/chromium; WebGPU runs on
-// SwiftShader unless --gpu (then on whatever adapter Chromium picks).
+// SwiftShader unless --gpu (then on whatever adapter Chromium picks). --backends names m3's devices
+// (`m3 --device cpu|wgpu`); bench_native.py runs `m3 encode --truncate` (FlagEmbedding's truncation).
 // --plan limits the browser cells of a model (SwiftShader is slow); the default plan is PLAN.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -29,9 +30,8 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixtures = path.resolve(root, '../shared/fixtures');
 const cache = process.env.BENCH_CACHE ?? path.join(os.homedir(), '.cache/bge-m3-bench');
-const VENV = '/root/.venvs/m3ref/bin/python';
-const python = process.env.M3_PYTHON ?? (fs.existsSync(VENV) ? VENV : 'python3');
-const m3 = process.env.M3 ?? path.join(os.homedir(), '.cache/bge-m3-target/release/m3');
+const python = process.env.M3_PYTHON || 'python3';
+const m3 = process.env.M3 || path.join(process.env.CARGO_TARGET_DIR || path.join(os.homedir(), '.cache/bge-m3-target'), 'release/m3');
 const ALL_CELLS = ['16', '512', '2048', 'mixed32', '8192'];
 
 // Browser cells per model on SwiftShader (~1-2 GFLOP/s): what finishes in minutes. A cell left
@@ -96,7 +96,11 @@ function modelDir(name) {
     return dir;
   }
   if (name === 'full') {
-    for (const d of [process.env.M3_FULL_MODEL, '/root/models/full-m3']) if (d && fs.existsSync(path.join(d, 'config.json'))) return d;
+    const given = process.env.M3_FULL_MODEL;
+    if (given) {
+      if (!fs.existsSync(path.join(given, 'config.json'))) throw new Error(`M3_FULL_MODEL=${given}: no config.json there`);
+      return path.resolve(given);
+    }
     const dir = path.join(cache, 'full-m3');
     if (!fs.existsSync(path.join(dir, 'colbert_linear.pt'))) {
       sh(python, [path.join(root, 'scripts/random_checkpoint.py'), dir, '--tokenizer', path.join(fixtures, 'tiny-m3/tokenizer.json')]);

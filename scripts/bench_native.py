@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Native half of the side-by-side benchmark: `m3 encode` (cpu and wgpu backends) against
+"""Native half of the side-by-side benchmark: `m3 encode` (cpu and wgpu devices) against
 FlagEmbedding's BGEM3FlagModel (PyTorch) on the same checkpoint and the same texts.
 
     python3 scripts/bench_native.py --model tiny=../shared/fixtures/tiny-m3 [--model small=DIR ...] \\
@@ -7,12 +7,16 @@ FlagEmbedding's BGEM3FlagModel (PyTorch) on the same checkpoint and the same tex
         [--cells 16,512,2048,mixed32,8192] [--skip small:8192 ...] [--cell-timeout 300] [--out results.json]
 
 Runs under any python3 (standard library only); FlagEmbedding runs in a child process of
---python (default: $M3_PYTHON, else /root/.venvs/m3ref/bin/python where it exists, else this
-python). `texts.json` comes from scripts/bench_texts.py. Prints a markdown table and writes all
-figures as JSON to --out. scripts/bench.mjs calls this; on a machine without node or chromium
-(a GPU box) it also runs on its own.
+--python (default: $M3_PYTHON, else python3). `texts.json` comes from scripts/bench_texts.py.
+Prints a markdown table and writes all figures as JSON to --out (scratch files go next to it;
+without --out, to a temporary folder removed at the end). scripts/bench.mjs calls this; on a
+machine without node or chromium (a GPU box) scripts/bench-gpu-vs-pytorch.sh runs it. --backends
+names m3's devices (`m3 --device cpu|wgpu`). For wgpu on an NVIDIA GPU, set VK_DRIVER_FILES if the Vulkan
+loader does not find the driver by itself (typically the nvidia_icd.json of the driver install).
 
 What is measured, per model and cell (each side in its own process, so peak RSS is its own):
+- m3 runs with `--truncate --max-length 8192`, as FlagEmbedding truncates at 8192 tokens
+  (without --truncate, m3 would cut a longer text into windows).
 - batch-1 cells (16, 512, 2048, 8192 tokens): R runs at batch size 1 (R = 3, or 2 at 8192);
   "cold" is the first (wgpu: shader compilation included), "warm" the last for m3 and the mean
   of all but the first for FlagEmbedding. m3's times come from `m3 bench --tokens N` (timed
@@ -36,12 +40,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VENV_PY = "/root/.venvs/m3ref/bin/python"
-NVIDIA_ICD = "/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json"
 
 
 def repeats(n):
@@ -207,10 +210,11 @@ LOADED = re.compile(r"^m3: loaded .* in ([\d.]+) s")
 ENCODED = re.compile(r"^m3: encoded (\d+)/(\d+) tokens \(([\d.]+) s\)")
 
 
-def m3_once(m3, model, backend, texts, batch, timeout, env):
+def m3_once(m3, model, device, texts, batch, timeout, env):
     stdin = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts).encode()
-    pr = Proc([m3, "encode", "--model", model, "--backend", backend, "--batch-size", str(batch), "--max-length", "8192"],
-              stdin, timeout, env)
+    # --truncate: FlagEmbedding's behaviour (first 8192 tokens), not m3's default of windows.
+    pr = Proc([m3, "encode", "--model", model, "--device", device, "--batch-size", str(batch), "--max-length", "8192",
+               "--truncate"], stdin, timeout, env)
     if pr.timed_out:
         return {"error": f"timeout > {timeout:.0f} s"}
     if pr.rc != 0:
@@ -234,16 +238,17 @@ def parse_dense(lines, k):
     return res
 
 
-def run_m3(m3, model, backend, cell, timeout, env):
+def run_m3(m3, model, device, cell, timeout, env):
     texts, batch = cell["texts"], cell["batch"]
-    enc = m3_once(m3, model, backend, texts, batch, timeout, env)
+    enc = m3_once(m3, model, device, texts, batch, timeout, env)
     if "error" in enc:
         return enc
     if batch == 1:
         # Times from `m3 bench` (its own text of the same length, timed inside the process); the
         # `m3 encode` run above gives the outputs to check and a cross-check of the cold time.
+        # (`m3 bench` encodes exactly --tokens tokens, one window.)
         n = cell["lengths"][0]
-        pb = Proc([m3, "bench", "--model", model, "--backend", backend, "--tokens", str(n), "--runs", str(repeats(n))],
+        pb = Proc([m3, "bench", "--model", model, "--device", device, "--tokens", str(n), "--runs", str(repeats(n))],
                   b"", timeout, env)
         if pb.timed_out:
             return {"error": f"timeout > {timeout:.0f} s"}
@@ -345,17 +350,23 @@ def cell_label(cell):
 
 
 def driver(a):
+    py = a.python or os.environ.get("M3_PYTHON") or "python3"
+    m3 = a.m3 or os.environ.get("M3") or default_m3()
+    backends = [b for b in a.backends.split(",") if b]
+    env = dict(os.environ)
+    if a.out:
+        scratch = os.path.join(os.path.dirname(os.path.abspath(a.out)), "native-scratch")
+        os.makedirs(scratch, exist_ok=True)
+        run(a, py, m3, backends, env, scratch)
+    else:
+        with tempfile.TemporaryDirectory(prefix="m3-bench-native-") as scratch:
+            run(a, py, m3, backends, env, scratch)
+
+
+def run(a, py, m3, backends, env, scratch):
     texts = json.load(open(a.texts))
     cells = {c["name"]: c for c in texts["cells"]}
     wanted = [c for c in a.cells.split(",") if c]
-    py = a.python or os.environ.get("M3_PYTHON") or (VENV_PY if os.path.exists(VENV_PY) else sys.executable)
-    m3 = a.m3 or os.environ.get("M3") or os.path.expanduser("~/.cache/bge-m3-target/release/m3")
-    backends = [b for b in a.backends.split(",") if b]
-    env = dict(os.environ)
-    if os.path.exists(NVIDIA_ICD) and "VK_DRIVER_FILES" not in env:
-        env["VK_DRIVER_FILES"] = NVIDIA_ICD
-    scratch = os.path.join(os.path.dirname(os.path.abspath(a.out)) if a.out else "/tmp", "native-scratch")
-    os.makedirs(scratch, exist_ok=True)
     flag_ok = a.flag != "none"
     flag_why, peer = None, "flagembedding"
     if flag_ok:
@@ -411,6 +422,11 @@ def driver(a):
         json.dump(results, open(a.out, "w"), indent=1)
 
 
+def default_m3():
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/bge-m3-target")
+    return os.path.join(target, "release", "m3")
+
+
 def cpu_name():
     try:
         for line in open("/proc/cpuinfo"):
@@ -436,10 +452,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True, help="NAME=DIR (BAAI/bge-m3 layout), repeatable")
     ap.add_argument("--texts", required=True, help="from scripts/bench_texts.py")
-    ap.add_argument("--m3", help="m3 binary (default $M3, else ~/.cache/bge-m3-target/release/m3)")
-    ap.add_argument("--backends", default="cpu,wgpu")
+    ap.add_argument("--m3", help="m3 binary (default $M3, else $CARGO_TARGET_DIR/release/m3, "
+                    "CARGO_TARGET_DIR defaulting to ~/.cache/bge-m3-target)")
+    ap.add_argument("--backends", default="cpu,wgpu", help="m3 devices to run (m3 --device), comma-separated")
     ap.add_argument("--flag", default="cpu", help="FlagEmbedding device: cpu, cuda or none")
-    ap.add_argument("--python", help="python with FlagEmbedding")
+    ap.add_argument("--python", help="python with FlagEmbedding (default $M3_PYTHON, else python3)")
     ap.add_argument("--torch-fallback", action="store_true",
                     help="without FlagEmbedding, compare against the same model in plain transformers + torch")
     ap.add_argument("--cells", default="16,512,2048,mixed32,8192")

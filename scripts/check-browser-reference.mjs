@@ -1,6 +1,6 @@
 // Compares the npm package (load + encode in headless Chromium, in its worker) with a
 // FlagEmbedding reference file as written by ../shared/fixtures/make_fixture.py:
-//   M3_MODELS=/root/models node scripts/check-browser-reference.mjs MODEL_DIR REFERENCE.json [cpu|webgpu] [encoder file]
+//   M3_MODELS=path/to/models node scripts/check-browser-reference.mjs MODEL_DIR REFERENCE.json [cpu|webgpu] [encoder file]
 // MODEL_DIR and REFERENCE.json are relative to $M3_MODELS. Needs `bash scripts/build-wasm.sh` first.
 import { serve, launch } from '../tests/browser/server.mjs';
 
