@@ -117,9 +117,11 @@ export interface EncodeOptions {
   dense?: boolean;
   sparse?: boolean;
   colbert?: boolean;
-  /** Largest window in tokens, `<s>` and `</s>` included (default and maximum 8192). */
+  /** Largest window in tokens, `<s>` and `</s>` included: from 3 to the model's limit
+   *  (`model.maxTokens`, 8192 for BAAI/bge-m3), which is also the default. Out of range: RangeError. */
   maxLength?: number;
-  /** Tokens shared by consecutive windows of a long text (default 256). */
+  /** Tokens shared by consecutive windows of a long text: default min(256, half a window), at
+   *  most half a window. */
   overlap?: number;
   /** Cut a long text at `maxLength` (as FlagEmbedding does) instead of windowing it. */
   truncate?: boolean;
@@ -135,6 +137,19 @@ export interface EncodeOptions {
   /** Aborting rejects with a DOMException named "AbortError"; the model stays usable. */
   signal?: AbortSignal;
 }
+
+export interface ScoreOptions extends Omit<EncodeOptions, 'dense' | 'sparse' | 'colbert' | 'tokenStrings' | 'colbertSpans'> {
+  /** The weights of compute_score's weighted sums; a missing mode takes its default
+   *  (`DEFAULT_WEIGHTS`). Each a finite number >= 0. */
+  weights?: Partial<ScoreWeights>;
+}
+
+/** What kind of failure an error is (`error.kind`, on errors from the model; the package decides
+ *  on the kind, never on the message): a model file's contents (`format`: not a checkpoint or
+ *  damaged; `weights`: a tensor missing or mis-shaped; `config`; `tokenizer`), the caller's input
+ *  (`input`; `range` for an option out of range, a RangeError), the GPU (`device`: no adapter, a
+ *  lost device; never a reason to drop cached files), or reading a file (`io`). */
+export type ErrorKind = 'format' | 'weights' | 'config' | 'tokenizer' | 'input' | 'range' | 'device' | 'io';
 
 export interface Tokenized {
   ids: Uint32Array;
@@ -173,8 +188,10 @@ export interface Model {
   tokenize(text: string): Promise<Tokenized>;
   /** Vocabulary strings of token ids (e.g. "▁search"). */
   idsToTokens(ids: ArrayLike<number>): Promise<string[]>;
-  /** FlagEmbedding's five scores of a query against each passage (encodes both). */
-  score(query: string, passages: string[], options?: { weights?: ScoreWeights; maxLength?: number; signal?: AbortSignal }): Promise<Scores[]>;
+  /** FlagEmbedding's five scores of a query against each passage (encodes both, all three
+   *  outputs). A passage longer than the window is scored by its document-level outputs (its
+   *  windows merged), unless `truncate`, which is FlagEmbedding's behaviour. */
+  score(query: string, passages: string[], options?: ScoreOptions): Promise<Scores[]>;
   /** Frees the worker, the device memory and the wasm instance. */
   dispose(): Promise<void>;
 }

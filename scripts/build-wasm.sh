@@ -4,7 +4,7 @@
 # (pinned to the wasm-bindgen crate's version) if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bge-m3-target}"
+source scripts/cargo-env.sh
 WB_VERSION=0.2.130
 rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 if ! wasm-bindgen --version 2>/dev/null | grep -q "$WB_VERSION"; then
@@ -21,4 +21,8 @@ if [ "${WASM_OPT:-0}" = 1 ]; then
     pkg/wasm/bge_m3_web_bg.wasm -o pkg/wasm/bge_m3_web_bg.opt.wasm && mv pkg/wasm/bge_m3_web_bg.opt.wasm pkg/wasm/bge_m3_web_bg.wasm
 fi
 raw=$(stat -c %s pkg/wasm/bge_m3_web_bg.wasm); gz=$(gzip -9 -c pkg/wasm/bge_m3_web_bg.wasm | wc -c)
+sha=$(sha256sum pkg/wasm/bge_m3_web_bg.wasm | cut -d' ' -f1)
+# What was built, for scripts/check-release.mjs (a publish refuses a build without wasm-opt).
+printf '{"wasmOpt": %s, "sha256": "%s", "bytes": %s, "gzipBytes": %s}\n' \
+  "$([ "${WASM_OPT:-0}" = 1 ] && echo true || echo false)" "$sha" "$raw" "$gz" > pkg/wasm/build.json
 echo "build-wasm: pkg/wasm/bge_m3_web_bg.wasm $raw bytes raw, $gz bytes gzip -9"

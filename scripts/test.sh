@@ -1,13 +1,42 @@
 #!/usr/bin/env bash
-# All tests: native (parity on CPU + wgpu/lavapipe, bad input) and in headless Chromium
-# (the wasm build on WebGPU/SwiftShader and on the wasm CPU backend).
+# All tests (what CI runs: .ci/run calls this), in this order:
+#  1. cargo fmt --check;
+#  2. native: unit tests in src/ and tests/native.rs (parity on the CPU backend and on wgpu via
+#     lavapipe, windows, bad input), built with clippy's lints as errors;
+#  3. the wasm32 build (clippy too) and `wasm-pack test --headless --chrome --release`
+#     (tests/web.rs: the wasm-bindgen API on WebGPU/SwiftShader and on the wasm CPU backend);
+#  4. a TypeScript check of pkg/index.d.ts against tests/types/usage.ts;
+#  5. the browser tests (tests/browser/*.test.mjs: the package, the demo, a Vite app).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bge-m3-target}"
+bash scripts/setup.sh --test
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+source scripts/cargo-env.sh
+[ -n "${RUSTC_WORKSPACE_WRAPPER:-}" ] || { echo "test: clippy-driver is missing (rustup component add clippy)" >&2; exit 1; }
 if [ ! -d ../shared/fixtures/tiny-m3 ]; then
   echo "test: ../shared/fixtures/tiny-m3 is missing; the parity tests need the shared fixtures beside the clone" >&2
 fi
-cargo test --release --all-targets 2>&1
+step() { echo; echo "== test: $* ($(date +%T))"; }
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "native tests (clippy -D warnings)"
+# setup.sh installed lavapipe: a missing wgpu adapter fails the wgpu tests instead of skipping them.
+M3_REQUIRE_WGPU=1 cargo test --release --all-targets 2>&1
+
+step "wasm32 build (clippy -D warnings)"
 bash scripts/build-wasm.sh
+
+step "wasm-pack test --headless --chrome --release"
+# The same target dir, profile and features as the build above: only the test crate is compiled.
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+XDG_CONFIG_HOME="$scratch" XDG_CACHE_HOME="$scratch" TMPDIR="$scratch" WASM_BINDGEN_TEST_TIMEOUT=900 \
+  wasm-pack --log-level warn test --headless --chrome --chromedriver "$(command -v chromedriver)" --release -- --test web 2>&1
+
+step "TypeScript: pkg/index.d.ts against tests/types/usage.ts"
+node_modules/.bin/tsc -p tests/types
+
+step "browser tests"
 node --test --test-concurrency=1 tests/browser/*.test.mjs

@@ -10,7 +10,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::kernels::{LinearKernel, attention_kernel_fits, attention_register_4x4, flush_uploads};
+use crate::gpu::flush_uploads;
+use crate::kernels::{LinearKernel, attention_kernel_fits, attention_register_4x4};
 use crate::kernels::{linear_register_4x4, register_kernel_fits};
 use crate::weights::{HostTensor, TensorSource, expect_shape};
 

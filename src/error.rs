@@ -13,8 +13,11 @@ pub enum Error {
     Config(String),
     /// The tokenizer could not be built or could not encode a text.
     Tokenizer(String),
-    /// The caller passed something the model cannot take (empty list, bad option, ...).
+    /// The caller passed something the model cannot take (a token id outside the vocabulary, ...).
     Input(String),
+    /// A numeric option outside its allowed range (a JS `RangeError` across the wasm boundary).
+    OutOfRange(String),
+
     /// The compute device failed (no adapter, lost device, readback failed).
     Device(String),
     /// An I/O error while reading a file.
@@ -29,6 +32,7 @@ impl fmt::Display for Error {
             Error::Config(m) => write!(f, "config: {m}"),
             Error::Tokenizer(m) => write!(f, "tokenizer: {m}"),
             Error::Input(m) => write!(f, "invalid input: {m}"),
+            Error::OutOfRange(m) => write!(f, "invalid input: {m}"),
             Error::Device(m) => write!(f, "device: {m}"),
             Error::Io(m) => write!(f, "i/o: {m}"),
         }
@@ -36,6 +40,23 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// The variant's name, as `error.kind` in JS: "format", "weights", "config", "tokenizer",
+    /// "input", "range", "device" or "io".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Format(_) => "format",
+            Error::Weights(_) => "weights",
+            Error::Config(_) => "config",
+            Error::Tokenizer(_) => "tokenizer",
+            Error::Input(_) => "input",
+            Error::OutOfRange(_) => "range",
+            Error::Device(_) => "device",
+            Error::Io(_) => "io",
+        }
+    }
+}
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {

@@ -1,12 +1,147 @@
-//! Acquiring a wgpu device ourselves, so that its limits are ours to choose: with
+//! Device policy, in one place: which device runs the model ([`pick_device`], for the browser
+//! and natively), the limits it is asked for, which kernel runs the linear layers on it
+//! ([`KernelChoice`]), and when queued uploads are flushed ([`flush_uploads`]).
+//!
+//! We acquire the wgpu device ourselves, so that its limits are ours to choose: with
 //! [`GpuLimits::WebGpuDefault`] the model runs within WebGPU's default limits (128 MiB per
 //! storage binding, 256 MiB per buffer), what many laptops and phones grant.
 
-use burn::tensor::Device;
+use burn::backend::Wgpu;
 use burn::tensor::wgpu::{WgpuSetup, wgpu};
+use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::kernels::LinearKernel;
+
+/// Which device to run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// WebGPU / wgpu when an adapter is found, else the CPU backend.
+    Auto,
+    /// WebGPU in the browser, wgpu (Vulkan, Metal, DX12; lavapipe too) natively.
+    Gpu,
+    /// burn's pure-Rust CPU backend (flex; the wasm CPU backend in the browser).
+    Cpu,
+}
+
+impl std::str::FromStr for DeviceKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" | "" => Ok(DeviceKind::Auto),
+            "webgpu" | "wgpu" | "gpu" => Ok(DeviceKind::Gpu),
+            "cpu" => Ok(DeviceKind::Cpu),
+            other => Err(Error::Input(format!("unknown device {other:?} (auto, webgpu/wgpu or cpu)"))),
+        }
+    }
+}
+
+/// Which kernel runs the linear layers and attention on a wgpu device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KernelChoice {
+    /// Ours ([`LinearKernel::Register4x4`]) on a CPU (software) adapter such as SwiftShader or
+    /// lavapipe, where burn's tiled kernels run at ~0.1 GFLOP/s; burn's on GPUs.
+    #[default]
+    Auto,
+    Burn,
+    Register,
+}
+
+impl std::str::FromStr for KernelChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(KernelChoice::Auto),
+            "burn" => Ok(KernelChoice::Burn),
+            "register" => Ok(KernelChoice::Register),
+            other => Err(Error::Input(format!("unknown kernel {other:?} (auto, burn or register)"))),
+        }
+    }
+}
+
+impl KernelChoice {
+    /// The kernel for a wgpu adapter (`adapter_is_cpu`: a software adapter).
+    pub fn for_adapter(self, adapter_is_cpu: bool) -> LinearKernel {
+        match self {
+            KernelChoice::Burn => LinearKernel::Burn,
+            KernelChoice::Register => LinearKernel::Register4x4,
+            KernelChoice::Auto if adapter_is_cpu => LinearKernel::Register4x4,
+            KernelChoice::Auto => LinearKernel::Burn,
+        }
+    }
+}
+
+/// A device chosen by [`pick_device`].
+#[derive(Clone)]
+pub struct PickedDevice {
+    pub device: Device,
+    pub linear_kernel: LinearKernel,
+    /// "webgpu" (wgpu natively) or "cpu".
+    pub backend: &'static str,
+    /// The adapter, for people, e.g. "SwiftShader Device (Subzero) (Vulkan, Cpu; 128 MiB per
+    /// storage binding)" or "CPU (burn flex)".
+    pub adapter: String,
+    /// A CPU (software) adapter or the CPU backend.
+    pub adapter_is_cpu: bool,
+}
+
+impl PickedDevice {
+    /// The same device with the linear-layer kernel chosen by `choice` (wgpu devices only: the
+    /// CPU backend has burn's kernels alone).
+    pub fn with_kernel(self, choice: KernelChoice) -> Self {
+        if self.backend == "cpu" {
+            return self;
+        }
+        PickedDevice { linear_kernel: choice.for_adapter(self.adapter_is_cpu), ..self }
+    }
+}
+
+/// The CPU backend (the only choice for it: burn's kernels).
+pub fn cpu_device() -> PickedDevice {
+    let adapter = if cfg!(target_family = "wasm") { "wasm CPU (burn flex)" } else { "CPU (burn flex)" };
+    PickedDevice {
+        device: Device::flex(),
+        linear_kernel: LinearKernel::Burn,
+        backend: "cpu",
+        adapter: adapter.into(),
+        adapter_is_cpu: true,
+    }
+}
+
+/// The device for `kind`; with [`DeviceKind::Auto`], the CPU backend when no adapter is found
+/// (the adapter field then says why).
+pub async fn pick_device(kind: DeviceKind, limits: GpuLimits, kernel: KernelChoice) -> Result<PickedDevice> {
+    let gpu = || async {
+        init_wgpu(limits).await.map(|d| PickedDevice {
+            device: d.device,
+            linear_kernel: kernel.for_adapter(d.adapter_is_cpu),
+            backend: "webgpu",
+            adapter: d.description,
+            adapter_is_cpu: d.adapter_is_cpu,
+        })
+    };
+    match kind {
+        DeviceKind::Cpu => Ok(cpu_device()),
+        DeviceKind::Gpu => gpu().await,
+        DeviceKind::Auto => match gpu().await {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                let cpu = cpu_device();
+                Ok(PickedDevice { adapter: format!("{} (no WebGPU adapter: {e})", cpu.adapter), ..cpu })
+            }
+        },
+    }
+}
+
+/// Hands the device's queued work (uploads included) to the GPU now, on wgpu; nothing elsewhere.
+/// Uploads are held on the host until the queue is flushed: flushing after each large upload
+/// keeps the host copy of one block alive, not of all of them (full-size model in a tab: wasm
+/// heap 1293 MiB without, 376 MiB with a flush per word-embedding block).
+pub fn flush_uploads(device: &Device) {
+    if let Ok(p) = Tensor::<2>::zeros([1, 1], device).try_into_primitive::<Wgpu>() {
+        let _ = p.client.flush();
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GpuLimits {
@@ -16,13 +151,14 @@ pub enum GpuLimits {
     Adapter,
 }
 
-/// A wgpu device, what it runs on, and the kernel that suits it for the linear layers.
+/// A wgpu device and what it runs on.
 #[derive(Clone)]
 pub struct WgpuDevice {
     pub device: Device,
     /// Adapter name, backend, type and binding limit, for people.
     pub description: String,
-    pub linear_kernel: LinearKernel,
+    /// A CPU (software) adapter: SwiftShader, lavapipe.
+    pub adapter_is_cpu: bool,
 }
 
 /// A burn device on the first high-performance adapter.
@@ -40,7 +176,7 @@ pub async fn init_wgpu(limits: GpuLimits) -> Result<WgpuDevice> {
             ..Default::default()
         })
         .await
-        .map_err(|e| Error::Device(format!("no WebGPU/wgpu adapter: {e}")))?;
+        .map_err(|e| Error::Device(format!("WebGPU is not available: no adapter ({e})")))?;
     let info = adapter.get_info();
     let required_limits = match limits {
         // WebGPU's defaults, except workgroup memory: burn 0.22's matmul picks kernels that
@@ -77,6 +213,5 @@ pub async fn init_wgpu(limits: GpuLimits) -> Result<WgpuDevice> {
         .unwrap_or("unnamed adapter");
     let description =
         format!("{name} ({:?}, {:?}; {binding_mib} MiB per storage binding)", info.backend, info.device_type);
-    let linear_kernel = LinearKernel::for_adapter(info.device_type == wgpu::DeviceType::Cpu);
-    Ok(WgpuDevice { device, description, linear_kernel })
+    Ok(WgpuDevice { device, description, adapter_is_cpu: info.device_type == wgpu::DeviceType::Cpu })
 }

@@ -10,7 +10,8 @@
 //! a 4 x 4 block of the output in registers and reads its operands as `vec4`s straight from the
 //! buffers (the CPU's caches do the staging), ~1.2 GFLOP/s on the same machine.
 //! `softmax_rows` replaces burn's five-kernel softmax with one in-place pass.
-//! [`LinearKernel::for_adapter`] picks these for CPU adapters; GPUs keep burn's kernels.
+//! `crate::gpu` picks these for CPU adapters ([`crate::gpu::KernelChoice`]); GPUs keep burn's
+//! kernels.
 
 use burn::backend::Wgpu;
 use burn::tensor::DType;
@@ -30,20 +31,6 @@ pub enum LinearKernel {
     /// `matmul_4x4` and `softmax_rows`: register-blocked, no workgroup memory (wgpu devices
     /// only).
     Register4x4,
-}
-
-impl LinearKernel {
-    /// `Register4x4` on a CPU (software) adapter, `Burn` elsewhere. `M3_LINEAR_KERNEL=burn` or
-    /// `=register` overrides the choice natively (for benchmarks).
-    pub fn for_adapter(device_type_is_cpu: bool) -> Self {
-        let env = if cfg!(target_family = "wasm") { None } else { std::env::var("M3_LINEAR_KERNEL").ok() };
-        match env.as_deref() {
-            Some("burn") => LinearKernel::Burn,
-            Some("register") => LinearKernel::Register4x4,
-            _ if device_type_is_cpu => LinearKernel::Register4x4,
-            _ => LinearKernel::Burn,
-        }
-    }
 }
 
 type Vec4 = Vector<f32, Const<4>>;
@@ -185,16 +172,6 @@ fn softmax_in_place(x: &CubeTensor, rows: usize, t4: usize) {
             rows,
             t4,
         );
-    }
-}
-
-/// Hands the device's queued work (uploads included) to the GPU now, on wgpu; nothing elsewhere.
-/// Uploads are held on the host until the queue is flushed: flushing after each large upload
-/// keeps the host copy of one block alive, not of all of them (full-size model in a tab: wasm
-/// heap 1293 MiB without, 376 MiB with a flush per word-embedding block).
-pub fn flush_uploads(device: &burn::tensor::Device) {
-    if let Ok(p) = BurnTensor::<2>::zeros([1, 1], device).try_into_primitive::<Wgpu>() {
-        let _ = p.client.flush();
     }
 }
 

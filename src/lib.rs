@@ -11,6 +11,7 @@ pub mod model;
 pub mod scoring;
 pub mod tokenizer;
 pub mod weights;
+pub mod windows;
 
 #[cfg(not(target_family = "wasm"))]
 pub mod native;
@@ -19,5 +20,5 @@ pub mod web;
 
 pub use config::ModelConfig;
 pub use error::{Error, Result};
-pub use model::{BgeM3, Embedding, EncodeOptions};
+pub use model::{BgeM3, Document, Embedding, EncodeOptions, Progress};
 pub use scoring::{ScoreWeights, Scores, compute_scores};

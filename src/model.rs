@@ -1,4 +1,5 @@
-//! BGE-M3: tokenizer + XLM-R encoder + the dense / sparse / ColBERT heads, with batching.
+//! BGE-M3: tokenizer + XLM-R encoder + the dense / sparse / ColBERT heads; texts are cut into
+//! windows and batched by the rules of [`crate::windows`].
 
 use burn::tensor::{Device, Tensor};
 
@@ -7,28 +8,27 @@ use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::heads::{ColbertHead, SparseHead, l2_normalize, lexical_weights};
 use crate::kernels::LinearKernel;
-use crate::tokenizer::{PAD_ID, Tokenizer};
+use crate::scoring::{ScoreWeights, Scores, compute_scores};
+use crate::tokenizer::{PAD_ID, Tokenizer, Tokens};
 use crate::weights::TensorSource;
+use crate::windows::{Window, WindowPolicy, document_colbert_tokens, merge, padded_len, plan_batches};
 
-/// Batches are padded to a multiple of this many tokens.
-const PAD_MULTIPLE: usize = 32;
-
-/// A text's length rounded up to a multiple of [`PAD_MULTIPLE`].
-fn padded_len(len: usize) -> usize {
-    len.next_multiple_of(PAD_MULTIPLE)
-}
-
-/// What to compute and how to batch.
+/// What to compute, how to cut long texts and how to batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncodeOptions {
     pub dense: bool,
     pub sparse: bool,
     pub colbert: bool,
-    /// Texts longer than this many tokens (specials included) are truncated, `</s>` kept last.
-    pub max_length: usize,
-    /// Most texts in one forward pass.
+    /// Most tokens of a window (specials included); `None`: the model's limit (8192 for
+    /// BAAI/bge-m3).
+    pub max_length: Option<usize>,
+    /// Content tokens shared by neighbouring windows; `None`: min(256, half a window).
+    pub overlap: Option<usize>,
+    /// Keep only the first window of a long text, `</s>` last (FlagEmbedding's behaviour).
+    pub truncate: bool,
+    /// Most windows in one forward pass.
     pub batch_size: usize,
-    /// Most tokens (rows x padded length) in one forward pass.
+    /// Most tokens (rows x longest window) in one forward pass.
     pub max_batch_tokens: usize,
 }
 
@@ -38,14 +38,16 @@ impl Default for EncodeOptions {
             dense: true,
             sparse: true,
             colbert: true,
-            max_length: 8192,
+            max_length: None,
+            overlap: None,
+            truncate: false,
             batch_size: 16,
             max_batch_tokens: 8192,
         }
     }
 }
 
-/// The outputs for one text.
+/// The outputs for one window (or, merged, one text).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Embedding {
     pub input_ids: Vec<u32>,
@@ -60,6 +62,93 @@ pub struct Embedding {
 impl Embedding {
     pub fn colbert_rows(&self) -> usize {
         self.input_ids.len().saturating_sub(1)
+    }
+}
+
+/// One encoded text: its tokens, its windows with their outputs, and the document-level outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// The whole text's tokens (byte offsets into the text).
+    pub tokens: Tokens,
+    /// The text's length in bytes.
+    pub text_len: usize,
+    pub windows: Vec<Window>,
+    /// `results[k]`: window k's outputs.
+    pub results: Vec<Embedding>,
+    /// Only the first window was kept (`truncate`) although the text is longer.
+    pub truncated: bool,
+    /// The merged outputs when there are several windows.
+    merged: Option<Embedding>,
+}
+
+impl Document {
+    /// The document-level outputs: the only window's, or the windows' merged (see
+    /// [`crate::windows::merge`]).
+    pub fn embedding(&self) -> &Embedding {
+        self.merged.as_ref().unwrap_or(&self.results[0])
+    }
+
+    /// Consumes the document, keeping its document-level outputs.
+    pub fn into_embedding(mut self) -> Embedding {
+        self.merged.take().unwrap_or_else(|| self.results.swap_remove(0))
+    }
+
+    /// The content token of each document-level ColBERT row (`None`: `</s>`).
+    pub fn colbert_tokens(&self) -> Vec<Option<usize>> {
+        if self.merged.is_some() { document_colbert_tokens(&self.windows) } else { self.windows[0].colbert_tokens() }
+    }
+}
+
+/// How far an encode has come, after each forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    pub windows_done: usize,
+    pub windows: usize,
+    pub tokens_done: usize,
+    pub tokens: usize,
+}
+
+/// An encode in progress: texts tokenized (once) and cut into windows, forward passes planned.
+/// [`BgeM3::step`] runs one forward pass, so that a caller can report progress and stop between
+/// passes; [`EncodeJob::finish`] returns the documents.
+pub struct EncodeJob {
+    opts: EncodeOptions,
+    docs: Vec<(Tokens, usize, Vec<Window>, bool)>,
+    /// (document, window) of each sequence, and its ids.
+    seqs: Vec<(usize, usize, Vec<u32>)>,
+    batches: Vec<Vec<usize>>,
+    next: usize,
+    results: Vec<Option<Embedding>>,
+    progress: Progress,
+}
+
+impl EncodeJob {
+    pub fn progress(&self) -> Progress {
+        self.progress
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.next == self.batches.len()
+    }
+
+    /// The encoded documents (an error if passes are still to run).
+    pub fn finish(self, dim: usize) -> Result<Vec<Document>> {
+        if !self.is_done() {
+            return Err(Error::Input("finish() before every forward pass ran".into()));
+        }
+        let mut per_doc: Vec<Vec<Embedding>> = self.docs.iter().map(|d| Vec::with_capacity(d.2.len())).collect();
+        for ((doc, _, _), r) in self.seqs.iter().zip(self.results) {
+            per_doc[*doc].push(r.ok_or_else(|| Error::Input("a window was not encoded".into()))?);
+        }
+        Ok(self
+            .docs
+            .into_iter()
+            .zip(per_doc)
+            .map(|((tokens, text_len, windows, truncated), results)| {
+                let merged = (windows.len() > 1).then(|| merge(&windows, &results, tokens.ids.clone(), dim));
+                Document { tokens, text_len, windows, results, truncated, merged }
+            })
+            .collect())
     }
 }
 
@@ -117,41 +206,77 @@ impl BgeM3 {
         &self.device
     }
 
-    fn check_max_length(&self, max_length: usize) -> Result<()> {
-        let limit = self.config.max_tokens();
-        if max_length < 2 || max_length > limit {
-            return Err(Error::Input(format!("max_length must be between 2 and {limit} (got {max_length})")));
-        }
-        Ok(())
+    /// How texts are cut under `opts`, checked against the model's limit.
+    pub fn window_policy(&self, opts: &EncodeOptions) -> Result<WindowPolicy> {
+        WindowPolicy::new(opts.max_length, opts.overlap, opts.truncate, self.config.max_tokens())
     }
 
-    /// Tokenizes and encodes `texts`.
+    /// Tokenizes `texts` (once each), cuts them into windows and plans the forward passes.
+    pub fn plan(&self, texts: &[&str], opts: &EncodeOptions) -> Result<EncodeJob> {
+        let policy = self.window_policy(opts)?;
+        let mut docs = Vec::with_capacity(texts.len());
+        let mut seqs = Vec::new();
+        for (d, text) in texts.iter().enumerate() {
+            let tokens = self.tokenizer.encode(text)?;
+            let windows = policy.windows(&tokens, text.len());
+            for (k, w) in windows.iter().enumerate() {
+                seqs.push((d, k, w.ids(&tokens)));
+            }
+            let truncated = policy.truncate && tokens.content_len() > policy.width();
+            docs.push((tokens, text.len(), windows, truncated));
+        }
+        self.job(docs, seqs, opts)
+    }
+
+    fn job(
+        &self,
+        docs: Vec<(Tokens, usize, Vec<Window>, bool)>,
+        seqs: Vec<(usize, usize, Vec<u32>)>,
+        opts: &EncodeOptions,
+    ) -> Result<EncodeJob> {
+        let lengths: Vec<usize> = seqs.iter().map(|s| s.2.len()).collect();
+        let batches = plan_batches(&lengths, opts.batch_size, opts.max_batch_tokens)?;
+        let progress = Progress { windows: seqs.len(), tokens: lengths.iter().sum(), ..Default::default() };
+        let results = vec![None; seqs.len()];
+        Ok(EncodeJob { opts: opts.clone(), docs, seqs, batches, next: 0, results, progress })
+    }
+
+    /// Runs the next forward pass of `job`; `Ok(false)` once every pass has run.
+    pub async fn step(&self, job: &mut EncodeJob) -> Result<bool> {
+        let Some(batch) = job.batches.get(job.next) else { return Ok(false) };
+        let seqs: Vec<&Vec<u32>> = batch.iter().map(|&i| &job.seqs[i].2).collect();
+        let out = self.forward_batch(&seqs, &job.opts).await?;
+        for (&i, emb) in batch.iter().zip(out) {
+            job.progress.tokens_done += emb.input_ids.len();
+            job.results[i] = Some(emb);
+        }
+        job.progress.windows_done += batch.len();
+        job.next += 1;
+        Ok(true)
+    }
+
+    /// Tokenizes and encodes `texts`: long texts as windows (see [`crate::windows`]), each with
+    /// its outputs, plus document-level outputs. `progress` is called after each forward pass.
     pub async fn encode(
         &self,
         texts: &[&str],
         opts: &EncodeOptions,
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Vec<Embedding>> {
-        self.check_max_length(opts.max_length)?;
-        let ids = texts
-            .iter()
-            .map(|t| self.tokenizer.encode(t, opts.max_length).map(|tok| tok.ids))
-            .collect::<Result<Vec<_>>>()?;
-        self.encode_ids(ids, opts, progress).await
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<Document>> {
+        let mut job = self.plan(texts, opts)?;
+        while self.step(&mut job).await? {
+            progress(job.progress());
+        }
+        job.finish(self.config.hidden_size)
     }
 
-    /// Encodes already tokenized texts (each `<s> ... </s>`, at most the model's limit).
-    /// Texts are sorted by length and batched by `batch_size`, `max_batch_tokens` and at most a
-    /// quarter of padding per text, so a text's result does not depend on the others beyond float
-    /// rounding.
-    pub async fn encode_ids(
-        &self,
-        ids: Vec<Vec<u32>>,
-        opts: &EncodeOptions,
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Vec<Embedding>> {
+    /// Plans already tokenized windows (each `<s> ... </s>`, at most the model's limit), one
+    /// document each (no spans: `text_len` 0).
+    pub fn plan_ids(&self, ids: Vec<Vec<u32>>, opts: &EncodeOptions) -> Result<EncodeJob> {
         let limit = self.config.max_tokens();
-        for (i, seq) in ids.iter().enumerate() {
+        let mut docs = Vec::with_capacity(ids.len());
+        let mut seqs = Vec::with_capacity(ids.len());
+        for (i, seq) in ids.into_iter().enumerate() {
             if seq.len() < 2 || seq.len() > limit {
                 return Err(Error::Input(format!(
                     "text {i} has {} tokens; between 2 and {limit} are allowed",
@@ -161,44 +286,69 @@ impl BgeM3 {
             if let Some(bad) = seq.iter().find(|&&id| id as usize >= self.config.vocab_size) {
                 return Err(Error::Input(format!("text {i} has token id {bad}, outside the vocabulary")));
             }
+            let window = Window { token_start: 0, token_end: seq.len() - 2, span: (0, 0) };
+            let tokens = Tokens { offsets: vec![(0, 0); seq.len()], ids: seq.clone() };
+            docs.push((tokens, 0, vec![window], false));
+            seqs.push((i, 0, seq));
         }
-        if opts.batch_size == 0 {
-            return Err(Error::Input("batch_size must be at least 1".into()));
+        self.job(docs, seqs, opts)
+    }
+
+    /// Encodes already tokenized windows (see [`BgeM3::plan_ids`]), one [`Embedding`] each.
+    pub async fn encode_ids(
+        &self,
+        ids: Vec<Vec<u32>>,
+        opts: &EncodeOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<Embedding>> {
+        let mut job = self.plan_ids(ids, opts)?;
+        while self.step(&mut job).await? {
+            progress(job.progress());
         }
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
-        let mut results: Vec<Option<Embedding>> = vec![None; ids.len()];
-        let total_tokens: usize = ids.iter().map(|s| s.len()).sum();
-        let mut done_tokens = 0;
-        let mut start = 0;
-        while start < order.len() {
-            // Longest first: the first text of a batch sets its padded length. A batch also ends
-            // where a text would be more than a quarter padding, so that a mix of lengths does not
-            // spend its work on padding (32 texts of 16-512 tokens: 5,760 positions, not 9,728).
-            let t = ids[order[start]].len();
-            let rows = (opts.max_batch_tokens / t).clamp(1, opts.batch_size);
-            let t_padded = padded_len(t);
-            let mut end = start + 1;
-            while end < order.len() && end - start < rows && padded_len(ids[order[end]].len()) * 4 >= t_padded * 3 {
-                end += 1;
-            }
-            let batch: Vec<usize> = order[start..end].to_vec();
-            start = end;
-            let seqs: Vec<&Vec<u32>> = batch.iter().map(|&i| &ids[i]).collect();
-            for (k, emb) in self.forward_batch(&seqs, opts).await?.into_iter().enumerate() {
-                results[batch[k]] = Some(emb);
-            }
-            done_tokens += seqs.iter().map(|s| s.len()).sum::<usize>();
-            progress(done_tokens, total_tokens);
+        Ok(job.finish(self.config.hidden_size)?.into_iter().map(Document::into_embedding).collect())
+    }
+
+    /// FlagEmbedding's `compute_score` of `query` against each of `passages`, on document-level
+    /// outputs (so a passage longer than the window is scored by its windows merged, unless
+    /// `opts.truncate`). `progress` is called after each forward pass.
+    pub async fn score(
+        &self,
+        query: &str,
+        passages: &[&str],
+        opts: &EncodeOptions,
+        weights: ScoreWeights,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<Scores>> {
+        let mut job = self.plan_scores(query, passages, opts)?;
+        while self.step(&mut job).await? {
+            progress(job.progress());
         }
-        Ok(results.into_iter().map(|r| r.unwrap_or_default()).collect())
+        self.scores(&job.finish(self.config.hidden_size)?, weights)
+    }
+
+    /// The encode behind [`BgeM3::score`]: `query` then `passages`, all three outputs.
+    pub fn plan_scores(&self, query: &str, passages: &[&str], opts: &EncodeOptions) -> Result<EncodeJob> {
+        let opts = EncodeOptions { dense: true, sparse: true, colbert: true, ..opts.clone() };
+        let texts: Vec<&str> = std::iter::once(query).chain(passages.iter().copied()).collect();
+        self.plan(&texts, &opts)
+    }
+
+    /// The scores of `docs[0]` (the query) against each of `docs[1..]`.
+    pub fn scores(&self, docs: &[Document], weights: ScoreWeights) -> Result<Vec<Scores>> {
+        let (q, passages) = docs.split_first().ok_or_else(|| Error::Input("no query to score".into()))?;
+        passages
+            .iter()
+            .map(|p| {
+                compute_scores(q.embedding(), p.embedding(), self.config.hidden_size, weights)
+                    .ok_or_else(|| Error::Input("scores need dense, sparse and ColBERT outputs".into()))
+            })
+            .collect()
     }
 
     async fn forward_batch(&self, seqs: &[&Vec<u32>], opts: &EncodeOptions) -> Result<Vec<Embedding>> {
         let (b, h) = (seqs.len(), self.config.hidden_size);
-        // Padded length rounded up to a multiple of PAD_MULTIPLE: GPU kernels are compiled per
-        // shape, so fewer distinct shapes means far fewer shader compilations (seconds each on a
-        // software adapter). Padding is masked: the outputs do not change.
+        // Padded to a multiple of PAD_MULTIPLE (see there); padding is masked: the outputs do not
+        // change.
         let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(2);
         let t = padded_len(longest).min(self.config.max_tokens()).max(longest);
         let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();

@@ -2,59 +2,37 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
-
 use crate::error::{Error, Result};
-use crate::gpu::{GpuLimits, init_wgpu};
-use crate::kernels::LinearKernel;
+pub use crate::gpu::{DeviceKind, KernelChoice, PickedDevice};
+use crate::gpu::{GpuLimits, cpu_device, pick_device};
 use crate::model::BgeM3;
 use crate::weights::Checkpoint;
 
-/// Which burn device runs the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// burn's pure-Rust CPU backend (flex).
-    Cpu,
-    /// burn-wgpu: Vulkan / Metal / DX12, whatever adapter wgpu finds (lavapipe works too).
-    Wgpu,
-}
-
-impl std::str::FromStr for Backend {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "cpu" => Ok(Backend::Cpu),
-            "wgpu" => Ok(Backend::Wgpu),
-            other => Err(Error::Input(format!("unknown backend {other:?} (use cpu or wgpu)"))),
-        }
+/// The device for `kind` (see [`crate::gpu::pick_device`]) with `kernel` for the linear layers.
+/// One wgpu device per process, created with WebGPU's default limits (so native runs prove the
+/// browser's limits suffice); an adapter lookup that panics (a broken driver) is an error.
+pub fn device(kind: DeviceKind, kernel: KernelChoice) -> Result<PickedDevice> {
+    use std::sync::OnceLock;
+    static WGPU: OnceLock<std::result::Result<PickedDevice, String>> = OnceLock::new();
+    if kind == DeviceKind::Cpu {
+        return Ok(cpu_device());
     }
-}
-
-impl Backend {
-    /// Creates the device (and picks the linear-layer kernel for it); for wgpu, an error if no
-    /// adapter can be found.
-    pub fn device(self) -> Result<(Device, LinearKernel)> {
-        match self {
-            Backend::Cpu => Ok((Device::flex(), LinearKernel::Burn)),
-            Backend::Wgpu => {
-                use std::sync::OnceLock;
-                // One wgpu device per process, created with WebGPU's default limits (so native
-                // runs prove the browser's limits suffice).
-                static WGPU: OnceLock<std::result::Result<(Device, LinearKernel), String>> = OnceLock::new();
-                WGPU.get_or_init(|| {
-                    // An adapter lookup that panics (broken driver, ...) must not take the
-                    // process down: report it as an error.
-                    std::panic::catch_unwind(|| {
-                        block_on(init_wgpu(GpuLimits::WebGpuDefault))
-                            .map(|d| (d.device, d.linear_kernel))
-                            .map_err(|e| e.to_string())
-                    })
-                    .unwrap_or_else(|_| Err("wgpu panicked while looking for an adapter".into()))
-                })
-                .clone()
-                .map_err(Error::Device)
-            }
+    let gpu = WGPU
+        .get_or_init(|| {
+            std::panic::catch_unwind(|| {
+                block_on(pick_device(DeviceKind::Gpu, GpuLimits::WebGpuDefault, KernelChoice::Auto))
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap_or_else(|_| Err("wgpu panicked while looking for an adapter".into()))
+        })
+        .clone();
+    match (gpu, kind) {
+        (Ok(d), _) => Ok(d.with_kernel(kernel)),
+        (Err(e), DeviceKind::Auto) => {
+            let cpu = cpu_device();
+            Ok(PickedDevice { adapter: format!("{} (no wgpu adapter: {e})", cpu.adapter), ..cpu })
         }
+        (Err(e), _) => Err(Error::Device(e)),
     }
 }
 
@@ -96,7 +74,7 @@ pub fn encoder_path(dir: &Path, choice: WeightsFile) -> Result<PathBuf> {
 /// Loads a folder laid out like the BAAI/bge-m3 repository.
 pub fn load_dir(
     dir: &Path,
-    backend: Backend,
+    device: &PickedDevice,
     choice: WeightsFile,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<BgeM3> {
@@ -108,8 +86,8 @@ pub fn load_dir(
     let encoder = open(&encoder_path(dir, choice)?)?;
     let colbert = open(&dir.join("colbert_linear.pt"))?;
     let sparse = open(&dir.join("sparse_linear.pt"))?;
-    let (device, linear) = backend.device()?;
-    BgeM3::load(&config, &tokenizer, &encoder, &colbert, &sparse, device, linear, progress)
+    let d = device.clone();
+    BgeM3::load(&config, &tokenizer, &encoder, &colbert, &sparse, d.device, d.linear_kernel, progress)
 }
 
 /// Runs a future to completion on this thread (the model's readbacks are async so that the

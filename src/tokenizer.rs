@@ -16,6 +16,56 @@ pub struct Tokens {
     pub offsets: Vec<(usize, usize)>,
 }
 
+impl Tokens {
+    /// Tokens between `<s>` and `</s>`.
+    pub fn content_len(&self) -> usize {
+        self.ids.len().saturating_sub(2)
+    }
+}
+
+/// Byte offsets of a UTF-8 text mapped to another unit of the same text: UTF-16 code units (the
+/// unit of JS strings) or Unicode scalar values (the unit of Python's `str`). An offset inside a
+/// character maps to that character's start.
+pub struct OffsetMap {
+    at: Vec<u32>,
+}
+
+impl OffsetMap {
+    pub fn utf16(text: &str) -> Self {
+        Self::new(text, char::len_utf16)
+    }
+
+    pub fn chars(text: &str) -> Self {
+        Self::new(text, |_| 1)
+    }
+
+    fn new(text: &str, units: fn(char) -> usize) -> Self {
+        let mut at = vec![0u32; text.len() + 1];
+        let mut u = 0u32;
+        let mut chars = text.char_indices().peekable();
+        for (b, slot) in at.iter_mut().enumerate() {
+            if let Some(&(start, ch)) = chars.peek() {
+                if start == b {
+                    *slot = u;
+                    u += units(ch) as u32;
+                    chars.next();
+                    continue;
+                }
+                // Inside a character: its start.
+                *slot = u - units(text[..start].chars().next_back().unwrap_or(ch)) as u32;
+            } else {
+                *slot = u;
+            }
+        }
+        OffsetMap { at }
+    }
+
+    /// The offset in the target unit of byte offset `byte` (clamped to the text's end).
+    pub fn map(&self, byte: usize) -> u32 {
+        self.at[byte.min(self.at.len() - 1)]
+    }
+}
+
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
 }
@@ -25,9 +75,7 @@ impl Tokenizer {
         let mut inner = tokenizers::Tokenizer::from_bytes(json)
             .map_err(|e| Error::Tokenizer(format!("tokenizer.json could not be read: {e}")))?;
         // Truncation and padding are this crate's job (so the ids match HF's exactly).
-        inner
-            .with_truncation(None)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        inner.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
         inner.with_padding(None);
         let tok = Tokenizer { inner };
         for (name, id) in [("<s>", BOS_ID), ("<pad>", PAD_ID), ("</s>", EOS_ID), ("<unk>", UNK_ID)] {
@@ -40,26 +88,15 @@ impl Tokenizer {
         Ok(tok)
     }
 
-    /// Tokenizes `text` with `<s>`/`</s>`; longer than `max_length` tokens, the text is cut and
-    /// `</s>` stays last (as `tokenizer(text, truncation=True, max_length=...)` does).
-    pub fn encode(&self, text: &str, max_length: usize) -> Result<Tokens> {
-        if max_length < 2 {
-            return Err(Error::Input(format!("max_length must be at least 2 (got {max_length})")));
-        }
-        let enc = self
-            .inner
-            .encode(text, true)
-            .map_err(|e| Error::Tokenizer(format!("could not tokenize text: {e}")))?;
-        let mut ids = enc.get_ids().to_vec();
-        let mut offsets = enc.get_offsets().to_vec();
-        if ids.first() != Some(&BOS_ID) || ids.last() != Some(&EOS_ID) {
+    /// Tokenizes `text` with `<s>` first and `</s>` last, whole (windows and truncation are
+    /// [`crate::windows`]' job).
+    pub fn encode(&self, text: &str) -> Result<Tokens> {
+        let enc =
+            self.inner.encode(text, true).map_err(|e| Error::Tokenizer(format!("could not tokenize text: {e}")))?;
+        let ids = enc.get_ids().to_vec();
+        let offsets = enc.get_offsets().to_vec();
+        if ids.len() < 2 || ids.first() != Some(&BOS_ID) || ids.last() != Some(&EOS_ID) {
             return Err(Error::Tokenizer("tokenizer.json does not add <s> ... </s> around texts".into()));
-        }
-        if ids.len() > max_length {
-            ids.truncate(max_length - 1);
-            offsets.truncate(max_length - 1);
-            ids.push(EOS_ID);
-            offsets.push((0, 0));
         }
         Ok(Tokens { ids, offsets })
     }
@@ -71,5 +108,24 @@ impl Tokenizer {
 
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_map_to_utf16_and_chars() {
+        let text = "aé😀z"; // bytes: a 0, é 1..3, 😀 3..7, z 7, end 8
+        let u = OffsetMap::utf16(text);
+        assert_eq!([0, 1, 3, 7, 8].map(|b| u.map(b)), [0, 1, 2, 4, 5]);
+        assert_eq!(u.map(2), 1, "inside é: its start");
+        assert_eq!(u.map(5), 2, "inside the emoji: its start");
+        assert_eq!(u.map(100), 5, "clamped to the end");
+        let c = OffsetMap::chars(text);
+        assert_eq!([0, 1, 3, 7, 8].map(|b| c.map(b)), [0, 1, 2, 3, 4]);
+        assert_eq!(c.map(6), 2);
+        assert_eq!(OffsetMap::utf16("").map(0), 0);
     }
 }

@@ -1,26 +1,46 @@
-//! The wasm-bindgen API: a thin async boundary over [`BgeM3`]. Every error becomes a rejected
-//! promise with a JS `Error`; nothing panics across the boundary, and readbacks are async.
+//! The wasm-bindgen API: a thin async boundary over [`BgeM3`] (bindings and conversions only:
+//! windows, batching and merging are [`crate::windows`]', the device policy [`crate::gpu`]'s).
+//! Every error becomes a rejected promise with a JS error carrying `kind`; nothing panics across
+//! the boundary, and readbacks are async.
 //!
 //! ```js
 //! const model = await M3.load({ config, tokenizer, encoder, colbert, sparse }, "auto");
-//! const [r] = await model.encode(["hello"], { dense: true, sparse: true, colbert: false });
+//! const [r] = await model.encode(["hello"], { colbert: false }, p => console.log(p.windowsDone));
 //! r.dense // Float32Array
 //! ```
 
-use burn::tensor::Device;
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array, Uint32Array};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::gpu::{GpuLimits, init_wgpu};
-use crate::kernels::LinearKernel;
-use crate::model::{BgeM3, Embedding, EncodeOptions};
-use crate::scoring::{ScoreWeights, compute_scores};
+use crate::gpu::{DeviceKind, GpuLimits, KernelChoice, pick_device};
+use crate::model::{BgeM3, Document, Embedding, EncodeJob, EncodeOptions, Progress};
+use crate::scoring::ScoreWeights;
+use crate::tokenizer::OffsetMap;
 use crate::weights::{Checkpoint, ReadAt};
+use crate::windows::colbert_spans;
 
-fn js_err(e: Error) -> JsError {
-    JsError::new(&e.to_string())
+/// A Rust error as a JS error: `RangeError` for an option out of range, else `Error`; `error.kind` names the [`Error`] variant (e.g. "format",
+/// "device"), so that JS decides on the kind, not on the message.
+fn js_err(e: Error) -> JsValue {
+    let kind = e.kind();
+    let message = e.to_string();
+    let err: JsValue = match e {
+        Error::OutOfRange(_) => js_sys::RangeError::new(&message).into(),
+        _ => js_sys::Error::new(&message).into(),
+    };
+    let _ = Reflect::set(&err, &JsValue::from_str("kind"), &JsValue::from_str(kind));
+    err
 }
+
+/// A wrong argument type: a JS `TypeError`.
+fn type_err(message: &str) -> JsValue {
+    let err: JsValue = js_sys::TypeError::new(message).into();
+    let _ = Reflect::set(&err, &JsValue::from_str("kind"), &JsValue::from_str("input"));
+    err
+}
+
+type JsResult<T> = std::result::Result<T, JsValue>;
 
 /// A model file handed over from JS: a `Uint8Array` (read slice by slice, never copied whole
 /// into wasm memory) or a `Blob`/`File` (read with `FileReaderSync`, in a worker).
@@ -90,22 +110,22 @@ fn small_file(obj: &JsValue, key: &str) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn opt_bool(obj: &JsValue, key: &str, default: bool) -> Result<bool> {
+fn opt_bool(obj: &JsValue, key: &str, default: bool) -> JsResult<bool> {
     match Reflect::get(obj, &JsValue::from_str(key)) {
         Ok(v) if v.is_undefined() || v.is_null() => Ok(default),
-        Ok(v) => v.as_bool().ok_or_else(|| Error::Input(format!("options.{key} must be a boolean"))),
+        Ok(v) => v.as_bool().ok_or_else(|| type_err(&format!("options.{key} must be a boolean"))),
         Err(_) => Ok(default),
     }
 }
 
-fn opt_usize(obj: &JsValue, key: &str, default: usize) -> Result<usize> {
+fn opt_usize(obj: &JsValue, key: &str) -> JsResult<Option<usize>> {
     match Reflect::get(obj, &JsValue::from_str(key)) {
-        Ok(v) if v.is_undefined() || v.is_null() => Ok(default),
+        Ok(v) if v.is_undefined() || v.is_null() => Ok(None),
         Ok(v) => match v.as_f64() {
-            Some(x) if x >= 0.0 && x.fract() == 0.0 => Ok(x as usize),
-            _ => Err(Error::Input(format!("options.{key} must be a non-negative integer"))),
+            Some(x) if (0.0..=u32::MAX as f64).contains(&x) && x.fract() == 0.0 => Ok(Some(x as usize)),
+            _ => Err(js_err(Error::OutOfRange(format!("options.{key} must be a non-negative integer (got {v:?})")))),
         },
-        Err(_) => Ok(default),
+        Err(_) => Ok(None),
     }
 }
 
@@ -113,40 +133,151 @@ fn set(obj: &Object, key: &str, value: &JsValue) {
     let _ = Reflect::set(obj, &JsValue::from_str(key), value);
 }
 
-fn encode_options(options: &JsValue) -> Result<EncodeOptions> {
+/// `encode()`'s options: what to compute, windows, batching, and what to add to the results.
+struct JsEncodeOptions {
+    opts: EncodeOptions,
+    /// Add `sparse.tokens` (vocabulary strings).
+    token_strings: bool,
+    /// Add `colbertSpans` (a UTF-16 span per ColBERT row).
+    colbert_spans: bool,
+}
+
+fn encode_options(options: &JsValue) -> JsResult<JsEncodeOptions> {
+    if !(options.is_undefined() || options.is_null() || options.is_object()) {
+        return Err(type_err("options must be an object"));
+    }
     let d = EncodeOptions::default();
-    Ok(EncodeOptions {
-        dense: opt_bool(options, "dense", true)?,
-        sparse: opt_bool(options, "sparse", true)?,
-        colbert: opt_bool(options, "colbert", true)?,
-        max_length: opt_usize(options, "maxLength", d.max_length)?,
-        batch_size: opt_usize(options, "batchSize", d.batch_size)?,
-        max_batch_tokens: opt_usize(options, "maxBatchTokens", d.max_batch_tokens)?,
+    let opts = EncodeOptions {
+        dense: opt_bool(options, "dense", d.dense)?,
+        sparse: opt_bool(options, "sparse", d.sparse)?,
+        colbert: opt_bool(options, "colbert", d.colbert)?,
+        max_length: opt_usize(options, "maxLength")?,
+        overlap: opt_usize(options, "overlap")?,
+        truncate: opt_bool(options, "truncate", d.truncate)?,
+        batch_size: opt_usize(options, "batchSize")?.unwrap_or(d.batch_size),
+        max_batch_tokens: opt_usize(options, "maxBatchTokens")?.unwrap_or(d.max_batch_tokens),
+    };
+    Ok(JsEncodeOptions {
+        opts,
+        token_strings: opt_bool(options, "tokenStrings", false)?,
+        colbert_spans: opt_bool(options, "colbertSpans", false)?,
     })
 }
 
-/// Results as JS objects of typed arrays.
-fn to_js(embs: Vec<Embedding>) -> Array {
-    let out = Array::new();
-    for e in embs {
-        let o = Object::new();
-        set(&o, "inputIds", &Uint32Array::from(e.input_ids.as_slice()).into());
-        if let Some(d) = &e.dense {
-            set(&o, "dense", &Float32Array::from(d.as_slice()).into());
-        }
-        if let Some(s) = &e.sparse {
-            let ids: Vec<u32> = s.iter().map(|p| p.0).collect();
-            let ws: Vec<f32> = s.iter().map(|p| p.1).collect();
-            set(&o, "sparseIds", &Uint32Array::from(ids.as_slice()).into());
-            set(&o, "sparseWeights", &Float32Array::from(ws.as_slice()).into());
-        }
-        if let Some(c) = &e.colbert {
-            set(&o, "colbert", &Float32Array::from(c.as_slice()).into());
-            set(&o, "colbertRows", &JsValue::from(e.colbert_rows() as u32));
-        }
-        out.push(&o);
+/// `[start0, end0, start1, end1, ...]` in UTF-16 units.
+fn spans_js(spans: &[(usize, usize)], map: &OffsetMap) -> Uint32Array {
+    let flat: Vec<u32> = spans.iter().flat_map(|&(a, b)| [map.map(a), map.map(b)]).collect();
+    Uint32Array::from(flat.as_slice())
+}
+
+/// One [`Embedding`] as `{ inputIds, dense?, sparse?: { ids, weights, tokens? }, colbert?: {
+/// data, rows, dim } }`.
+fn embedding_js(model: &BgeM3, e: &Embedding, token_strings: bool) -> Object {
+    let o = Object::new();
+    set(&o, "inputIds", &Uint32Array::from(e.input_ids.as_slice()).into());
+    if let Some(d) = &e.dense {
+        set(&o, "dense", &Float32Array::from(d.as_slice()).into());
     }
+    if let Some(s) = &e.sparse {
+        let ids: Vec<u32> = s.iter().map(|p| p.0).collect();
+        let ws: Vec<f32> = s.iter().map(|p| p.1).collect();
+        let sparse = Object::new();
+        set(&sparse, "ids", &Uint32Array::from(ids.as_slice()).into());
+        set(&sparse, "weights", &Float32Array::from(ws.as_slice()).into());
+        if token_strings {
+            let tokens: Array =
+                ids.iter().map(|&id| JsValue::from_str(&model.tokenizer.id_to_token(id).unwrap_or_default())).collect();
+            set(&sparse, "tokens", &tokens);
+        }
+        set(&o, "sparse", &sparse);
+    }
+    if let Some(c) = &e.colbert {
+        let colbert = Object::new();
+        set(&colbert, "data", &Float32Array::from(c.as_slice()).into());
+        set(&colbert, "rows", &JsValue::from(e.colbert_rows() as u32));
+        set(&colbert, "dim", &JsValue::from(model.config.hidden_size as u32));
+        set(&o, "colbert", &colbert);
+    }
+    o
+}
+
+/// One [`Document`] as the package's `Embedding`: document-level outputs, `windows` (each with
+/// its UTF-16 span, token range and outputs) and `truncated`. A text of one window shares its
+/// arrays with `windows[0]`.
+fn document_js(model: &BgeM3, text: &str, doc: &Document, o: &JsEncodeOptions) -> Object {
+    let map = OffsetMap::utf16(text);
+    let windows = Array::new();
+    for (w, r) in doc.windows.iter().zip(&doc.results) {
+        let wo = embedding_js(model, r, o.token_strings);
+        set(&wo, "start", &JsValue::from(map.map(w.span.0)));
+        set(&wo, "end", &JsValue::from(map.map(w.span.1)));
+        set(&wo, "tokenStart", &JsValue::from(w.token_start as u32));
+        set(&wo, "tokenEnd", &JsValue::from(w.token_end as u32));
+        if o.colbert_spans && o.opts.colbert {
+            let spans = colbert_spans(&w.colbert_tokens(), &doc.tokens, w.span.0);
+            set(&wo, "colbertSpans", &spans_js(&spans, &map).into());
+        }
+        windows.push(&wo);
+    }
+    let out = if doc.windows.len() == 1 {
+        let only: Object = windows.get(0).unchecked_into();
+        let out = Object::new();
+        for key in ["inputIds", "dense", "sparse", "colbert", "colbertSpans"] {
+            let v = Reflect::get(&only, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED);
+            if !v.is_undefined() {
+                set(&out, key, &v);
+            }
+        }
+        out
+    } else {
+        let out = embedding_js(model, doc.embedding(), o.token_strings);
+        if o.colbert_spans && o.opts.colbert {
+            let spans = colbert_spans(&doc.colbert_tokens(), &doc.tokens, 0);
+            set(&out, "colbertSpans", &spans_js(&spans, &map).into());
+        }
+        out
+    };
+    set(&out, "windows", &windows);
+    set(&out, "truncated", &JsValue::from(doc.truncated));
     out
+}
+
+/// `{ windowsDone, windows, tokensDone, tokens }`
+fn progress_js(p: Progress) -> Object {
+    let o = Object::new();
+    set(&o, "windowsDone", &JsValue::from(p.windows_done as u32));
+    set(&o, "windows", &JsValue::from(p.windows as u32));
+    set(&o, "tokensDone", &JsValue::from(p.tokens_done as u32));
+    set(&o, "tokens", &JsValue::from(p.tokens as u32));
+    o
+}
+
+/// Runs `job`'s forward passes; after each, `on_batch(progress)` is called and, if it returns a
+/// promise, awaited: the caller reports progress there, lets its event loop run, and stops the
+/// job by throwing or rejecting (the error, e.g. an `AbortError`, is what the call rejects with).
+async fn run_job(model: &BgeM3, job: &mut EncodeJob, on_batch: Option<&js_sys::Function>) -> JsResult<()> {
+    while model.step(job).await.map_err(js_err)? {
+        if let Some(f) = on_batch {
+            let r = f.call1(&JsValue::NULL, &progress_js(job.progress()))?;
+            if let Some(p) = r.dyn_ref::<js_sys::Promise>() {
+                wasm_bindgen_futures::JsFuture::from(p.clone()).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn strings(v: &JsValue, what: &str) -> JsResult<Vec<String>> {
+    let arr = v.dyn_ref::<Array>().ok_or_else(|| type_err(&format!("{what} must be an array of strings")))?;
+    arr.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.as_string().ok_or_else(|| {
+                let t = if v.is_null() { "null".to_string() } else { v.js_typeof().as_string().unwrap_or_default() };
+                type_err(&format!("{what}[{i}] is not a string ({t})"))
+            })
+        })
+        .collect()
 }
 
 unsafe extern "C" {
@@ -178,26 +309,6 @@ pub struct M3 {
     adapter: String,
 }
 
-/// (device, linear-layer kernel, backend name, adapter description)
-async fn pick_device(kind: &str, limits: GpuLimits) -> Result<(Device, LinearKernel, String, String)> {
-    let cpu = |why: &str| (Device::flex(), LinearKernel::Burn, "cpu".to_string(), format!("wasm CPU (burn flex){why}"));
-    let webgpu = || async {
-        init_wgpu(limits)
-            .await
-            .map(|d| (d.device, d.linear_kernel, "webgpu".to_string(), d.description))
-            .map_err(|e| Error::Device(format!("WebGPU is not available: {e}")))
-    };
-    match kind {
-        "webgpu" => webgpu().await,
-        "cpu" => Ok(cpu("")),
-        "auto" | "" => match webgpu().await {
-            Ok(d) => Ok(d),
-            Err(_) => Ok(cpu(": no WebGPU adapter")),
-        },
-        other => Err(Error::Input(format!("unknown device {other:?} (auto, webgpu or cpu)"))),
-    }
-}
-
 #[wasm_bindgen]
 impl M3 {
     /// Loads the model. `files`: `{ config, tokenizer, encoder, colbert, sparse }`, each a
@@ -211,7 +322,7 @@ impl M3 {
         device: Option<String>,
         limits: Option<String>,
         on_progress: Option<js_sys::Function>,
-    ) -> std::result::Result<M3, JsError> {
+    ) -> JsResult<M3> {
         Self::load_inner(files, device.unwrap_or_default(), limits.unwrap_or_default(), on_progress)
             .await
             .map_err(js_err)
@@ -230,6 +341,7 @@ impl M3 {
                 return Err(Error::Input(format!("unknown limits {other:?} (default or adapter)")));
             }
         };
+        let kind: DeviceKind = device.parse()?;
         if !files.is_object() {
             return Err(Error::Input("load() needs an object { config, tokenizer, encoder, colbert, sparse }".into()));
         }
@@ -238,14 +350,15 @@ impl M3 {
         let encoder = Checkpoint::open(file(&files, "encoder")?)?;
         let colbert = Checkpoint::open(file(&files, "colbert")?)?;
         let sparse = Checkpoint::open(file(&files, "sparse")?)?;
-        let (device, linear, backend, adapter) = pick_device(&device, limits).await?;
+        let d = pick_device(kind, limits, KernelChoice::Auto).await?;
         let mut progress = |done: usize, total: usize| {
             if let Some(f) = &on_progress {
                 let _ = f.call2(&JsValue::NULL, &JsValue::from(done as u32), &JsValue::from(total as u32));
             }
         };
-        let model = BgeM3::load(&config, &tokenizer, &encoder, &colbert, &sparse, device, linear, &mut progress)?;
-        Ok(M3 { model, backend, adapter })
+        let model =
+            BgeM3::load(&config, &tokenizer, &encoder, &colbert, &sparse, d.device, d.linear_kernel, &mut progress)?;
+        Ok(M3 { model, backend: d.backend.into(), adapter: d.adapter })
     }
 
     /// "webgpu" or "cpu".
@@ -271,90 +384,109 @@ impl M3 {
         self.model.config.hidden_size
     }
 
-    /// Encodes an array of strings. Options: `dense`, `sparse`, `colbert` (booleans, default
-    /// true), `maxLength` (default 8192), `batchSize` (default 16). Resolves to one object per
-    /// text: `{ inputIds: Uint32Array, dense?: Float32Array, sparseIds?: Uint32Array,
-    /// sparseWeights?: Float32Array, colbert?: Float32Array, colbertRows }`.
-    pub async fn encode(&self, texts: JsValue, options: JsValue) -> std::result::Result<Array, JsError> {
-        self.encode_inner(texts, options).await.map_err(js_err)
+    /// FlagEmbedding's default weights of `compute_score`: `{ dense, sparse, colbert }`.
+    #[wasm_bindgen(js_name = defaultWeights)]
+    pub fn default_weights() -> Object {
+        let w = ScoreWeights::default();
+        let o = Object::new();
+        set(&o, "dense", &JsValue::from(w.dense));
+        set(&o, "sparse", &JsValue::from(w.sparse));
+        set(&o, "colbert", &JsValue::from(w.colbert));
+        o
     }
 
-    async fn encode_inner(&self, texts: JsValue, options: JsValue) -> Result<Array> {
-        let arr = texts.dyn_ref::<Array>().ok_or_else(|| Error::Input("texts must be an array of strings".into()))?;
-        let mut strings = Vec::with_capacity(arr.length() as usize);
-        for (i, v) in arr.iter().enumerate() {
-            strings.push(v.as_string().ok_or_else(|| Error::Input(format!("texts[{i}] is not a string")))?);
-        }
-        let opts = encode_options(&options)?;
-        let refs: Vec<&str> = strings.iter().map(|s| s.as_str()).collect();
-        let embs = self.model.encode(&refs, &opts, &mut |_, _| {}).await?;
-        Ok(to_js(embs))
+    /// Encodes an array of strings; texts longer than `maxLength` tokens become windows (see
+    /// `src/windows.rs`). Options: `dense`, `sparse`, `colbert` (default true), `maxLength`
+    /// (default: the model's limit), `overlap` (default min(256, half a window)), `truncate`,
+    /// `batchSize` (16), `maxBatchTokens` (8192), `tokenStrings`, `colbertSpans`.
+    /// `on_batch(progress)`, if given, runs after each forward pass with `{ windowsDone, windows,
+    /// tokensDone, tokens }`; a promise it returns is awaited, and a throw or rejection stops the
+    /// encode with that error. Resolves to one object per text (the package's `Embedding`, see
+    /// `pkg/index.d.ts`).
+    pub async fn encode(
+        &self,
+        texts: JsValue,
+        options: JsValue,
+        on_batch: Option<js_sys::Function>,
+    ) -> JsResult<Array> {
+        let texts = strings(&texts, "texts")?;
+        let o = encode_options(&options)?;
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        let mut job = self.model.plan(&refs, &o.opts).map_err(js_err)?;
+        run_job(&self.model, &mut job, on_batch.as_ref()).await?;
+        let docs = job.finish(self.model.config.hidden_size).map_err(js_err)?;
+        Ok(texts.iter().zip(&docs).map(|(t, d)| JsValue::from(document_js(&self.model, t, d, &o))).collect())
     }
 
-    /// Encodes already tokenized windows: an array of `Uint32Array`s, each `<s> ... </s>`
-    /// (ids from `tokenize`), at most the model's limit. Same options and results as `encode`
-    /// (`maxLength` is not used: the caller cuts the windows).
+    /// Encodes already tokenized windows: an array of `Uint32Array`s, each `<s> ... </s>` (ids
+    /// from `tokenize`), at most the model's limit. Options as `encode` (`maxLength`, `overlap`,
+    /// `truncate` unused); resolves to one `{ inputIds, dense?, sparse?, colbert? }` per window.
     #[wasm_bindgen(js_name = encodeIds)]
-    pub async fn encode_ids(&self, ids: JsValue, options: JsValue) -> std::result::Result<Array, JsError> {
-        self.encode_ids_inner(ids, options).await.map_err(js_err)
-    }
-
-    async fn encode_ids_inner(&self, ids: JsValue, options: JsValue) -> Result<Array> {
-        let arr = ids.dyn_ref::<Array>().ok_or_else(|| Error::Input("ids must be an array of Uint32Array".into()))?;
+    pub async fn encode_ids(
+        &self,
+        ids: JsValue,
+        options: JsValue,
+        on_batch: Option<js_sys::Function>,
+    ) -> JsResult<Array> {
+        let arr = ids.dyn_ref::<Array>().ok_or_else(|| type_err("ids must be an array of Uint32Array"))?;
         let mut seqs = Vec::with_capacity(arr.length() as usize);
         for (i, v) in arr.iter().enumerate() {
-            let a = v.dyn_ref::<Uint32Array>().ok_or_else(|| Error::Input(format!("ids[{i}] is not a Uint32Array")))?;
+            let a = v.dyn_ref::<Uint32Array>().ok_or_else(|| type_err(&format!("ids[{i}] is not a Uint32Array")))?;
             seqs.push(a.to_vec());
         }
-        let opts = encode_options(&options)?;
-        let embs = self.model.encode_ids(seqs, &opts, &mut |_, _| {}).await?;
-        Ok(to_js(embs))
+        let o = encode_options(&options)?;
+        let mut job = self.model.plan_ids(seqs, &o.opts).map_err(js_err)?;
+        run_job(&self.model, &mut job, on_batch.as_ref()).await?;
+        let docs = job.finish(self.model.config.hidden_size).map_err(js_err)?;
+        Ok(docs.iter().map(|d| JsValue::from(embedding_js(&self.model, d.embedding(), o.token_strings))).collect())
     }
 
-    /// FlagEmbedding's `compute_score` for `query` against each of `passages`: resolves to one
-    /// `{ dense, sparse, colbert, "sparse+dense", "colbert+sparse+dense" }` per passage.
-    /// `weights`: `[dense, sparse, colbert]` (default `[0.4, 0.2, 0.4]`).
+    /// FlagEmbedding's `compute_score` for `query` against each of `passages`, on document-level
+    /// outputs: resolves to one `{ dense, sparse, colbert, "sparse+dense", "colbert+sparse+dense" }`
+    /// per passage. Options: `weights` (`{ dense, sparse, colbert }`, default
+    /// `M3.defaultWeights()`), and the window and batch options of `encode`.
     pub async fn score(
         &self,
         query: JsValue,
         passages: JsValue,
-        weights: Option<Vec<f32>>,
-        max_length: Option<usize>,
-    ) -> std::result::Result<Array, JsError> {
-        self.score_inner(query, passages, weights, max_length).await.map_err(js_err)
-    }
-
-    async fn score_inner(
-        &self,
-        query: JsValue,
-        passages: JsValue,
-        weights: Option<Vec<f32>>,
-        max_length: Option<usize>,
-    ) -> Result<Array> {
-        let q = query.as_string().ok_or_else(|| Error::Input("query must be a string".into()))?;
-        let arr =
-            passages.dyn_ref::<Array>().ok_or_else(|| Error::Input("passages must be an array of strings".into()))?;
-        let mut texts = vec![q];
-        for (i, v) in arr.iter().enumerate() {
-            texts.push(v.as_string().ok_or_else(|| Error::Input(format!("passages[{i}] is not a string")))?);
-        }
-        let w = match weights.as_deref() {
-            None => ScoreWeights::default(),
-            Some([d, s, c]) => ScoreWeights { dense: *d, sparse: *s, colbert: *c },
-            Some(_) => {
-                return Err(Error::Input("weights must be [dense, sparse, colbert]".into()));
+        options: JsValue,
+        on_batch: Option<js_sys::Function>,
+    ) -> JsResult<Array> {
+        let query = query.as_string().ok_or_else(|| type_err("query must be a string"))?;
+        let passages = strings(&passages, "passages")?;
+        let o = encode_options(&options)?;
+        let w = if options.is_object() {
+            Reflect::get(&options, &JsValue::from_str("weights")).unwrap_or(JsValue::UNDEFINED)
+        } else {
+            JsValue::UNDEFINED
+        };
+        let weights = match w {
+            w if w.is_object() => {
+                let d = ScoreWeights::default();
+                let get = |k: &str, def: f32| -> JsResult<f32> {
+                    let v = Reflect::get(&w, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+                    if v.is_undefined() {
+                        return Ok(def);
+                    }
+                    v.as_f64().filter(|x| x.is_finite() && *x >= 0.0).map(|x| x as f32).ok_or_else(|| {
+                        js_err(Error::OutOfRange(format!("options.weights.{k} must be a finite number >= 0")))
+                    })
+                };
+                ScoreWeights {
+                    dense: get("dense", d.dense)?,
+                    sparse: get("sparse", d.sparse)?,
+                    colbert: get("colbert", d.colbert)?,
+                }
             }
+            w if w.is_undefined() || w.is_null() => ScoreWeights::default(),
+            _ => return Err(type_err("options.weights must be { dense, sparse, colbert }")),
         };
-        let opts = EncodeOptions {
-            max_length: max_length.unwrap_or(EncodeOptions::default().max_length),
-            ..Default::default()
-        };
-        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-        let embs = self.model.encode(&refs, &opts, &mut |_, _| {}).await?;
+        let refs: Vec<&str> = passages.iter().map(|s| s.as_str()).collect();
+        let mut job = self.model.plan_scores(&query, &refs, &o.opts).map_err(js_err)?;
+        run_job(&self.model, &mut job, on_batch.as_ref()).await?;
+        let docs = job.finish(self.model.config.hidden_size).map_err(js_err)?;
         let out = Array::new();
-        for p in &embs[1..] {
-            let s = compute_scores(&embs[0], p, self.model.config.hidden_size, w)
-                .ok_or_else(|| Error::Input("scores need dense, sparse and ColBERT outputs".into()))?;
+        for s in self.model.scores(&docs, weights).map_err(js_err)? {
             let o = Object::new();
             set(&o, "dense", &JsValue::from(s.dense));
             set(&o, "sparse", &JsValue::from(s.sparse));
@@ -366,28 +498,12 @@ impl M3 {
         Ok(out)
     }
 
-    /// Token ids and their UTF-16 character spans `[start, end)` of `text` (`<s>` ... `</s>`),
-    /// without truncation: the JS layer cuts long texts into windows from this.
-    pub fn tokenize(&self, text: String) -> std::result::Result<Object, JsError> {
-        let tok = self.model.tokenizer.encode(&text, usize::MAX).map_err(js_err)?;
-        // Byte offsets -> UTF-16 offsets, the unit of JS strings.
-        let mut utf16_at = vec![0u32; text.len() + 1];
-        let mut u = 0u32;
-        for (b, ch) in text.char_indices() {
-            utf16_at[b] = u;
-            u += ch.len_utf16() as u32;
-        }
-        utf16_at[text.len()] = u;
-        let mut fill = 0;
-        for b in 0..=text.len() {
-            if text.is_char_boundary(b) {
-                fill = utf16_at[b];
-            } else {
-                utf16_at[b] = fill;
-            }
-        }
-        let starts: Vec<u32> = tok.offsets.iter().map(|o| utf16_at[o.0.min(text.len())]).collect();
-        let ends: Vec<u32> = tok.offsets.iter().map(|o| utf16_at[o.1.min(text.len())]).collect();
+    /// Token ids and their UTF-16 spans `[start, end)` of `text` (`<s>` ... `</s>`), whole.
+    pub fn tokenize(&self, text: String) -> JsResult<Object> {
+        let tok = self.model.tokenizer.encode(&text).map_err(js_err)?;
+        let map = OffsetMap::utf16(&text);
+        let starts: Vec<u32> = tok.offsets.iter().map(|o| map.map(o.0)).collect();
+        let ends: Vec<u32> = tok.offsets.iter().map(|o| map.map(o.1)).collect();
         let o = Object::new();
         set(&o, "ids", &Uint32Array::from(tok.ids.as_slice()).into());
         set(&o, "starts", &Uint32Array::from(starts.as_slice()).into());

@@ -1,36 +1,70 @@
-//! Parity with FlagEmbedding on the tiny fixture (CPU and wgpu backends, .bin and .safetensors),
-//! batching invariance and bad input.
+//! Parity with FlagEmbedding on the tiny fixtures (CPU and wgpu backends, .bin and .safetensors,
+//! f32 and fp16 heads), windows, batching invariance and bad input.
+#![cfg(not(target_family = "wasm"))]
 
 mod common;
 
-use bge_m3_web::native::{Backend, WeightsFile, block_on, load_dir};
+use bge_m3_web::native::{DeviceKind, KernelChoice, PickedDevice, WeightsFile, block_on, device, load_dir};
 use bge_m3_web::weights::{Checkpoint, TensorSource};
 use bge_m3_web::{BgeM3, EncodeOptions, Error, ScoreWeights, compute_scores};
 use common::*;
 
 const TOL: f32 = 1e-4;
 
-fn encode(model: &BgeM3, texts: &[&str], batch_size: usize) -> Vec<bge_m3_web::Embedding> {
-    let opts = EncodeOptions { batch_size, ..Default::default() };
-    block_on(model.encode(texts, &opts, &mut |_, _| {})).unwrap()
+/// FlagEmbedding's behaviour: long texts truncated, `</s>` kept last.
+fn truncating(batch_size: usize) -> EncodeOptions {
+    EncodeOptions { batch_size, truncate: true, ..Default::default() }
 }
 
-/// Every fixture text and every score, on one backend and encoder file.
-fn parity(backend: Backend, file: WeightsFile) {
-    let model = load_dir(&tiny_dir(), backend, file, &mut |_, _| {}).unwrap();
-    let reference = reference();
+fn encode_with(model: &BgeM3, texts: &[&str], opts: &EncodeOptions) -> Vec<bge_m3_web::Embedding> {
+    let docs = block_on(model.encode(texts, opts, &mut |_| {})).unwrap();
+    docs.into_iter().map(|d| d.into_embedding()).collect()
+}
+
+fn encode(model: &BgeM3, texts: &[&str], batch_size: usize) -> Vec<bge_m3_web::Embedding> {
+    encode_with(model, texts, &truncating(batch_size))
+}
+
+fn cpu() -> PickedDevice {
+    device(DeviceKind::Cpu, KernelChoice::Auto).unwrap()
+}
+
+/// The wgpu device, or `None` after saying why (a machine without any adapter, not even
+/// lavapipe). `M3_REQUIRE_WGPU=1` (set by scripts/test.sh, which installs lavapipe) turns a
+/// missing adapter into a failure, so that CI cannot pass these tests without running them.
+fn wgpu(test: &str) -> Option<PickedDevice> {
+    match device(DeviceKind::Gpu, KernelChoice::Auto) {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var_os("M3_REQUIRE_WGPU").is_none() => {
+            eprintln!("NOT RUN {test}: no wgpu adapter on this machine ({e})");
+            None
+        }
+        Err(e) => panic!("{test}: M3_REQUIRE_WGPU is set but no wgpu adapter was found: {e}"),
+    }
+}
+
+fn load_tiny(d: &PickedDevice, file: WeightsFile) -> BgeM3 {
+    load_dir(&tiny_dir(), d, file, &mut |_, _| {}).unwrap()
+}
+
+/// Every fixture text and every score of one fixture model, on one device and encoder file.
+fn parity(name: &str, d: &PickedDevice, file: WeightsFile) {
+    let model = load_dir(&fixtures().join(name), d, file, &mut |_, _| {}).unwrap();
+    let reference = reference_of(name);
+    let backend = format!("{name}/{}", d.backend);
     let items = reference["items"].as_array().unwrap();
     let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
     let dim = model.config.hidden_size;
     let got = encode(&model, &texts, 4);
     assert_eq!(got.len(), items.len());
     for (i, (g, want)) in got.iter().zip(items).enumerate() {
-        check_item(&format!("{backend:?}/{file:?} text {i}"), g, want, dim, TOL);
+        check_item(&format!("{backend}/{file:?} text {i}"), g, want, dim, TOL);
     }
     // compute_score over the fixture's pairs.
     let scores = &reference["scores"];
     let pairs = scores["pairs"].as_array().unwrap();
-    let flat: Vec<&str> = pairs.iter().flat_map(|p| p.as_array().unwrap().iter().map(|t| t.as_str().unwrap())).collect();
+    let flat: Vec<&str> =
+        pairs.iter().flat_map(|p| p.as_array().unwrap().iter().map(|t| t.as_str().unwrap())).collect();
     let embs = encode(&model, &flat, 8);
     let w = ScoreWeights::default();
     for (k, pair) in embs.chunks_exact(2).enumerate() {
@@ -43,26 +77,103 @@ fn parity(backend: Backend, file: WeightsFile) {
             ("colbert+sparse+dense", s.colbert_sparse_dense),
         ] {
             let want = scores["result"][name][k].as_f64().unwrap() as f32;
-            assert!((value - want).abs() <= TOL, "{backend:?} pair {k} {name}: {value} vs {want}");
+            assert!((value - want).abs() <= TOL, "{backend} pair {k} {name}: {value} vs {want}");
         }
     }
 }
 
 #[test]
 fn cpu_parity_safetensors() {
-    parity(Backend::Cpu, WeightsFile::Safetensors);
+    parity("tiny-m3", &cpu(), WeightsFile::Safetensors);
 }
 
 #[test]
 fn cpu_parity_pytorch_bin() {
-    parity(Backend::Cpu, WeightsFile::PytorchBin);
+    parity("tiny-m3", &cpu(), WeightsFile::PytorchBin);
+}
+
+/// fp16 heads, as BAAI/bge-m3 ships `colbert_linear.pt` and `sparse_linear.pt`.
+#[test]
+fn cpu_parity_fp16_heads() {
+    parity("tiny-m3-h16", &cpu(), WeightsFile::PytorchBin);
 }
 
 #[test]
 fn wgpu_parity() {
-    match Backend::Wgpu.device() {
-        Ok(_) => parity(Backend::Wgpu, WeightsFile::PytorchBin),
-        Err(e) => println!("SKIPPED wgpu_parity: no wgpu adapter on this machine ({e})"),
+    if let Some(d) = wgpu("wgpu_parity") {
+        parity("tiny-m3", &d, WeightsFile::PytorchBin);
+        parity("tiny-m3-h16", &d, WeightsFile::PytorchBin);
+    }
+}
+
+/// A text longer than the window: windows of at most `max_length` tokens whose spans cover the
+/// text; each window's outputs equal encoding its ids alone; the document-level outputs merge
+/// them; `truncate` keeps FlagEmbedding's first window.
+#[test]
+fn long_texts_become_windows() {
+    let model = load_tiny(&cpu(), WeightsFile::Auto);
+    let reference = reference();
+    let long = reference["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["input_ids"].as_array().unwrap().len() == 713)
+        .unwrap()["text"]
+        .as_str()
+        .unwrap();
+    let opts = EncodeOptions { max_length: Some(256), overlap: Some(32), ..Default::default() };
+    let doc = &block_on(model.encode(&[long], &opts, &mut |_| {})).unwrap()[0];
+    let n = doc.tokens.content_len();
+    assert_eq!(n, 711);
+    assert_eq!(doc.windows.len(), 4, "711 tokens in windows of 254 stepping 222: 0, 222, 444, 666");
+    assert_eq!(doc.windows[0].span.0, 0);
+    assert_eq!(doc.windows.last().unwrap().span.1, long.len());
+    for pair in doc.windows.windows(2) {
+        assert!(pair[1].span.0 <= pair[0].span.1 && pair[0].span.0 < pair[1].span.0);
+    }
+    let dim = model.config.hidden_size;
+    let ids: Vec<Vec<u32>> = doc.windows.iter().map(|w| w.ids(&doc.tokens)).collect();
+    assert!(ids.iter().all(|w| w.len() <= 256));
+    let alone = block_on(model.encode_ids(ids, &EncodeOptions::default(), &mut |_| {})).unwrap();
+    for (k, (a, b)) in alone.iter().zip(&doc.results).enumerate() {
+        let d = a
+            .dense
+            .as_ref()
+            .unwrap()
+            .iter()
+            .zip(b.dense.as_ref().unwrap())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(d < 1e-5, "window {k}: dense differs by {d}");
+    }
+    let e = doc.embedding();
+    assert_eq!(e.input_ids.len(), n + 2);
+    assert_eq!(e.colbert.as_ref().unwrap().len(), (n + 1) * dim);
+    let norm: f32 = e.dense.as_ref().unwrap().iter().map(|x| x * x).sum();
+    assert!((norm - 1.0).abs() < 1e-5);
+    let most: f32 = doc.results.iter().flat_map(|r| r.sparse.as_ref().unwrap().iter().map(|p| p.1)).fold(0.0, f32::max);
+    assert_eq!(e.sparse.as_ref().unwrap().iter().map(|p| p.1).fold(0.0, f32::max), most);
+    // The same text, truncated: one window of 256 tokens, `</s>` last.
+    let t = EncodeOptions { truncate: true, ..opts };
+    let doc = &block_on(model.encode(&[long], &t, &mut |_| {})).unwrap()[0];
+    assert!(doc.truncated);
+    assert_eq!(doc.windows.len(), 1);
+    assert_eq!(doc.embedding().input_ids.len(), 256);
+    assert_eq!(*doc.embedding().input_ids.last().unwrap(), 2);
+}
+
+/// `score()` scores document-level outputs: for texts within the window, FlagEmbedding's scores.
+#[test]
+fn score_matches_compute_scores() {
+    let model = load_tiny(&cpu(), WeightsFile::Auto);
+    let texts = ["what is a bee", "bees make honey", "a long passage about hives and honey"];
+    let got =
+        block_on(model.score(texts[0], &texts[1..], &EncodeOptions::default(), ScoreWeights::default(), &mut |_| {}))
+            .unwrap();
+    let e = encode(&model, &texts, 4);
+    for (k, s) in got.iter().enumerate() {
+        let want = compute_scores(&e[0], &e[k + 1], model.config.hidden_size, ScoreWeights::default()).unwrap();
+        assert!((s.colbert_sparse_dense - want.colbert_sparse_dense).abs() < 1e-6, "pair {k}");
     }
 }
 
@@ -82,7 +193,7 @@ fn bin_and_safetensors_hold_the_same_tensors() {
 
 #[test]
 fn result_does_not_depend_on_the_batch() {
-    let model = load_dir(&tiny_dir(), Backend::Cpu, WeightsFile::Auto, &mut |_, _| {}).unwrap();
+    let model = load_tiny(&cpu(), WeightsFile::Auto);
     let texts = ["short", "a somewhat longer text with more tokens in it, to force padding", "mid length text"];
     let together = encode(&model, &texts, 3);
     for (i, t) in texts.iter().enumerate() {
@@ -97,20 +208,23 @@ fn result_does_not_depend_on_the_batch() {
 
 #[test]
 fn bad_input_gives_errors() {
-    let model = load_dir(&tiny_dir(), Backend::Cpu, WeightsFile::Auto, &mut |_, _| {}).unwrap();
+    let model = load_tiny(&cpu(), WeightsFile::Auto);
     // An empty list is fine; empty and whitespace texts are valid inputs (<s></s>).
-    assert!(block_on(model.encode(&[], &EncodeOptions::default(), &mut |_, _| {})).unwrap().is_empty());
-    let opts = EncodeOptions { max_length: 1, ..Default::default() };
-    assert!(matches!(block_on(model.encode(&["x"], &opts, &mut |_, _| {})), Err(Error::Input(_))));
-    let opts = EncodeOptions { max_length: 9000, ..Default::default() };
-    let err = block_on(model.encode(&["x"], &opts, &mut |_, _| {})).unwrap_err();
+    assert!(block_on(model.encode(&[], &EncodeOptions::default(), &mut |_| {})).unwrap().is_empty());
+    let opts = EncodeOptions { max_length: Some(1), ..Default::default() };
+    assert!(matches!(block_on(model.encode(&["x"], &opts, &mut |_| {})), Err(Error::OutOfRange(_))));
+    let opts = EncodeOptions { max_length: Some(9000), ..Default::default() };
+    let err = block_on(model.encode(&["x"], &opts, &mut |_| {})).unwrap_err();
     assert!(err.to_string().contains("8192"), "{err}");
-    let err = block_on(model.encode_ids(vec![vec![0, 250_010, 2]], &EncodeOptions::default(), &mut |_, _| {})).unwrap_err();
+    let opts = EncodeOptions { batch_size: 0, ..Default::default() };
+    assert!(matches!(block_on(model.encode(&["x"], &opts, &mut |_| {})), Err(Error::OutOfRange(_))));
+    let err =
+        block_on(model.encode_ids(vec![vec![0, 250_010, 2]], &EncodeOptions::default(), &mut |_| {})).unwrap_err();
     assert!(err.to_string().contains("outside the vocabulary"), "{err}");
     // Truncation keeps </s> last.
     let long = "word ".repeat(100);
-    let opts = EncodeOptions { max_length: 16, ..Default::default() };
-    let e = &block_on(model.encode(&[&long], &opts, &mut |_, _| {})).unwrap()[0];
+    let opts = EncodeOptions { max_length: Some(16), truncate: true, ..Default::default() };
+    let e = encode_with(&model, &[&long], &opts).remove(0);
     assert_eq!(e.input_ids.len(), 16);
     assert_eq!(*e.input_ids.last().unwrap(), 2);
 }
@@ -148,14 +262,20 @@ fn wrong_shapes_and_missing_files_are_errors() {
         std::fs::copy(dir.join(f), tmp.join(f)).unwrap();
     }
     let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
-    std::fs::write(tmp.join("config.json"), cfg.replace("\"intermediate_size\": 64", "\"intermediate_size\": 96")).unwrap();
-    let err = load_dir(&tmp, Backend::Cpu, WeightsFile::Auto, &mut |_, _| {}).err().unwrap().to_string();
-    assert!(err.contains("encoder.layer.0.intermediate.dense.weight") && err.contains("[64, 32]") && err.contains("[96, 32]"), "{err}");
+    std::fs::write(tmp.join("config.json"), cfg.replace("\"intermediate_size\": 64", "\"intermediate_size\": 96"))
+        .unwrap();
+    let err = load_dir(&tmp, &cpu(), WeightsFile::Auto, &mut |_, _| {}).err().unwrap().to_string();
+    assert!(
+        err.contains("encoder.layer.0.intermediate.dense.weight")
+            && err.contains("[64, 32]")
+            && err.contains("[96, 32]"),
+        "{err}"
+    );
     std::fs::write(tmp.join("config.json"), &cfg).unwrap();
     std::fs::remove_file(tmp.join("sparse_linear.pt")).unwrap();
-    let err = load_dir(&tmp, Backend::Cpu, WeightsFile::Auto, &mut |_, _| {}).err().unwrap().to_string();
+    let err = load_dir(&tmp, &cpu(), WeightsFile::Auto, &mut |_, _| {}).err().unwrap().to_string();
     assert!(err.contains("sparse_linear.pt"), "{err}");
-    let err = load_dir(&tmp.join("nope"), Backend::Cpu, WeightsFile::Auto, &mut |_, _| {}).err().unwrap().to_string();
+    let err = load_dir(&tmp.join("nope"), &cpu(), WeightsFile::Auto, &mut |_, _| {}).err().unwrap().to_string();
     assert!(err.contains("does not exist"), "{err}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
@@ -166,17 +286,25 @@ fn wrong_shapes_and_missing_files_are_errors() {
 #[test]
 fn wgpu_linear_kernels_agree() {
     use bge_m3_web::kernels::LinearKernel;
-    let device = match Backend::Wgpu.device() {
-        Ok((device, _)) => device,
-        Err(e) => return println!("SKIPPED wgpu_linear_kernels_agree: no wgpu adapter on this machine ({e})"),
-    };
+    let Some(d) = wgpu("wgpu_linear_kernels_agree") else { return };
+    let device = d.device;
     let dir = tiny_dir();
     let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
     let open = |f: &str| Checkpoint::open(read(f)).unwrap();
     let load = |kernel| {
-        let (encoder, colbert, sparse) = (open("model.safetensors"), open("colbert_linear.pt"), open("sparse_linear.pt"));
-        BgeM3::load(&read("config.json"), &read("tokenizer.json"), &encoder, &colbert, &sparse, device.clone(), kernel, &mut |_, _| {})
-            .unwrap()
+        let (encoder, colbert, sparse) =
+            (open("model.safetensors"), open("colbert_linear.pt"), open("sparse_linear.pt"));
+        BgeM3::load(
+            &read("config.json"),
+            &read("tokenizer.json"),
+            &encoder,
+            &colbert,
+            &sparse,
+            device.clone(),
+            kernel,
+            &mut |_, _| {},
+        )
+        .unwrap()
     };
     let (burn, register) = (load(LinearKernel::Burn), load(LinearKernel::Register4x4));
     let reference = reference();
@@ -195,7 +323,11 @@ fn wgpu_linear_kernels_agree() {
         assert!(close(x.dense.as_ref().unwrap(), y.dense.as_ref().unwrap()), "text {i}: dense differs");
         assert!(close(x.colbert.as_ref().unwrap(), y.colbert.as_ref().unwrap()), "text {i}: colbert differs");
         let (sx, sy) = (x.sparse.as_ref().unwrap(), y.sparse.as_ref().unwrap());
-        assert_eq!(sx.iter().map(|p| p.0).collect::<Vec<_>>(), sy.iter().map(|p| p.0).collect::<Vec<_>>(), "text {i}: sparse ids");
+        assert_eq!(
+            sx.iter().map(|p| p.0).collect::<Vec<_>>(),
+            sy.iter().map(|p| p.0).collect::<Vec<_>>(),
+            "text {i}: sparse ids"
+        );
         let (wx, wy): (Vec<f32>, Vec<f32>) = (sx.iter().map(|p| p.1).collect(), sy.iter().map(|p| p.1).collect());
         assert!(close(&wx, &wy), "text {i}: sparse weights differ");
     }

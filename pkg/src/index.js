@@ -144,9 +144,12 @@ class LocalModel extends ModelBase {
   }
 }
 
-function rebuild({ name, message }) {
-  if (name === 'AbortError') return abortError(message);
-  if (name === 'TypeError') return new TypeError(message);
-  if (name === 'RangeError') return new RangeError(message);
-  return new Error(message);
+/** The worker's error as an error of the same name, with its `kind` (see index.d.ts). */
+function rebuild({ name, message, kind }) {
+  const e = name === 'AbortError' ? abortError(message)
+    : name === 'TypeError' ? new TypeError(message)
+    : name === 'RangeError' ? new RangeError(message)
+    : new Error(message);
+  if (kind !== undefined) e.kind = kind;
+  return e;
 }

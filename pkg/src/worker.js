@@ -64,6 +64,6 @@ async function run({ id, op, args }, signal) {
     post({ id, ok: true, result }, result);
   } catch (e) {
     const name = e?.name === 'AbortError' || e?.name === 'TypeError' || e?.name === 'RangeError' ? e.name : 'Error';
-    self.postMessage({ id, ok: false, error: { name, message: e?.message ?? String(e) } });
+    self.postMessage({ id, ok: false, error: { name, message: e?.message ?? String(e), kind: e?.kind } });
   }
 }

@@ -1,39 +1,59 @@
 //! `m3`: BGE-M3 on the command line, the same numbers as the browser computes.
 //!
-//!   m3 encode --model DIR [--backend cpu|wgpu] [--max-length N] [--batch-size N] [--encoder-file auto|bin|safetensors]
-//!       stdin: {"text": "..."} per line; stdout: {"input_ids", "dense", "sparse", "colbert"} per line
-//!   m3 score --model DIR [--backend cpu|wgpu] [--weights 0.4,0.2,0.4]
-//!       stdin: {"query": "...", "passage": "..."} per line; stdout: the five scores per line
+//!   m3 encode --model DIR [options]   stdin: {"text": "..."} per line; stdout: one JSON line per text
+//!   m3 score --model DIR [options]    stdin: {"query": "...", "passage": "..."} per line; stdout: five scores
+//!   m3 bench --model DIR --tokens N   one N-token text: load/encode times and memory as one JSON line
+//!
+//! Long texts are cut into windows by the rules the browser uses (`bge_m3_web::windows`);
+//! input is read and output written a group of lines at a time, so memory does not grow with the
+//! number of lines.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use bge_m3_web::native::{Backend, WeightsFile, block_on, load_dir};
-use bge_m3_web::{BgeM3, EncodeOptions, Embedding, ScoreWeights, compute_scores};
+use bge_m3_web::native::{DeviceKind, KernelChoice, WeightsFile, block_on, device, load_dir};
+use bge_m3_web::tokenizer::OffsetMap;
+use bge_m3_web::{BgeM3, Document, Embedding, EncodeOptions, Progress, ScoreWeights};
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage:
-  m3 encode --model DIR [--backend cpu|wgpu] [--max-length N] [--batch-size N] [--encoder-file auto|bin|safetensors]
-      reads {\"text\": ...} JSON lines on stdin, writes {\"input_ids\", \"dense\", \"sparse\", \"colbert\"} lines
-  m3 score --model DIR [--backend cpu|wgpu] [--weights 0.4,0.2,0.4] [--max-length N] [--encoder-file ...]
+  m3 encode --model DIR [options]
+      reads {\"text\": ...} JSON lines on stdin; writes one line per text: {\"input_ids\", \"dense\", \"sparse\",
+      \"colbert\", \"windows\": [{\"span\", \"tokens\"}], \"truncated\"} (spans in characters of the text)
+  m3 score --model DIR [options] [--weights 0.4,0.2,0.4]
       reads {\"query\": ..., \"passage\": ...} JSON lines, writes dense, sparse, colbert, sparse+dense, colbert+sparse+dense
-  m3 bench --model DIR [--backend cpu|wgpu] --tokens N [--runs 2] [--encoder-file ...]
-      encodes one N-token text --runs times, prints load/encode times and memory (RSS) as one JSON line";
+  m3 bench --model DIR --tokens N [--runs 2] [options]
+      encodes one N-token text --runs times, prints load/encode times and memory (RSS) as one JSON line
+options:
+  --device cpu|wgpu|auto     (default cpu; --backend is the same)
+  --kernel auto|burn|register  linear-layer kernel on wgpu (auto: ours on software adapters, burn's on GPUs)
+  --encoder-file auto|bin|safetensors
+  --max-length N             tokens per window, <s> and </s> included (default: the model's limit, 8192)
+  --overlap N                tokens shared by neighbouring windows (default min(256, half a window))
+  --truncate                 keep only the first window of a long text (FlagEmbedding's behaviour)
+  --window-vectors           (encode) each window's own dense / sparse / colbert in \"windows\" too
+  --batch-size N             most windows per forward pass (default 16)
+  --max-batch-tokens N       most tokens per forward pass (default 8192)";
+
+/// Lines read (and texts encoded together) at a time.
+const GROUP_LINES: usize = 256;
 
 struct Args {
     command: String,
     model: PathBuf,
-    backend: Backend,
+    device: DeviceKind,
+    kernel: KernelChoice,
     encoder_file: WeightsFile,
     opts: EncodeOptions,
     weights: ScoreWeights,
+    window_vectors: bool,
     tokens: usize,
     runs: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let command = it.next().ok_or("missing command (encode or score)")?;
+    let command = it.next().ok_or("missing command (encode, score or bench; --help)")?;
     if command == "--help" || command == "-h" {
         println!("{USAGE}");
         std::process::exit(0);
@@ -42,22 +62,32 @@ fn parse_args() -> Result<Args, String> {
         return Err(format!("unknown command {command:?} (use encode, score or bench)"));
     }
     let mut model = None;
-    let mut backend = Backend::Cpu;
+    let mut device = DeviceKind::Cpu;
+    let mut kernel = KernelChoice::Auto;
     let mut encoder_file = WeightsFile::Auto;
     let mut opts = EncodeOptions::default();
     let mut weights = ScoreWeights::default();
+    let mut window_vectors = false;
     let mut tokens = 512;
     let mut runs = 2;
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<usize>().map_err(|_| format!("{flag}: {v:?} is not a positive integer"));
+        let number = |v: String, min: usize| match v.parse::<usize>() {
+            Ok(n) if n >= min => Ok(n),
+            _ => Err(format!("{flag}: {v:?} is not an integer >= {min}")),
+        };
         match flag.as_str() {
             "--model" => model = Some(PathBuf::from(value()?)),
-            "--backend" => backend = value()?.parse().map_err(|e: bge_m3_web::Error| e.to_string())?,
-            "--max-length" => opts.max_length = number(value()?)?,
-            "--tokens" => tokens = number(value()?)?,
-            "--runs" => runs = number(value()?)?.max(1),
-            "--batch-size" => opts.batch_size = number(value()?)?.max(1),
+            "--device" | "--backend" => device = value()?.parse().map_err(|e: bge_m3_web::Error| e.to_string())?,
+            "--kernel" => kernel = value()?.parse().map_err(|e: bge_m3_web::Error| e.to_string())?,
+            "--max-length" => opts.max_length = Some(number(value()?, 3)?),
+            "--overlap" => opts.overlap = Some(number(value()?, 0)?),
+            "--truncate" => opts.truncate = true,
+            "--window-vectors" => window_vectors = true,
+            "--batch-size" => opts.batch_size = number(value()?, 1)?,
+            "--max-batch-tokens" => opts.max_batch_tokens = number(value()?, 1)?,
+            "--tokens" => tokens = number(value()?, 3)?,
+            "--runs" => runs = number(value()?, 1)?,
             "--encoder-file" => {
                 encoder_file = match value()?.as_str() {
                     "auto" => WeightsFile::Auto,
@@ -68,54 +98,90 @@ fn parse_args() -> Result<Args, String> {
             }
             "--weights" => {
                 let v = value()?;
-                let w: Vec<f32> = v.split(',').map(|x| x.trim().parse::<f32>()).collect::<Result<_, _>>().map_err(|_| format!("--weights: {v:?} is not three numbers"))?;
-                let [dense, sparse, colbert] = w[..] else { return Err(format!("--weights: {v:?} is not three numbers")) };
+                let bad = || format!("--weights: {v:?} is not three numbers >= 0");
+                let w: Vec<f32> =
+                    v.split(',').map(|x| x.trim().parse::<f32>()).collect::<Result<_, _>>().map_err(|_| bad())?;
+                let [dense, sparse, colbert] = w[..] else { return Err(bad()) };
+                if !w.iter().all(|x| x.is_finite() && *x >= 0.0) {
+                    return Err(bad());
+                }
                 weights = ScoreWeights { dense, sparse, colbert };
             }
-            other => return Err(format!("unknown option {other:?}")),
+            other => return Err(format!("unknown option {other:?} (--help lists them)")),
         }
     }
     let model = model.ok_or("--model DIR is required")?;
-    Ok(Args { command, model, backend, encoder_file, opts, weights, tokens, runs })
-}
-
-/// Reads every stdin line as a JSON object and takes the string fields `keys`.
-fn read_lines(keys: &[&str]) -> Result<Vec<Vec<String>>, String> {
-    let mut rows = Vec::new();
-    for (n, line) in std::io::stdin().lock().lines().enumerate() {
-        let line = line.map_err(|e| format!("reading stdin: {e}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(&line).map_err(|e| format!("line {}: bad JSON: {e}", n + 1))?;
-        let row = keys
-            .iter()
-            .map(|k| match v.get(k) {
-                Some(Value::String(s)) => Ok(s.clone()),
-                Some(_) => Err(format!("line {}: \"{k}\" is not a string", n + 1)),
-                None => Err(format!("line {}: missing \"{k}\"", n + 1)),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.push(row);
+    if !model.is_dir() {
+        let what = if model.exists() { "is not a folder" } else { "does not exist" };
+        return Err(format!(
+            "--model {}: {what} (give the folder holding config.json, tokenizer.json, ...)",
+            model.display()
+        ));
     }
-    Ok(rows)
+    Ok(Args { command, model, device, kernel, encoder_file, opts, weights, window_vectors, tokens, runs })
 }
 
-fn encode_all(model: &BgeM3, texts: &[String], opts: &EncodeOptions) -> Result<Vec<Embedding>, String> {
-    let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-    let start = std::time::Instant::now();
-    let mut report = |done: usize, total: usize| {
-        if total >= 4096 {
-            eprintln!("m3: encoded {done}/{total} tokens ({:.1} s)", start.elapsed().as_secs_f32());
+/// Reads stdin as JSON lines, `GROUP_LINES` at a time, taking the string fields `keys`.
+struct LineReader {
+    lines: std::io::Lines<std::io::StdinLock<'static>>,
+    keys: &'static [&'static str],
+    n: usize,
+}
+
+impl LineReader {
+    fn new(keys: &'static [&'static str]) -> Self {
+        LineReader { lines: std::io::stdin().lock().lines(), keys, n: 0 }
+    }
+
+    /// The next group of rows (empty at the end of the input).
+    fn next_group(&mut self) -> Result<Vec<Vec<String>>, String> {
+        let mut rows = Vec::new();
+        while rows.len() < GROUP_LINES {
+            let Some(line) = self.lines.next() else { break };
+            self.n += 1;
+            let n = self.n;
+            let line = line.map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData => format!("line {n}: not UTF-8 text"),
+                _ => format!("reading stdin: {e}"),
+            })?;
+            let line = if n == 1 { line.strip_prefix('\u{feff}').unwrap_or(&line) } else { &line };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(line).map_err(|e| format!("line {n}: bad JSON: {e}"))?;
+            let row = self
+                .keys
+                .iter()
+                .map(|k| match v.get(k) {
+                    Some(Value::String(s)) => Ok(s.clone()),
+                    Some(_) => Err(format!("line {n}: \"{k}\" is not a string")),
+                    None => Err(format!("line {n}: missing \"{k}\"")),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.push(row);
         }
-    };
-    block_on(model.encode(&refs, opts, &mut report)).map_err(|e| e.to_string())
+        Ok(rows)
+    }
 }
 
-/// One output line of `m3 encode` (f32 written in their shortest form).
+/// Progress on stderr for inputs of 4096 tokens or more.
+fn reporter() -> impl FnMut(Progress) {
+    let start = std::time::Instant::now();
+    move |p: Progress| {
+        if p.tokens >= 4096 {
+            eprintln!("m3: encoded {}/{} tokens ({:.1} s)", p.tokens_done, p.tokens, start.elapsed().as_secs_f32());
+        }
+    }
+}
+
+fn encode_group(model: &BgeM3, texts: &[String], opts: &EncodeOptions) -> Result<Vec<Document>, String> {
+    let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    block_on(model.encode(&refs, opts, &mut reporter())).map_err(|e| e.to_string())
+}
+
+/// The vectors of one [`Embedding`] in `m3 encode`'s JSON (f32 written in their shortest form).
 #[derive(serde::Serialize)]
-struct EncodedLine<'a> {
-    input_ids: &'a [u32],
+struct Vectors<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     dense: Option<&'a [f32]>,
     /// Token id (as a string, like FlagEmbedding's JSON) -> weight, in order of first appearance.
@@ -123,6 +189,54 @@ struct EncodedLine<'a> {
     sparse: Option<&'a [(u32, f32)]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     colbert: Option<Vec<&'a [f32]>>,
+}
+
+impl<'a> Vectors<'a> {
+    fn of(e: &'a Embedding, dim: usize) -> Self {
+        Vectors {
+            dense: e.dense.as_deref(),
+            sparse: e.sparse.as_deref(),
+            colbert: e.colbert.as_ref().map(|c| c.chunks_exact(dim).collect()),
+        }
+    }
+}
+
+/// One window in `m3 encode`'s JSON.
+#[derive(serde::Serialize)]
+struct WindowLine<'a> {
+    /// `[start, end)` in characters (Unicode scalar values) of the text.
+    span: [u32; 2],
+    /// Content tokens `[start, end)` (0: the first token after `<s>`).
+    tokens: [usize; 2],
+    #[serde(flatten)]
+    vectors: Option<Vectors<'a>>,
+}
+
+/// One output line of `m3 encode`.
+#[derive(serde::Serialize)]
+struct EncodedLine<'a> {
+    input_ids: &'a [u32],
+    #[serde(flatten)]
+    vectors: Vectors<'a>,
+    windows: Vec<WindowLine<'a>>,
+    truncated: bool,
+}
+
+fn document_line(text: &str, doc: &Document, dim: usize, window_vectors: bool) -> String {
+    let chars = OffsetMap::chars(text);
+    let windows = doc
+        .windows
+        .iter()
+        .zip(&doc.results)
+        .map(|(w, r)| WindowLine {
+            span: [chars.map(w.span.0), chars.map(w.span.1)],
+            tokens: [w.token_start, w.token_end],
+            vectors: window_vectors.then(|| Vectors::of(r, dim)),
+        })
+        .collect();
+    let e = doc.embedding();
+    let line = EncodedLine { input_ids: &e.input_ids, vectors: Vectors::of(e, dim), windows, truncated: doc.truncated };
+    serde_json::to_string(&line).expect("plain numbers and strings always serialise")
 }
 
 /// One output line of `m3 score`, with FlagEmbedding's key names.
@@ -147,16 +261,6 @@ fn sparse_map<S: serde::Serializer>(v: &Option<&[(u32, f32)]>, s: S) -> Result<S
     m.end()
 }
 
-fn embedding_line(e: &Embedding, dim: usize) -> String {
-    let line = EncodedLine {
-        input_ids: &e.input_ids,
-        dense: e.dense.as_deref(),
-        sparse: e.sparse.as_deref(),
-        colbert: e.colbert.as_ref().map(|c| c.chunks_exact(dim).collect()),
-    };
-    serde_json::to_string(&line).expect("plain numbers and strings always serialise")
-}
-
 /// (VmRSS, VmHWM) of this process in MiB, from /proc/self/status (Linux).
 fn rss_mib() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -173,30 +277,43 @@ fn rss_mib() -> (f64, f64) {
 
 /// One text of exactly `tokens` tokens, encoded twice (the first call includes kernel
 /// compilation on wgpu); times and resident memory as one JSON line.
+fn load(args: &Args) -> Result<BgeM3, String> {
+    let d = device(args.device, args.kernel).map_err(|e| e.to_string())?;
+    load_dir(&args.model, &d, args.encoder_file, &mut |_, _| {}).map_err(|e| e.to_string())
+}
+
+/// One text of exactly `tokens` tokens, encoded `runs` times (the first call includes kernel
+/// compilation on wgpu); times and resident memory as one JSON line.
 fn bench(args: &Args) -> Result<(), String> {
     let t0 = std::time::Instant::now();
-    let model = load_dir(&args.model, args.backend, args.encoder_file, &mut |_, _| {}).map_err(|e| e.to_string())?;
+    let model = load(args)?;
     let load_s = t0.elapsed().as_secs_f64();
     // Reset the peak (VmHWM) so that what follows measures encoding, not loading.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let (rss_loaded, load_peak) = rss_mib();
     let sentence = "BGE-M3 reads long documents in many languages; 긴 문서를 읽고 검색한다. 模型阅读长文档。 ";
     let mut text = String::new();
-    while model.tokenizer.encode(&text, usize::MAX).map_err(|e| e.to_string())?.ids.len() < args.tokens {
+    while model.tokenizer.encode(&text).map_err(|e| e.to_string())?.ids.len() < args.tokens {
         text.push_str(sentence);
     }
-    let opts = EncodeOptions { max_length: args.tokens, ..args.opts.clone() };
+    let opts = EncodeOptions { max_length: Some(args.tokens), truncate: true, ..args.opts.clone() };
     let mut times = Vec::new();
     for _ in 0..args.runs {
         let t = std::time::Instant::now();
-        let e = encode_all(&model, std::slice::from_ref(&text), &opts)?;
-        assert_eq!(e[0].input_ids.len(), args.tokens);
+        let docs = encode_group(&model, std::slice::from_ref(&text), &opts)?;
+        if docs[0].embedding().input_ids.len() != args.tokens {
+            return Err(format!(
+                "the bench text has {} tokens, not {}",
+                docs[0].embedding().input_ids.len(),
+                args.tokens
+            ));
+        }
         times.push(t.elapsed().as_secs_f64());
     }
     let (_, peak) = rss_mib();
     println!(
         "{}",
-        json!({"tokens": args.tokens, "backend": format!("{:?}", args.backend).to_lowercase(),
+        json!({"tokens": args.tokens, "device": format!("{:?}", args.device).to_lowercase(),
                "layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size,
                "load_s": load_s, "encode_first_s": times[0], "encode_s": times[times.len() - 1],
                "rss_after_load_mib": rss_loaded.round(), "peak_rss_mib": peak.round(), "hwm_after_reset_mib": load_peak.round(),
@@ -210,36 +327,44 @@ fn run() -> Result<(), String> {
     if args.command == "bench" {
         return bench(&args);
     }
-    let keys: &[&str] = if args.command == "encode" { &["text"] } else { &["query", "passage"] };
-    let rows = read_lines(keys)?;
+    let keys: &'static [&'static str] = if args.command == "encode" { &["text"] } else { &["query", "passage"] };
+    let mut reader = LineReader::new(keys);
+    // The first group is read (and checked) before the model is loaded: bad input fails fast.
+    let mut rows = reader.next_group()?;
     let t0 = std::time::Instant::now();
-    let model = load_dir(&args.model, args.backend, args.encoder_file, &mut |_, _| {}).map_err(|e| e.to_string())?;
+    let model = load(&args)?;
+    model.window_policy(&args.opts).map_err(|e| e.to_string())?;
     eprintln!("m3: loaded {} in {:.1} s", args.model.display(), t0.elapsed().as_secs_f32());
     let dim = model.config.hidden_size;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut emit = |v: String| writeln!(out, "{v}").map_err(|e| format!("writing stdout: {e}"));
-    if args.command == "encode" {
-        let texts: Vec<String> = rows.into_iter().map(|mut r| r.remove(0)).collect();
-        for e in encode_all(&model, &texts, &args.opts)? {
-            emit(embedding_line(&e, dim))?;
+    while !rows.is_empty() {
+        let mut lines = Vec::with_capacity(rows.len());
+        if args.command == "encode" {
+            let texts: Vec<String> = rows.into_iter().map(|mut r| r.remove(0)).collect();
+            for (text, doc) in texts.iter().zip(encode_group(&model, &texts, &args.opts)?) {
+                lines.push(document_line(text, &doc, dim, args.window_vectors));
+            }
+        } else {
+            // All pairs of the group in one encode (query, passage, query, ...), scored pairwise.
+            let texts: Vec<String> = rows.into_iter().flatten().collect();
+            let docs = encode_group(&model, &texts, &args.opts)?;
+            for pair in docs.chunks_exact(2) {
+                let s = model.scores(pair, args.weights).map_err(|e| e.to_string())?[0];
+                let line = ScoreLine {
+                    dense: s.dense,
+                    sparse: s.sparse,
+                    colbert: s.colbert,
+                    sparse_dense: s.sparse_dense,
+                    colbert_sparse_dense: s.colbert_sparse_dense,
+                };
+                lines.push(serde_json::to_string(&line).expect("numbers always serialise"));
+            }
         }
-    } else {
-        let mut texts = Vec::with_capacity(rows.len() * 2);
-        for r in rows {
-            texts.extend(r);
+        for l in lines {
+            writeln!(out, "{l}").map_err(|e| format!("writing stdout: {e}"))?;
         }
-        let embs = encode_all(&model, &texts, &args.opts)?;
-        for pair in embs.chunks_exact(2) {
-            let s = compute_scores(&pair[0], &pair[1], dim, args.weights).ok_or("missing outputs")?;
-            let line = ScoreLine {
-                dense: s.dense,
-                sparse: s.sparse,
-                colbert: s.colbert,
-                sparse_dense: s.sparse_dense,
-                colbert_sparse_dense: s.colbert_sparse_dense,
-            };
-            emit(serde_json::to_string(&line).expect("numbers always serialise"))?;
-        }
+        out.flush().map_err(|e| format!("writing stdout: {e}"))?;
+        rows = reader.next_group()?;
     }
     Ok(())
 }

@@ -50,8 +50,9 @@ impl ReadAt for std::fs::File {
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         use std::os::unix::fs::FileExt;
-        self.read_exact_at(buf, offset)
-            .map_err(|e| Error::Format(format!("could not read {} bytes at {offset}: {e} (file truncated?)", buf.len())))
+        self.read_exact_at(buf, offset).map_err(|e| {
+            Error::Format(format!("could not read {} bytes at {offset}: {e} (file truncated?)", buf.len()))
+        })
     }
 }
 
@@ -146,9 +147,9 @@ impl<R: ReadAt> Checkpoint<R> {
         let mut entries = BTreeMap::new();
         for (name, t) in pickle::load_state_dict(&bytes)? {
             let member_name = format!("{prefix}data/{}", t.storage);
-            let member = by_name
-                .get(member_name.as_str())
-                .ok_or_else(|| Error::Format(format!("tensor {name}: storage {member_name} is missing from the archive")))?;
+            let member = by_name.get(member_name.as_str()).ok_or_else(|| {
+                Error::Format(format!("tensor {name}: storage {member_name} is missing from the archive"))
+            })?;
             if member.method != 0 {
                 return Err(Error::Format(format!("tensor {name}: storage is compressed")));
             }
@@ -258,14 +259,8 @@ impl<R: ReadAt> Checkpoint<R> {
 fn decode(raw: &[u8], dtype: &DType) -> Vec<f32> {
     match dtype {
         DType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
-        DType::F16 => raw
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        DType::BF16 => raw
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
+        DType::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        DType::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         DType::Other(_) => Vec::new(),
     }
 }

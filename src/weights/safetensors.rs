@@ -29,8 +29,8 @@ pub fn index(source: &dyn ReadAt, header_len: u64) -> Result<BTreeMap<String, Te
         if name == "__metadata__" {
             continue;
         }
-        let info: Info = serde_json::from_value(value)
-            .map_err(|e| Error::Format(format!("safetensors entry {name}: {e}")))?;
+        let info: Info =
+            serde_json::from_value(value).map_err(|e| Error::Format(format!("safetensors entry {name}: {e}")))?;
         let dtype = match info.dtype.as_str() {
             "F32" => DType::F32,
             "F16" => DType::F16,

@@ -49,7 +49,7 @@ export async function parity({ base = '/fixtures/tiny-m3/', reference = '/fixtur
   const enc = await model.encode(pairs.flat(), { truncate: true }); // compute_score truncates at 8192
   for (let k = 0; k < pairs.length; k++) {
     const s = hybridScores(enc[2 * k], enc[2 * k + 1]);
-    const s2 = (await model.score(pairs[k][0], [pairs[k][1]]))[0];
+    const s2 = (await model.score(pairs[k][0], [pairs[k][1]], { truncate: true }))[0];
     for (const [name, want] of Object.entries(wantScores)) {
       if (note(name, Math.abs(s[name] - want[k])) > tol) failures.push(`pair ${k} ${name}: ${s[name]} vs ${want[k]}`);
       if (note(`score() ${name}`, Math.abs(s2[name] - want[k])) > tol) failures.push(`pair ${k} score() ${name}: ${s2[name]} vs ${want[k]}`);

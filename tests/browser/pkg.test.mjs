@@ -30,7 +30,7 @@ test('parity through load + encode on the wasm CPU backend, in the worker (14 te
 });
 
 test('parity through load + encode on WebGPU, on the calling thread (worker: false)', { timeout: 1_200_000 }, async () => {
-  // The short texts and the scores: the long ones on WebGPU are covered by wasm.test.mjs.
+  // The short texts and the scores: every text on WebGPU is covered by tests/web.rs (wasm-pack test).
   const r = await run('parity', { device: 'webgpu', worker: false, maxItemTokens: 100 });
   assert.ok(r.texts >= 10 && r.pairs >= 3, `${r.texts} texts, ${r.pairs} pairs`);
   console.log(`npm API, ${r.adapter}: load ${r.loadMs.toFixed(0)} ms, encode ${r.encodeMs.toFixed(0)} ms; worst`, r.worst);

@@ -48,10 +48,10 @@ export function serve({ root: top = root, port = 0, host = '127.0.0.1' } = {}) {
   });
 }
 
-const chromiumArgs = ['--no-sandbox', '--disable-gpu-sandbox', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--enable-unsafe-webgpu', '--enable-features=Vulkan,WebGPU', '--use-webgpu-adapter=swiftshader',
-  '--use-vulkan=swiftshader', '--disable-vulkan-surface', '--use-angle=swiftshader'];
+// Chromium's flags for WebGPU on SwiftShader without network noise: one list, in webdriver.json
+// (which `wasm-pack test --chrome` reads too).
+const webdriver = JSON.parse(fs.readFileSync(new URL('../../webdriver.json', import.meta.url), 'utf8'));
+const chromiumArgs = webdriver['goog:chromeOptions'].args;
 
 /** Headless Chromium with WebGPU on SwiftShader. `persistent: true` gives a browser context with
  *  an on-disk profile (as a user's): its Cache API is on disk, not in memory like the default

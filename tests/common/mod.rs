@@ -23,8 +23,14 @@ pub fn tiny_dir() -> PathBuf {
 }
 
 pub fn reference() -> Value {
-    let path = fixtures().join("tiny-m3-reference.json");
-    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    reference_of("tiny-m3")
+}
+
+/// `<name>-reference.json` of a fixture model (`tiny-m3`, `tiny-m3-h16`).
+pub fn reference_of(name: &str) -> Value {
+    let path = fixtures().join(format!("{name}-reference.json"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("fixture missing: {} ({e})", path.display()));
+    serde_json::from_slice(&bytes).unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
