@@ -16,7 +16,8 @@
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-M3="${M3:-${CARGO_TARGET_DIR:-$HOME/.cache/bge-m3-target}/release/m3}"
+source "$here/cargo-env.sh" # CARGO_TARGET_DIR
+M3="${M3:-$CARGO_TARGET_DIR/release/m3}"
 TOKENIZER="${TOKENIZER:-$root/../shared/fixtures/tiny-m3/tokenizer.json}"
 PY="${M3_PYTHON:-python3}"
 OUT="${1:-$root/bench-out/gpu-memory}"

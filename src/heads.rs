@@ -73,3 +73,17 @@ pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
     x / norm
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexical_weights_keep_the_max_per_id_and_drop_specials_and_non_positive() {
+        // <s> 10 11 10 <unk> 12 <pad> 13 </s>
+        let ids = [BOS_ID, 10, 11, 10, UNK_ID, 12, PAD_ID, 13, EOS_ID];
+        let w = [9.0, 0.5, 0.2, 0.7, 9.0, 0.0, 9.0, -1.0, 9.0];
+        assert_eq!(lexical_weights(&ids, &w), [(10, 0.7), (11, 0.2)]);
+        assert!(lexical_weights(&[BOS_ID, EOS_ID], &[1.0, 1.0]).is_empty());
+    }
+}

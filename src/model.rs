@@ -263,7 +263,11 @@ impl BgeM3 {
         opts: &EncodeOptions,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<Document>> {
-        let mut job = self.plan(texts, opts)?;
+        self.run(self.plan(texts, opts)?, progress).await
+    }
+
+    /// Runs every forward pass of `job`, calling `progress` after each, and returns the documents.
+    pub async fn run(&self, mut job: EncodeJob, progress: &mut dyn FnMut(Progress)) -> Result<Vec<Document>> {
         while self.step(&mut job).await? {
             progress(job.progress());
         }
@@ -301,11 +305,8 @@ impl BgeM3 {
         opts: &EncodeOptions,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<Embedding>> {
-        let mut job = self.plan_ids(ids, opts)?;
-        while self.step(&mut job).await? {
-            progress(job.progress());
-        }
-        Ok(job.finish(self.config.hidden_size)?.into_iter().map(Document::into_embedding).collect())
+        let docs = self.run(self.plan_ids(ids, opts)?, progress).await?;
+        Ok(docs.into_iter().map(Document::into_embedding).collect())
     }
 
     /// FlagEmbedding's `compute_score` of `query` against each of `passages`, on document-level
@@ -319,11 +320,8 @@ impl BgeM3 {
         weights: ScoreWeights,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<Scores>> {
-        let mut job = self.plan_scores(query, passages, opts)?;
-        while self.step(&mut job).await? {
-            progress(job.progress());
-        }
-        self.scores(&job.finish(self.config.hidden_size)?, weights)
+        let docs = self.run(self.plan_scores(query, passages, opts)?, progress).await?;
+        self.scores(&docs, weights)
     }
 
     /// The encode behind [`BgeM3::score`]: `query` then `passages`, all three outputs.

@@ -255,8 +255,13 @@ fn progress_js(p: Progress) -> Object {
 /// Runs `job`'s forward passes; after each, `on_batch(progress)` is called and, if it returns a
 /// promise, awaited: the caller reports progress there, lets its event loop run, and stops the
 /// job by throwing or rejecting (the error, e.g. an `AbortError`, is what the call rejects with).
-async fn run_job(model: &BgeM3, job: &mut EncodeJob, on_batch: Option<&js_sys::Function>) -> JsResult<()> {
-    while model.step(job).await.map_err(js_err)? {
+async fn run_job(
+    model: &BgeM3,
+    job: Result<EncodeJob>,
+    on_batch: Option<&js_sys::Function>,
+) -> JsResult<Vec<Document>> {
+    let mut job = job.map_err(js_err)?;
+    while model.step(&mut job).await.map_err(js_err)? {
         if let Some(f) = on_batch {
             let r = f.call1(&JsValue::NULL, &progress_js(job.progress()))?;
             if let Some(p) = r.dyn_ref::<js_sys::Promise>() {
@@ -264,7 +269,7 @@ async fn run_job(model: &BgeM3, job: &mut EncodeJob, on_batch: Option<&js_sys::F
             }
         }
     }
-    Ok(())
+    job.finish(model.config.hidden_size).map_err(js_err)
 }
 
 fn strings(v: &JsValue, what: &str) -> JsResult<Vec<String>> {
@@ -412,9 +417,7 @@ impl M3 {
         let texts = strings(&texts, "texts")?;
         let o = encode_options(&options)?;
         let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-        let mut job = self.model.plan(&refs, &o.opts).map_err(js_err)?;
-        run_job(&self.model, &mut job, on_batch.as_ref()).await?;
-        let docs = job.finish(self.model.config.hidden_size).map_err(js_err)?;
+        let docs = run_job(&self.model, self.model.plan(&refs, &o.opts), on_batch.as_ref()).await?;
         Ok(texts.iter().zip(&docs).map(|(t, d)| JsValue::from(document_js(&self.model, t, d, &o))).collect())
     }
 
@@ -435,9 +438,7 @@ impl M3 {
             seqs.push(a.to_vec());
         }
         let o = encode_options(&options)?;
-        let mut job = self.model.plan_ids(seqs, &o.opts).map_err(js_err)?;
-        run_job(&self.model, &mut job, on_batch.as_ref()).await?;
-        let docs = job.finish(self.model.config.hidden_size).map_err(js_err)?;
+        let docs = run_job(&self.model, self.model.plan_ids(seqs, &o.opts), on_batch.as_ref()).await?;
         Ok(docs.iter().map(|d| JsValue::from(embedding_js(&self.model, d.embedding(), o.token_strings))).collect())
     }
 
@@ -482,9 +483,7 @@ impl M3 {
             _ => return Err(type_err("options.weights must be { dense, sparse, colbert }")),
         };
         let refs: Vec<&str> = passages.iter().map(|s| s.as_str()).collect();
-        let mut job = self.model.plan_scores(&query, &refs, &o.opts).map_err(js_err)?;
-        run_job(&self.model, &mut job, on_batch.as_ref()).await?;
-        let docs = job.finish(self.model.config.hidden_size).map_err(js_err)?;
+        let docs = run_job(&self.model, self.model.plan_scores(&query, &refs, &o.opts), on_batch.as_ref()).await?;
         let out = Array::new();
         for s in self.model.scores(&docs, weights).map_err(js_err)? {
             let o = Object::new();

@@ -46,14 +46,14 @@ impl WindowPolicy {
         let max_length = max_length.unwrap_or(limit);
         if !(3..=limit).contains(&max_length) {
             return Err(Error::OutOfRange(format!(
-                "maxLength must be an integer from 3 to {limit} (got {max_length})"
+                "the max length must be an integer from 3 to {limit} (got {max_length})"
             )));
         }
         let half = (max_length - 2) / 2;
         let overlap = overlap.unwrap_or(DEFAULT_OVERLAP.min(half));
         if overlap > half {
             return Err(Error::OutOfRange(format!(
-                "overlap must be an integer from 0 to {half} for maxLength {max_length} (got {overlap})"
+                "the overlap must be an integer from 0 to {half} for a max length of {max_length} (got {overlap})"
             )));
         }
         Ok(WindowPolicy { max_length, overlap, truncate })
@@ -240,10 +240,10 @@ pub fn merge(windows: &[Window], results: &[Embedding], input_ids: Vec<u32>, dim
 /// spend its work on padding (32 texts of 16-512 tokens: 5,760 positions, not 9,728).
 pub fn plan_batches(lengths: &[usize], batch_size: usize, max_batch_tokens: usize) -> Result<Vec<Vec<usize>>> {
     if batch_size == 0 {
-        return Err(Error::OutOfRange("batchSize must be at least 1".into()));
+        return Err(Error::OutOfRange("the batch size must be at least 1".into()));
     }
     if max_batch_tokens == 0 {
-        return Err(Error::OutOfRange("maxBatchTokens must be at least 1".into()));
+        return Err(Error::OutOfRange("the max batch tokens must be at least 1".into()));
     }
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));

@@ -330,3 +330,264 @@ pub fn expect_shape(name: &str, actual: &[usize], expected: &[usize]) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Checkpoints written here byte by byte, as `torch.save` and safetensors lay them out.
+    use super::*;
+
+    /// One tensor of a hand-made `torch.save` archive.
+    struct T<'a> {
+        name: &'a str,
+        storage: &'a str, // FloatStorage, HalfStorage, BFloat16Storage, LongStorage
+        offset: usize,
+        shape: &'a [usize],
+        strides: &'a [usize],
+        bytes: Vec<u8>,
+    }
+
+    fn unicode(p: &mut Vec<u8>, s: &str) {
+        p.push(b'X');
+        p.extend((s.len() as u32).to_le_bytes());
+        p.extend(s.as_bytes());
+    }
+
+    fn ints(p: &mut Vec<u8>, xs: &[usize]) {
+        p.push(b'(');
+        for &x in xs {
+            p.push(b'M');
+            p.extend((x as u16).to_le_bytes());
+        }
+        p.push(b't');
+    }
+
+    /// `data.pkl` of a state dict, with the opcodes torch's pickler writes (protocol 2).
+    fn state_dict_pickle(tensors: &[T]) -> Vec<u8> {
+        let mut p = vec![0x80, 2];
+        p.extend(b"ccollections\nOrderedDict\n)R");
+        for (i, t) in tensors.iter().enumerate() {
+            unicode(&mut p, t.name);
+            p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+            p.push(b'(');
+            unicode(&mut p, "storage");
+            p.extend(format!("ctorch\n{}\n", t.storage).as_bytes());
+            unicode(&mut p, &i.to_string());
+            unicode(&mut p, "cpu");
+            p.push(b'M');
+            p.extend((t.bytes.len() as u16).to_le_bytes());
+            p.extend(b"tQ");
+            p.push(b'M');
+            p.extend((t.offset as u16).to_le_bytes());
+            ints(&mut p, t.shape);
+            ints(&mut p, t.strides);
+            p.push(0x89); // False
+            p.extend(b"ccollections\nOrderedDict\n)R");
+            p.extend(b"tRs");
+        }
+        p.push(b'.');
+        p
+    }
+
+    /// A zip archive of stored members; with `zip64`, sizes and offsets in the central directory
+    /// go through zip64 extra fields and a zip64 end record.
+    fn zip(members: &[(String, Vec<u8>)], zip64: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut central = Vec::new();
+        for (name, data) in members {
+            let local = out.len() as u32;
+            out.extend(0x0403_4b50u32.to_le_bytes());
+            out.extend([20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // version, flags, method 0, time, date, crc
+            out.extend((data.len() as u32).to_le_bytes());
+            out.extend((data.len() as u32).to_le_bytes());
+            out.extend((name.len() as u16).to_le_bytes());
+            out.extend(0u16.to_le_bytes());
+            out.extend(name.as_bytes());
+            out.extend(data);
+            central.extend(0x0201_4b50u32.to_le_bytes());
+            central.extend([20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            let (size, offset) = if zip64 { (u32::MAX, u32::MAX) } else { (data.len() as u32, local) };
+            central.extend(size.to_le_bytes());
+            central.extend(size.to_le_bytes());
+            central.extend((name.len() as u16).to_le_bytes());
+            central.extend((if zip64 { 28u16 } else { 0 }).to_le_bytes());
+            central.extend([0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // comment, disk, attributes
+            central.extend(offset.to_le_bytes());
+            central.extend(name.as_bytes());
+            if zip64 {
+                central.extend(1u16.to_le_bytes());
+                central.extend(24u16.to_le_bytes());
+                central.extend((data.len() as u64).to_le_bytes()); // uncompressed
+                central.extend((data.len() as u64).to_le_bytes()); // compressed
+                central.extend((local as u64).to_le_bytes());
+            }
+        }
+        let cd_offset = out.len();
+        out.extend(&central);
+        if zip64 {
+            let rec = out.len() as u64;
+            out.extend(0x0606_4b50u32.to_le_bytes());
+            out.extend(44u64.to_le_bytes());
+            out.extend([45, 0, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            out.extend((members.len() as u64).to_le_bytes());
+            out.extend((members.len() as u64).to_le_bytes());
+            out.extend((central.len() as u64).to_le_bytes());
+            out.extend((cd_offset as u64).to_le_bytes());
+            out.extend(0x0706_4b50u32.to_le_bytes());
+            out.extend(0u32.to_le_bytes());
+            out.extend(rec.to_le_bytes());
+            out.extend(1u32.to_le_bytes());
+        }
+        out.extend(0x0605_4b50u32.to_le_bytes());
+        out.extend([0, 0, 0, 0]);
+        let count = if zip64 { u16::MAX } else { members.len() as u16 };
+        out.extend(count.to_le_bytes());
+        out.extend(count.to_le_bytes());
+        out.extend((central.len() as u32).to_le_bytes());
+        out.extend((if zip64 { u32::MAX } else { cd_offset as u32 }).to_le_bytes());
+        out.extend(0u16.to_le_bytes());
+        out
+    }
+
+    fn torch_file(tensors: &[T], zip64: bool) -> Vec<u8> {
+        let mut members = vec![("archive/data.pkl".to_string(), state_dict_pickle(tensors))];
+        for (i, t) in tensors.iter().enumerate() {
+            members.push((format!("archive/data/{i}"), t.bytes.clone()));
+        }
+        members.push(("archive/version".to_string(), b"3\n".to_vec()));
+        zip(&members, zip64)
+    }
+
+    fn f32_bytes(xs: &[f32]) -> Vec<u8> {
+        xs.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    fn sample() -> Vec<T<'static>> {
+        vec![
+            // Row-major [2, 3], from element 1 of its storage.
+            T {
+                name: "a",
+                storage: "FloatStorage",
+                offset: 1,
+                shape: &[2, 3],
+                strides: &[3, 1],
+                bytes: f32_bytes(&[9., 0., 1., 2., 3., 4., 5.]),
+            },
+            // [3, 2] stored transposed: storage is the [2, 3] matrix 0..6 row-major.
+            T {
+                name: "t",
+                storage: "FloatStorage",
+                offset: 0,
+                shape: &[3, 2],
+                strides: &[1, 3],
+                bytes: f32_bytes(&[0., 1., 2., 3., 4., 5.]),
+            },
+            T {
+                name: "h",
+                storage: "HalfStorage",
+                offset: 0,
+                shape: &[2],
+                strides: &[1],
+                bytes: [1.5f32, -2.0].iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect(),
+            },
+            T {
+                name: "b",
+                storage: "BFloat16Storage",
+                offset: 0,
+                shape: &[2],
+                strides: &[1],
+                bytes: [0.5f32, 3.0].iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect(),
+            },
+            T {
+                name: "ids",
+                storage: "LongStorage",
+                offset: 0,
+                shape: &[1],
+                strides: &[1],
+                bytes: 7u64.to_le_bytes().to_vec(),
+            },
+        ]
+    }
+
+    #[test]
+    fn pytorch_zip_with_offsets_strides_f16_and_bf16() {
+        for zip64 in [false, true] {
+            let ck = Checkpoint::open(torch_file(&sample(), zip64)).unwrap();
+            assert_eq!(ck.format(), "pytorch");
+            let a = ck.read("a").unwrap();
+            assert_eq!((a.shape.as_slice(), a.data.as_slice()), (&[2, 3][..], &[0., 1., 2., 3., 4., 5.][..]));
+            assert_eq!(ck.read_rows("a", 1, 1).unwrap().data, [3., 4., 5.]);
+            let t = ck.read("t").unwrap();
+            assert_eq!(t.data, [0., 3., 1., 4., 2., 5.], "zip64 {zip64}: the transpose, gathered row-major");
+            assert_eq!(ck.read_rows("t", 2, 1).unwrap().data, [2., 5.]);
+            assert_eq!(ck.read("h").unwrap().data, [1.5, -2.0]);
+            assert_eq!(ck.read("b").unwrap().data, [0.5, 3.0]);
+            assert!(matches!(ck.read("ids"), Err(Error::Weights(_))), "int64 is refused by name, not misread");
+            assert!(matches!(ck.read("nope"), Err(Error::Weights(_))));
+            assert!(ck.read_rows("a", 1, 2).is_err());
+        }
+    }
+
+    #[test]
+    fn a_shape_or_offset_past_the_storage_is_an_error() {
+        let mut ts = sample();
+        ts[0].shape = &[3, 3]; // 9 elements from offset 1 of a 7-element storage
+        let ck = Checkpoint::open(torch_file(&ts, false)).unwrap();
+        assert!(matches!(ck.read("a"), Err(Error::Format(_))));
+        let mut ts = sample();
+        ts[1].strides = &[1, 4]; // reaches element 2 + 4 = 6 of 6
+        let ck = Checkpoint::open(torch_file(&ts, false)).unwrap();
+        assert!(matches!(ck.read("t"), Err(Error::Format(_))));
+    }
+
+    #[test]
+    fn broken_archives_and_pickles_are_errors() {
+        let good = torch_file(&sample(), false);
+        for cut in [good.len() - 1, good.len() / 2, 30, 9] {
+            assert!(Checkpoint::open(good[..cut].to_vec()).is_err(), "cut at {cut}");
+        }
+        let mut pkl = state_dict_pickle(&sample());
+        pkl.truncate(pkl.len() / 2);
+        let file = zip(&[("archive/data.pkl".into(), pkl)], false);
+        assert!(matches!(Checkpoint::open(file), Err(Error::Format(_))));
+        let file = zip(&[("archive/data.pkl".into(), vec![0x80, 2, 0xff, b'.'])], false);
+        let err = Checkpoint::open(file).err().unwrap().to_string();
+        assert!(err.contains("unsupported opcode 0xff"), "{err}");
+        let file = zip(&[("archive/other".into(), vec![1, 2, 3])], false);
+        assert!(Checkpoint::open(file).err().unwrap().to_string().contains("no data.pkl"));
+        // A storage the pickle names but the archive lacks.
+        let mut members = vec![("archive/data.pkl".to_string(), state_dict_pickle(&sample()))];
+        members.push(("archive/data/0".into(), vec![0; 28]));
+        let err = Checkpoint::open(zip(&members, false)).err().unwrap().to_string();
+        assert!(err.contains("missing from the archive"), "{err}");
+    }
+
+    fn safetensors(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend(header.as_bytes());
+        out.extend(data);
+        out
+    }
+
+    #[test]
+    fn safetensors_f32_f16_bf16_and_bad_ranges() {
+        let mut data = f32_bytes(&[1., 2., 3., 4.]);
+        data.extend(half::f16::from_f32(0.25).to_le_bytes());
+        data.extend(half::bf16::from_f32(-8.0).to_le_bytes());
+        let header = r#"{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"h":{"dtype":"F16","shape":[1],"data_offsets":[16,18]},"b":{"dtype":"BF16","shape":[1],"data_offsets":[18,20]}}"#;
+        let ck = Checkpoint::open(safetensors(header, &data)).unwrap();
+        assert_eq!(ck.format(), "safetensors");
+        assert_eq!(ck.read("w").unwrap().data, [1., 2., 3., 4.]);
+        assert_eq!(ck.read_rows("w", 1, 1).unwrap().data, [3., 4.]);
+        assert_eq!(ck.read("h").unwrap().data, [0.25]);
+        assert_eq!(ck.read("b").unwrap().data, [-8.0]);
+        // Offsets past the data, and a shape that needs more bytes than its range.
+        let bad = r#"{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,64]}}"#;
+        assert!(Checkpoint::open(safetensors(bad, &data)).and_then(|c| c.read("w")).is_err());
+        let bad = r#"{"w":{"dtype":"F32","shape":[4,4],"data_offsets":[0,16]}}"#;
+        assert!(Checkpoint::open(safetensors(bad, &data)).and_then(|c| c.read("w")).is_err());
+        assert!(Checkpoint::open(safetensors("{not json", &data)).is_err());
+        let mut huge = u64::MAX.to_le_bytes().to_vec();
+        huge.extend([0; 16]);
+        assert!(Checkpoint::open(huge).is_err());
+    }
+}

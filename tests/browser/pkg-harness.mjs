@@ -190,3 +190,30 @@ export async function responsive({ device = 'cpu' } = {}) {
   await model.dispose();
   return { encodeMs, ticks, worstGapMs: worst, clicks };
 }
+
+/** The package's outputs for the 20,000-token text of `windows()` (default options), as plain
+ *  arrays, for tests/browser/cli.test.mjs to hold against `m3 encode` of the same text. */
+export async function longTextOutputs() {
+  const model = await load('/fixtures/tiny-m3/', { device: 'cpu', cache: false });
+  const ref = await (await fetch('/fixtures/tiny-m3-reference.json')).json();
+  const longText = ref.items.slice(-3).map(i => i.text).join('\n\n');
+  let text = longText;
+  while ((await model.tokenize(text)).ids.length < 20000) text += '\n\n' + longText;
+  const doc = await model.encode(text);
+  await model.dispose();
+  const sparse = s => Object.fromEntries([...s.ids].map((id, i) => [String(id), s.weights[i]]));
+  return {
+    text,
+    inputIds: [...doc.inputIds],
+    dense: [...doc.dense], sparse: sparse(doc.sparse), colbert: [...doc.colbert.data],
+    windows: doc.windows.map(w => ({ start: w.start, end: w.end, tokens: [w.tokenStart, w.tokenEnd], dense: [...w.dense], sparse: sparse(w.sparse), colbertRows: w.colbert.rows })),
+  };
+}
+
+/** The default weights of compute_score as the JS package and the Rust crate hold them. */
+export async function defaultWeights() {
+  const { DEFAULT_WEIGHTS } = await import('/pkg/src/index.js');
+  const { default: init, M3 } = await import('/pkg/wasm/bge_m3_web.js');
+  await init();
+  return { js: { ...DEFAULT_WEIGHTS }, rust: M3.defaultWeights() };
+}

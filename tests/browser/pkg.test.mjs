@@ -138,3 +138,9 @@ test('the page stays responsive while the worker encodes', { timeout: 300_000 },
   assert.ok(r.worstGapMs < 250, `main thread blocked for ${r.worstGapMs} ms`);
   assert.ok(r.clicks >= r.ticks);
 });
+
+test('the default weights: the package\'s DEFAULT_WEIGHTS equal the crate\'s ScoreWeights::default()', { timeout: 60_000 }, async () => {
+  const { js, rust } = await run('defaultWeights');
+  assert.deepEqual(Object.keys(js).sort(), ['colbert', 'dense', 'sparse']);
+  for (const k of Object.keys(js)) assert.ok(Math.abs(js[k] - rust[k]) < 1e-7, `${k}: ${js[k]} vs ${rust[k]}`);
+});
