@@ -291,7 +291,8 @@ unsafe extern "C" {
     fn __wasm_call_ctors();
 }
 
-/// Runs once, when the module is instantiated.
+/// Runs when the module is instantiated (and does nothing after its first call: a test harness
+/// that does not run wasm-bindgen's start function calls it itself).
 ///
 /// The explicit `__wasm_call_ctors` call matters for speed: a module that never calls it is
 /// linked "command style", and wasm-ld then wraps *every* export in a call to all the
@@ -300,9 +301,11 @@ unsafe extern "C" {
 /// natively the same encode takes 22 ms). Called here, once, the wrapping is gone.
 #[wasm_bindgen(start)]
 pub fn start() {
-    // SAFETY: called once, before any other export runs (wasm-bindgen runs `start` at
-    // instantiation); the constructors only register items in `inventory` lists.
-    unsafe { __wasm_call_ctors() };
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    // SAFETY: run once (a second run would register every `inventory` node again), before any
+    // other export runs (wasm-bindgen runs `start` at instantiation); the constructors only
+    // register items in `inventory` lists.
+    STARTED.call_once(|| unsafe { __wasm_call_ctors() });
     console_error_panic_hook::set_once();
 }
 

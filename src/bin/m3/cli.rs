@@ -369,7 +369,7 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-fn main() {
+pub fn main() {
     // A panic inside burn (a kernel the device cannot run, say) ends as a one-line error too.
     std::panic::set_hook(Box::new(|info| {
         let msg = info
