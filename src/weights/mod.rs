@@ -103,12 +103,27 @@ pub struct Checkpoint<R: ReadAt> {
     format: &'static str,
 }
 
-fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
-    let mut strides = vec![1; shape.len()];
+/// Row-major strides of `shape`; `None` when they overflow (a crafted shape).
+fn contiguous_strides(shape: &[usize]) -> Option<Vec<usize>> {
+    let mut strides = vec![1usize; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
-        strides[i] = strides[i + 1] * shape[i + 1];
+        strides[i] = strides[i + 1].checked_mul(shape[i + 1])?;
     }
-    strides
+    Some(strides)
+}
+
+/// The number of elements of `shape`; `None` when it overflows.
+fn checked_numel(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
+/// Storage elements a strided tensor touches, `1 + sum((dim - 1) * stride)` (0 when empty);
+/// `None` when it overflows.
+fn strided_span(shape: &[usize], strides: &[usize]) -> Option<usize> {
+    if shape.contains(&0) {
+        return Some(0);
+    }
+    shape.iter().zip(strides).try_fold(1usize, |acc, (&d, &s)| acc.checked_add((d - 1).checked_mul(s)?))
 }
 
 impl<R: ReadAt> Checkpoint<R> {
@@ -154,7 +169,16 @@ impl<R: ReadAt> Checkpoint<R> {
                 return Err(Error::Format(format!("tensor {name}: storage is compressed")));
             }
             let elem = t.dtype.size().unwrap_or(1) as u64;
-            let skip = t.offset as u64 * elem;
+            if t.shape.len() != t.strides.len() {
+                return Err(Error::Format(format!(
+                    "tensor {name}: {} sizes but {} strides",
+                    t.shape.len(),
+                    t.strides.len()
+                )));
+            }
+            let skip = (t.offset as u64).checked_mul(elem).filter(|&s| s <= member.size).ok_or_else(|| {
+                Error::Format(format!("tensor {name}: storage offset {} is past its storage", t.offset))
+            })?;
             entries.insert(
                 name,
                 TensorEntry {
@@ -162,7 +186,7 @@ impl<R: ReadAt> Checkpoint<R> {
                     shape: t.shape,
                     strides: t.strides,
                     base: member.data_offset + skip,
-                    storage_bytes: member.size.saturating_sub(skip),
+                    storage_bytes: member.size - skip,
                 },
             );
         }
@@ -185,14 +209,21 @@ impl<R: ReadAt> Checkpoint<R> {
     /// Reads one tensor and converts it to f32.
     pub fn read(&self, name: &str) -> Result<HostTensor> {
         let e = self.lookup(name)?;
-        let numel: usize = e.shape.iter().product();
+        let too_large =
+            || Error::Format(format!("tensor {name}: shape {:?} / strides {:?} overflow", e.shape, e.strides));
+        let numel = checked_numel(&e.shape).ok_or_else(too_large)?;
         if numel == 0 {
             return Ok(HostTensor { shape: e.shape.clone(), data: Vec::new() });
         }
-        // Span of storage elements the tensor touches (covers any strided layout).
-        let span = 1 + e.shape.iter().zip(&e.strides).map(|(d, s)| (d - 1) * s).sum::<usize>();
+        // Span of storage elements the tensor touches (covers any strided layout); read_elements
+        // checks it against the storage before allocating.
+        let span = strided_span(&e.shape, &e.strides).ok_or_else(too_large)?;
+        if numel > span.max(1).saturating_mul(1 << 20) {
+            // Strides of 0 repeat elements: a few stored bytes may not stand for terabytes.
+            return Err(Error::Format(format!("tensor {name}: {numel} elements from {span} stored ones")));
+        }
         let values = self.read_elements(name, e, 0, span)?;
-        let data = if e.strides == contiguous_strides(&e.shape) {
+        let data = if Some(&e.strides) == contiguous_strides(&e.shape).as_ref() {
             values
         } else {
             gather_strided(&values, &e.shape, &e.strides)
@@ -205,15 +236,17 @@ impl<R: ReadAt> Checkpoint<R> {
     pub fn read_rows(&self, name: &str, start: usize, count: usize) -> Result<HostTensor> {
         let e = self.lookup(name)?;
         let rows = *e.shape.first().unwrap_or(&0);
-        if start + count > rows {
-            return Err(Error::Weights(format!("tensor {name}: rows {start}..{} of {rows} requested", start + count)));
+        if start.checked_add(count).is_none_or(|end| end > rows) {
+            return Err(Error::Weights(format!("tensor {name}: rows {start}.. (+{count}) of {rows} requested")));
         }
-        let row: usize = e.shape.iter().skip(1).product();
+        let row = checked_numel(&e.shape[1.min(e.shape.len())..])
+            .ok_or_else(|| Error::Format(format!("tensor {name}: shape {:?} overflows", e.shape)))?;
         let mut shape = e.shape.clone();
         if let Some(first) = shape.first_mut() {
             *first = count;
         }
-        let data = if e.strides == contiguous_strides(&e.shape) {
+        let data = if Some(&e.strides) == contiguous_strides(&e.shape).as_ref() {
+            // start + count <= rows and rows * row elements exist: no overflow here.
             self.read_elements(name, e, start * row, count * row)?
         } else {
             self.read(name)?.data[start * row..(start + count) * row].to_vec()
@@ -234,15 +267,19 @@ impl<R: ReadAt> Checkpoint<R> {
 
     /// Storage elements `first..first + count` of `e`, converted to f32.
     fn read_elements(&self, name: &str, e: &TensorEntry, first: usize, count: usize) -> Result<Vec<f32>> {
-        let elem = e.dtype.size().unwrap_or(4);
-        let offset = (first * elem) as u64;
-        let bytes_needed = offset + (count * elem) as u64;
+        let elem = e.dtype.size().unwrap_or(4) as u64;
+        let offset = (first as u64).checked_mul(elem);
+        let bytes_needed = offset.and_then(|o| o.checked_add((count as u64).checked_mul(elem)?));
+        let (Some(offset), Some(bytes_needed)) = (offset, bytes_needed) else {
+            return Err(Error::Format(format!("tensor {name}: element range overflows")));
+        };
         if bytes_needed > e.storage_bytes {
             return Err(Error::Format(format!(
                 "tensor {name} needs {bytes_needed} bytes but its storage holds {} (file truncated or corrupt)",
                 e.storage_bytes
             )));
         }
+        let elem = elem as usize;
         if e.dtype == DType::F32 && cfg!(target_endian = "little") {
             // Straight into the f32 buffer: no second copy of the data.
             let mut values = vec![0f32; count];
@@ -559,6 +596,63 @@ mod tests {
         members.push(("archive/data/0".into(), vec![0; 28]));
         let err = Checkpoint::open(zip(&members, false)).err().unwrap().to_string();
         assert!(err.contains("missing from the archive"), "{err}");
+    }
+
+    #[test]
+    fn crafted_pickles_fail_fast_and_small() {
+        use pickle::load_state_dict;
+        // 40 DUPs of a list: handles, not copies (a deep-copying reader needs 2^40 elements).
+        let mut p = vec![0x80, 2, b'}', b']'];
+        p.extend([b'2'; 40]);
+        p.extend([b'0'; 40]);
+        p.extend(b"0.");
+        assert!(load_state_dict(&p).unwrap().is_empty());
+        // A million nested 1-tuples: no recursion, no stack overflow on drop.
+        let mut p = vec![0x80, 2, b'}', b'N'];
+        p.extend(std::iter::repeat_n(0x85u8, 1_000_000));
+        p.extend(b"0.");
+        assert!(load_state_dict(&p).unwrap().is_empty());
+        // Globals outside the closed list are refused by name.
+        let err = load_state_dict(b"\x80\x02cposix\nsystem\nX\x02\x00\x00\x00lsR.").unwrap_err().to_string();
+        assert!(err.contains("posix.system"), "{err}");
+        let err = load_state_dict(b"\x80\x02cbuiltins\neval\n.").unwrap_err().to_string();
+        assert!(err.contains("builtins.eval"), "{err}");
+        // Not a dict at the top; an empty pickle; a string longer than the pickle.
+        assert!(load_state_dict(b"\x80\x02].").is_err());
+        assert!(load_state_dict(b"").is_err());
+        assert!(load_state_dict(b"\x80\x02X\xff\xff\xff\xff.").is_err());
+    }
+
+    #[test]
+    fn crafted_sizes_are_errors_not_allocations() {
+        // safetensors: a 2^62-element shape over no data, and shapes whose products overflow.
+        for shape in ["[4611686018427387904]", "[4294967296, 4294967296, 16]", "[0, 18446744073709551615]"] {
+            let header = format!(r#"{{"w":{{"dtype":"F32","shape":{shape},"data_offsets":[0,0]}}}}"#);
+            let r = Checkpoint::open(safetensors(&header, &[])).and_then(|c| c.read("w").map(|t| t.data.len()));
+            assert!(r.is_err() || r == Ok(0), "{shape}: {r:?}");
+        }
+        // pickle: huge strides over a small storage; stride 0 over a huge shape; an offset past it.
+        let mut ts = sample();
+        ts[0].strides = &[65535, 65535];
+        assert!(Checkpoint::open(torch_file(&ts, false)).and_then(|c| c.read("a")).is_err());
+        let mut ts = sample();
+        ts[0].shape = &[65535, 65535];
+        ts[0].strides = &[0, 0];
+        assert!(Checkpoint::open(torch_file(&ts, false)).and_then(|c| c.read("a")).is_err());
+        let mut ts = sample();
+        ts[0].offset = 1000;
+        assert!(Checkpoint::open(torch_file(&ts, false)).is_err());
+        // zip: a zip64 record claiming 2^60 entries in a directory of a few bytes.
+        let mut file = torch_file(&sample(), true);
+        let rec = file.len() - 22 - 20 - 56;
+        file[rec + 32..rec + 40].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        let err = Checkpoint::open(file).err().unwrap().to_string();
+        assert!(err.contains("entries claimed"), "{err}");
+        // A zip64 extra field that claims more bytes than the entry's extra area: read within it.
+        let mut file = torch_file(&sample(), true);
+        let at = file.windows(4).position(|w| w == [1, 0, 24, 0]).unwrap();
+        file[at + 2] = 0xff;
+        assert_eq!(Checkpoint::open(file).unwrap().read("h").unwrap().data, [1.5, -2.0]);
     }
 
     fn safetensors(header: &str, data: &[u8]) -> Vec<u8> {

@@ -1,7 +1,10 @@
 //! A small pickle interpreter for the `data.pkl` of a `torch.save` archive: it rebuilds the
 //! state dict as a map from tensor name to (storage key, dtype, offset, shape, strides). Only
-//! the opcodes and globals that `torch.save(state_dict)` writes are understood; anything else
-//! becomes an opaque value, and what cannot be parsed is an error, never a panic.
+//! the opcodes and globals that `torch.save(state_dict)` writes are understood: another global
+//! is refused by name, what cannot be parsed is an error, never a panic, and memory and time grow
+//! with the pickle's size alone (see [`Value`]).
+
+use std::rc::Rc;
 
 use crate::error::{Error, Result};
 
@@ -18,6 +21,10 @@ pub struct PickledTensor {
     pub strides: Vec<usize>,
 }
 
+/// A pickle value. Containers live in an arena ([`Machine::arena`]) and values refer to them by
+/// index, so that `DUP` and memo `GET` copy a handle, never the data (84 bytes of `DUP`s cannot
+/// double memory 40 times), a list appended to through one handle is seen through all (as in
+/// Python), and nothing is nested in Rust: no crafted depth can overflow the stack on drop.
 #[derive(Debug, Clone)]
 #[allow(dead_code)] // payloads kept for debugging output
 enum Value {
@@ -25,15 +32,39 @@ enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
-    Bytes(Vec<u8>),
-    Tuple(Vec<Value>),
-    List(Vec<Value>),
-    Dict(Vec<(Value, Value)>),
-    Global(String, String),
-    Storage { key: String, dtype: DType },
-    Tensor(PickledTensor),
+    Str(Rc<str>),
+    Bytes(Rc<[u8]>),
+    Global(Rc<(String, String)>),
+    Storage(Rc<(String, DType)>),
+    Tensor(Rc<PickledTensor>),
+    /// Arena index of a tuple, list or dict.
+    Tuple(usize),
+    List(usize),
+    Dict(usize),
     Opaque,
+}
+
+/// Pickled objects this reader rebuilds; any other global is refused by name.
+fn allowed_global(module: &str, name: &str) -> bool {
+    match module {
+        "collections" => name == "OrderedDict",
+        "torch._utils" => {
+            matches!(
+                name,
+                "_rebuild_tensor" | "_rebuild_tensor_v2" | "_rebuild_parameter" | "_rebuild_parameter_with_state"
+            )
+        }
+        // Typed storages: FloatStorage, HalfStorage, BFloat16Storage, LongStorage, ...
+        "torch" => name.ends_with("Storage") && name.chars().all(|c| c.is_ascii_alphanumeric()),
+        _ => false,
+    }
+}
+
+/// A container in the arena.
+#[derive(Debug)]
+enum Container {
+    Seq(Vec<Value>),
+    Map(Vec<(Value, Value)>),
 }
 
 fn bad(msg: impl Into<String>) -> Error {
@@ -77,17 +108,108 @@ impl<'a> Reader<'a> {
     }
 }
 
+struct Machine {
+    arena: Vec<Container>,
+}
+
+impl Machine {
+    fn seq(&mut self, items: Vec<Value>) -> usize {
+        self.arena.push(Container::Seq(items));
+        self.arena.len() - 1
+    }
+
+    fn map(&mut self) -> usize {
+        self.arena.push(Container::Map(Vec::new()));
+        self.arena.len() - 1
+    }
+
+    /// The items of a tuple or list.
+    fn items(&self, v: &Value) -> Option<&[Value]> {
+        match v {
+            Value::Tuple(i) | Value::List(i) => match &self.arena[*i] {
+                Container::Seq(items) => Some(items),
+                Container::Map(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn as_usizes(&self, v: &Value, what: &str) -> Result<Vec<usize>> {
+        let items = self.items(v).ok_or_else(|| bad(format!("{what} is not a tuple")))?;
+        items.iter().map(|x| as_usize(x, what)).collect()
+    }
+
+    fn reduce(&mut self, func: Value, args: Value) -> Result<Value> {
+        let Value::Global(g) = func else { return Ok(Value::Opaque) };
+        let Some(args) = self.items(&args) else { return Ok(Value::Opaque) };
+        match (g.0.as_str(), g.1.as_str()) {
+            ("collections", "OrderedDict") => Ok(Value::Dict(self.map())),
+            ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
+                if args.len() < 4 {
+                    return Err(bad("_rebuild_tensor_v2 with too few arguments"));
+                }
+                let Value::Storage(storage) = &args[0] else {
+                    return Err(bad("tensor without a storage"));
+                };
+                Ok(Value::Tensor(Rc::new(PickledTensor {
+                    storage: storage.0.clone(),
+                    dtype: storage.1.clone(),
+                    offset: as_usize(&args[1], "storage offset")?,
+                    shape: self.as_usizes(&args[2], "tensor size")?,
+                    strides: self.as_usizes(&args[3], "tensor stride")?,
+                })))
+            }
+            ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
+                Ok(args.first().cloned().unwrap_or(Value::Opaque))
+            }
+            _ => Ok(Value::Opaque),
+        }
+    }
+
+    fn persistent_load(&self, pid: Value) -> Result<Value> {
+        // ('storage', storage_type, key, location, numel)
+        let items = self.items(&pid).ok_or_else(|| bad("persistent id is not a tuple"))?;
+        match items {
+            [Value::Str(tag), Value::Global(ty), key, ..] if &**tag == "storage" => {
+                let key = match key {
+                    Value::Str(s) => s.to_string(),
+                    Value::Int(i) => i.to_string(),
+                    _ => return Err(bad("storage key is not a string")),
+                };
+                Ok(Value::Storage(Rc::new((key, storage_dtype(&ty.1)))))
+            }
+            _ => Err(bad("unknown persistent id")),
+        }
+    }
+
+    /// Appends to the list (or sets in the dict) that `target` is; other targets ignore it, as
+    /// the objects this reader does not rebuild.
+    fn extend(&mut self, target: Option<&Value>, items: Vec<Value>, pairs: bool) -> Result<()> {
+        match (target, pairs) {
+            (Some(Value::List(i)), false) => {
+                if let Container::Seq(l) = &mut self.arena[*i] {
+                    l.extend(items);
+                }
+            }
+            (Some(Value::Dict(i)), true) => {
+                if let Container::Map(d) = &mut self.arena[*i] {
+                    let mut it = items.into_iter();
+                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                        d.push((k, v));
+                    }
+                }
+            }
+            (Some(_), _) => {}
+            (None, _) => return Err(bad("append or set on an empty stack")),
+        }
+        Ok(())
+    }
+}
+
 fn as_usize(v: &Value, what: &str) -> Result<usize> {
     match v {
         Value::Int(i) if *i >= 0 => Ok(*i as usize),
         _ => Err(bad(format!("{what} is not a non-negative integer"))),
-    }
-}
-
-fn as_usizes(v: &Value, what: &str) -> Result<Vec<usize>> {
-    match v {
-        Value::Tuple(items) | Value::List(items) => items.iter().map(|x| as_usize(x, what)).collect(),
-        _ => Err(bad(format!("{what} is not a tuple"))),
     }
 }
 
@@ -100,63 +222,22 @@ fn storage_dtype(name: &str) -> DType {
     }
 }
 
-fn reduce(func: Value, args: Value) -> Result<Value> {
-    let Value::Global(module, name) = func else { return Ok(Value::Opaque) };
-    let Value::Tuple(args) = args else { return Ok(Value::Opaque) };
-    match (module.as_str(), name.as_str()) {
-        ("collections", "OrderedDict") => Ok(Value::Dict(Vec::new())),
-        ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
-            if args.len() < 4 {
-                return Err(bad("_rebuild_tensor_v2 with too few arguments"));
-            }
-            let Value::Storage { key, dtype } = &args[0] else {
-                return Err(bad("tensor without a storage"));
-            };
-            Ok(Value::Tensor(PickledTensor {
-                storage: key.clone(),
-                dtype: dtype.clone(),
-                offset: as_usize(&args[1], "storage offset")?,
-                shape: as_usizes(&args[2], "tensor size")?,
-                strides: as_usizes(&args[3], "tensor stride")?,
-            }))
-        }
-        ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
-            Ok(args.into_iter().next().unwrap_or(Value::Opaque))
-        }
-        _ => Ok(Value::Opaque),
-    }
-}
-
-fn persistent_load(pid: Value) -> Result<Value> {
-    // ('storage', storage_type, key, location, numel)
-    let Value::Tuple(items) = pid else { return Err(bad("persistent id is not a tuple")) };
-    match items.as_slice() {
-        [Value::Str(tag), Value::Global(_, ty), key, ..] if tag == "storage" => {
-            let key = match key {
-                Value::Str(s) => s.clone(),
-                Value::Int(i) => i.to_string(),
-                _ => return Err(bad("storage key is not a string")),
-            };
-            Ok(Value::Storage { key, dtype: storage_dtype(ty) })
-        }
-        _ => Err(bad("unknown persistent id")),
-    }
-}
-
 /// Runs the pickle and returns the tensors of the top-level dict, in file order.
 pub fn load_state_dict(bytes: &[u8]) -> Result<Vec<(String, PickledTensor)>> {
     let mut r = Reader { b: bytes, p: 0 };
+    let mut m = Machine { arena: Vec::new() };
     let mut stack: Vec<Value> = Vec::new();
     let mut marks: Vec<usize> = Vec::new();
     let mut memo: std::collections::HashMap<u32, Value> = Default::default();
     let pop = |stack: &mut Vec<Value>| stack.pop().ok_or_else(|| bad("stack underflow"));
     let pop_mark = |stack: &mut Vec<Value>, marks: &mut Vec<usize>| -> Result<Vec<Value>> {
-        let m = marks.pop().ok_or_else(|| bad("no mark"))?;
-        if m > stack.len() {
+        let at = marks.pop().ok_or_else(|| bad("no mark"))?;
+        if at > stack.len() {
             return Err(bad("mark past the stack"));
         }
-        Ok(stack.split_off(m))
+        Ok(stack.split_off(at))
     };
+    let top = |stack: &Vec<Value>| stack.last().cloned().ok_or_else(|| bad("empty stack"));
     loop {
         let op = r.u8()?;
         match op {
@@ -167,16 +248,26 @@ pub fn load_state_dict(bytes: &[u8]) -> Result<Vec<(String, PickledTensor)>> {
                 r.take(8)?;
             } // FRAME
             b'.' => break, // STOP
-            b'}' => stack.push(Value::Dict(Vec::new())),
-            b']' => stack.push(Value::List(Vec::new())),
-            b')' => stack.push(Value::Tuple(Vec::new())),
+            b'}' => {
+                let d = m.map();
+                stack.push(Value::Dict(d));
+            }
+            b']' => {
+                let l = m.seq(Vec::new());
+                stack.push(Value::List(l));
+            }
+            b')' => {
+                let t = m.seq(Vec::new());
+                stack.push(Value::Tuple(t));
+            }
             b'N' => stack.push(Value::None),
             0x88 => stack.push(Value::Bool(true)),
             0x89 => stack.push(Value::Bool(false)),
             b'(' => marks.push(stack.len()),
             b't' => {
                 let items = pop_mark(&mut stack, &mut marks)?;
-                stack.push(Value::Tuple(items));
+                let t = m.seq(items);
+                stack.push(Value::Tuple(t));
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
@@ -184,43 +275,40 @@ pub fn load_state_dict(bytes: &[u8]) -> Result<Vec<(String, PickledTensor)>> {
                     return Err(bad("stack underflow"));
                 }
                 let items = stack.split_off(stack.len() - n);
-                stack.push(Value::Tuple(items));
+                let t = m.seq(items);
+                stack.push(Value::Tuple(t));
             }
             b'q' => {
                 let k = r.u8()? as u32;
-                memo.insert(k, stack.last().cloned().ok_or_else(|| bad("empty stack"))?);
+                memo.insert(k, top(&stack)?);
             }
             b'r' => {
                 let k = r.u32()?;
-                memo.insert(k, stack.last().cloned().ok_or_else(|| bad("empty stack"))?);
+                memo.insert(k, top(&stack)?);
             }
             0x94 => {
                 let k = memo.len() as u32;
-                memo.insert(k, stack.last().cloned().ok_or_else(|| bad("empty stack"))?);
+                memo.insert(k, top(&stack)?);
             }
             b'h' | b'j' => {
                 let k = if op == b'h' { r.u8()? as u32 } else { r.u32()? };
                 stack.push(memo.get(&k).cloned().ok_or_else(|| bad("unknown memo key"))?);
             }
-            b'X' => {
+            b'X' | b'T' => {
                 let n = r.u32()? as usize;
-                stack.push(Value::Str(r.string(n)?));
+                stack.push(Value::Str(r.string(n)?.into()));
             }
             0x8c | b'U' => {
                 let n = r.u8()? as usize;
-                stack.push(Value::Str(r.string(n)?));
-            }
-            b'T' => {
-                let n = r.u32()? as usize;
-                stack.push(Value::Str(r.string(n)?));
+                stack.push(Value::Str(r.string(n)?.into()));
             }
             b'C' => {
                 let n = r.u8()? as usize;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+                stack.push(Value::Bytes(r.take(n)?.into()));
             }
             b'B' => {
                 let n = r.u32()? as usize;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+                stack.push(Value::Bytes(r.take(n)?.into()));
             }
             b'K' => stack.push(Value::Int(r.u8()? as i64)),
             b'M' => stack.push(Value::Int(r.u16()? as i64)),
@@ -244,33 +332,33 @@ pub fn load_state_dict(bytes: &[u8]) -> Result<Vec<(String, PickledTensor)>> {
                 let b: [u8; 8] = r.take(8)?.try_into().unwrap();
                 stack.push(Value::Float(f64::from_be_bytes(b)));
             }
-            b'c' => {
-                let module = r.line()?;
-                let name = r.line()?;
-                stack.push(Value::Global(module, name));
-            }
-            0x93 => {
-                let name = pop(&mut stack)?;
-                let module = pop(&mut stack)?;
-                match (module, name) {
-                    (Value::Str(m), Value::Str(n)) => stack.push(Value::Global(m, n)),
-                    _ => return Err(bad("STACK_GLOBAL without strings")),
+            b'c' | 0x93 => {
+                let (module, name) = if op == b'c' {
+                    (r.line()?, r.line()?)
+                } else {
+                    let name = pop(&mut stack)?;
+                    let module = pop(&mut stack)?;
+                    match (module, name) {
+                        (Value::Str(m), Value::Str(n)) => (m.to_string(), n.to_string()),
+                        _ => return Err(bad("STACK_GLOBAL without strings")),
+                    }
+                };
+                if !allowed_global(&module, &name) {
+                    return Err(bad(format!(
+                        "refers to {module}.{name}, which a state dict does not use (refused: it could run code in PyTorch)"
+                    )));
                 }
+                stack.push(Value::Global(Rc::new((module, name))));
             }
             b'Q' => {
                 let pid = pop(&mut stack)?;
-                stack.push(persistent_load(pid)?);
+                stack.push(m.persistent_load(pid)?);
             }
-            b'R' => {
+            b'R' | 0x81 => {
+                // REDUCE: func(*args); NEWOBJ: cls.__new__(cls, *args)
                 let args = pop(&mut stack)?;
                 let func = pop(&mut stack)?;
-                stack.push(reduce(func, args)?);
-            }
-            0x81 => {
-                // NEWOBJ: cls.__new__(cls, *args)
-                let args = pop(&mut stack)?;
-                let cls = pop(&mut stack)?;
-                stack.push(reduce(cls, args)?);
+                stack.push(m.reduce(func, args)?);
             }
             b'b' => {
                 // BUILD: set state; the state of an OrderedDict (its _metadata) is not needed.
@@ -279,55 +367,38 @@ pub fn load_state_dict(bytes: &[u8]) -> Result<Vec<(String, PickledTensor)>> {
             b's' => {
                 let v = pop(&mut stack)?;
                 let k = pop(&mut stack)?;
-                match stack.last_mut() {
-                    Some(Value::Dict(d)) => d.push((k, v)),
-                    Some(_) => {}
-                    None => return Err(bad("SETITEM on empty stack")),
-                }
+                m.extend(stack.last(), vec![k, v], true)?;
             }
             b'u' => {
                 let items = pop_mark(&mut stack, &mut marks)?;
-                match stack.last_mut() {
-                    Some(Value::Dict(d)) => {
-                        let mut it = items.into_iter();
-                        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                            d.push((k, v));
-                        }
-                    }
-                    Some(_) => {}
-                    None => return Err(bad("SETITEMS on empty stack")),
-                }
+                m.extend(stack.last(), items, true)?;
             }
             b'a' => {
                 let v = pop(&mut stack)?;
-                if let Some(Value::List(l)) = stack.last_mut() {
-                    l.push(v);
-                }
+                m.extend(stack.last(), vec![v], false)?;
             }
             b'e' => {
                 let items = pop_mark(&mut stack, &mut marks)?;
-                if let Some(Value::List(l)) = stack.last_mut() {
-                    l.extend(items);
-                }
+                m.extend(stack.last(), items, false)?;
             }
             b'0' => {
                 pop(&mut stack)?;
             } // POP
             b'2' => {
-                let top = stack.last().cloned().ok_or_else(|| bad("empty stack"))?;
-                stack.push(top);
+                let v = top(&stack)?;
+                stack.push(v);
             } // DUP
             other => return Err(bad(format!("unsupported opcode 0x{other:02x} at byte {}", r.p - 1))),
         }
     }
-    let top = stack.pop().ok_or_else(|| bad("empty pickle"))?;
-    let Value::Dict(items) = top else {
+    let Some(Value::Dict(d)) = stack.pop() else {
         return Err(bad("the checkpoint is not a state dict (top-level object is not a dict)"));
     };
+    let Container::Map(items) = &m.arena[d] else { return Err(bad("the top-level dict is not a dict")) };
     let mut out = Vec::new();
     for (k, v) in items {
         if let (Value::Str(name), Value::Tensor(t)) = (k, v) {
-            out.push((name, t));
+            out.push((name.to_string(), PickledTensor::clone(t)));
         }
     }
     Ok(out)

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{DType, ReadAt, TensorEntry, contiguous_strides};
+use super::{DType, ReadAt, TensorEntry, checked_numel, contiguous_strides};
 use crate::error::{Error, Result};
 
 #[derive(serde::Deserialize)]
@@ -38,26 +38,24 @@ pub fn index(source: &dyn ReadAt, header_len: u64) -> Result<BTreeMap<String, Te
             other => DType::Other(other.to_string()),
         };
         let [start, end] = info.data_offsets;
-        if end < start || data_start + end > size {
+        if end < start || data_start.checked_add(end).is_none_or(|e| e > size) {
             return Err(Error::Format(format!(
                 "safetensors tensor {name} lies past the end of the file (file truncated?)"
             )));
         }
-        if let Some(elem) = dtype.size() {
-            let numel: usize = info.shape.iter().product();
-            if (numel * elem) as u64 != end - start {
-                return Err(Error::Format(format!("safetensors tensor {name}: size does not match its shape")));
-            }
+        let bytes = checked_numel(&info.shape).and_then(|n| n.checked_mul(dtype.size().unwrap_or(1)));
+        if dtype.size().is_some() && bytes.is_none_or(|b| b as u64 != end - start) {
+            return Err(Error::Format(format!(
+                "safetensors tensor {name}: shape {:?} does not match its {} bytes",
+                info.shape,
+                end - start
+            )));
         }
+        let strides = contiguous_strides(&info.shape)
+            .ok_or_else(|| Error::Format(format!("safetensors tensor {name}: shape {:?} is too large", info.shape)))?;
         entries.insert(
             name,
-            TensorEntry {
-                strides: contiguous_strides(&info.shape),
-                dtype,
-                shape: info.shape,
-                base: data_start + start,
-                storage_bytes: end - start,
-            },
+            TensorEntry { strides, dtype, shape: info.shape, base: data_start + start, storage_bytes: end - start },
         );
     }
     Ok(entries)

@@ -52,7 +52,7 @@ pub fn read_members(src: &dyn ReadAt) -> Result<Vec<ZipMember>> {
     if eocd >= 20 && u32_at(&tail, eocd - 20) == ZIP64_LOCATOR_SIG {
         let rec_offset = u64_at(&tail, eocd - 20 + 8);
         let mut rec = [0u8; 56];
-        if rec_offset + 56 > size {
+        if rec_offset.checked_add(56).is_none_or(|end| end > size) {
             return Err(truncated("zip64 record out of range"));
         }
         src.read_at(rec_offset, &mut rec)?;
@@ -68,12 +68,19 @@ pub fn read_members(src: &dyn ReadAt) -> Result<Vec<ZipMember>> {
     }
     let mut cd = vec![0u8; cd_size as usize];
     src.read_at(cd_offset, &mut cd)?;
-    let mut members = Vec::with_capacity(count as usize);
+    // Each entry takes at least 46 bytes of the directory: a count beyond that is a lie, and is
+    // never trusted for an allocation.
+    if count > (cd.len() / 46) as u64 {
+        return Err(truncated(&format!("{count} entries claimed in a central directory of {} bytes", cd.len())));
+    }
+    let mut members: Vec<ZipMember> = Vec::with_capacity(count as usize);
+    let mut names = std::collections::HashSet::new();
     let mut p = 0usize;
     for _ in 0..count {
         if p + 46 > cd.len() || u32_at(&cd, p) != CENTRAL_SIG {
             return Err(truncated("bad central directory entry"));
         }
+        let flags = u16_at(&cd, p + 8);
         let method = u16_at(&cd, p + 10);
         let mut csize = u32_at(&cd, p + 20) as u64;
         let mut usize_ = u32_at(&cd, p + 24) as u64;
@@ -86,12 +93,19 @@ pub fn read_members(src: &dyn ReadAt) -> Result<Vec<ZipMember>> {
             return Err(truncated("central directory entry overruns"));
         }
         let name = String::from_utf8_lossy(&cd[p + 46..p + 46 + name_len]).into_owned();
+        if flags & 1 != 0 {
+            return Err(Error::Format(format!("zip member {name} is encrypted")));
+        }
+        if !names.insert(name.clone()) {
+            return Err(Error::Format(format!("zip archive holds {name} twice")));
+        }
         // The zip64 extra field holds the 64-bit values of the fields saturated above.
         let mut e = p + 46 + name_len;
         let extra_end = e + extra_len;
         while e + 4 <= extra_end {
             let id = u16_at(&cd, e);
-            let len = u16_at(&cd, e + 2) as usize;
+            // A field that claims more bytes than the extra area holds is cut to what is there.
+            let len = (u16_at(&cd, e + 2) as usize).min(extra_end - (e + 4));
             let mut q = e + 4;
             if id == 1 {
                 for field in [&mut usize_, &mut csize, &mut local] {
@@ -105,7 +119,7 @@ pub fn read_members(src: &dyn ReadAt) -> Result<Vec<ZipMember>> {
         }
         // The local header has its own (possibly different) extra field: read it for the offset.
         let mut lh = [0u8; 30];
-        if local + 30 > size {
+        if local.checked_add(30).is_none_or(|end| end > size) {
             return Err(truncated(&format!("member {name} out of range")));
         }
         src.read_at(local, &mut lh)?;
@@ -113,7 +127,7 @@ pub fn read_members(src: &dyn ReadAt) -> Result<Vec<ZipMember>> {
             return Err(truncated(&format!("bad local header for {name}")));
         }
         let data_offset = local + 30 + u16_at(&lh, 26) as u64 + u16_at(&lh, 28) as u64;
-        if data_offset + csize > size {
+        if data_offset.checked_add(csize).is_none_or(|end| end > size) {
             return Err(truncated(&format!("member {name} runs past the end of the file")));
         }
         members.push(ZipMember { name, data_offset, size: csize, method });
