@@ -218,6 +218,8 @@ export const DEFAULT_WEIGHTS: Readonly<ScoreWeights>;
  *  out): `{ dense, sparse }` gives 'sparse+dense', all three 'colbert+sparse+dense'. */
 export function weightedScore(scores: { dense: number; sparse: number; colbert: number }, weights?: Partial<ScoreWeights>): number;
 export function hybridScores(q: Embedding | WindowEmbedding, p: Embedding | WindowEmbedding, weights?: ScoreWeights): Scores;
+/** The default k of `reciprocalRankFusion`: 60. */
+export const RRF_K: number;
 /** Reciprocal-rank fusion: `rankings` are lists of keys, best first; returns [key, score] best first,
  *  score = sum over rankings of 1 / (k + rank), rank from 1. */
 export function reciprocalRankFusion<K>(rankings: K[][], k?: number): [K, number][];

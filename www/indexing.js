@@ -1,6 +1,6 @@
 // Step 2, documents in: files (text and HTML, checked and decoded here), pasted text and the
-// sample corpus; the indexing job (tokens first, then batches of documents through the model, each
-// stored as a record with the vectors of its windows); re-indexing with the loaded model.
+// sample corpus; the indexing job (save groups of documents through the model, each document stored
+// as a record with the vectors of its windows); re-indexing with the loaded model.
 import * as store from './db.js';
 import { state } from './state.js';
 import { $, show, fmtBytes, fmtInt, isAbort } from './ui.js';
@@ -10,6 +10,10 @@ import { rescoreLast } from './results.js';
 
 const TEXT_EXTENSIONS = new Set(['txt', 'md', 'markdown', 'html', 'htm', 'xhtml', 'csv', 'tsv', 'json', 'xml', 'rst', 'tex', 'log', 'org', 'adoc', 'srt', 'vtt', 'yaml', 'yml']);
 const MAX_FILE_BYTES = 50 * 1024 * 1024;
+/** A save group: the documents encoded together and written to IndexedDB at once (the page holds
+ *  their vectors until then). Not a batch: the package batches windows by its own rules. */
+const SAVE_GROUP_DOCS = 32;
+const SAVE_GROUP_CHARS = 200_000;
 
 // ── Documents in ──────────────────────────────────────────────────────────────────────────────
 function htmlToText(html) {
@@ -148,48 +152,45 @@ async function runIndexing(items, { keepMessage = false, reindex = false } = {})
   label.textContent = `Reading ${items.length} document${items.length > 1 ? 's' : ''}…`;
   stats.textContent = '';
   const t0 = performance.now();
-  let docsDone = 0;
+  let docsDone = 0, tokensDone = 0;
   try {
-    // Token counts first, for a progress bar in tokens.
+    // Documents go to the model in save groups: what the page holds before writing the records to
+    // IndexedDB. Windows and batches are the package's business (one encode per group); progress
+    // comes from it in tokens, the bar moves by characters across groups.
+    const groups = [];
+    let cur = [], curChars = 0;
     for (const it of items) {
-      const tok = await model.tokenize(it.text);
-      it.tokens = tok.ids.length - 2;
-      ac.signal.throwIfAborted();
+      if (cur.length && (cur.length >= SAVE_GROUP_DOCS || curChars + it.text.length > SAVE_GROUP_CHARS)) { groups.push(cur); cur = []; curChars = 0; }
+      cur.push(it); curChars += it.text.length;
     }
-    const totalTokens = items.reduce((s, i) => s + i.tokens, 0) || 1;
-    // Short documents go in batches; a long one (several windows) alone.
-    const batches = [];
-    let cur = [], curTokens = 0;
-    for (const it of items) {
-      if (cur.length && (cur.length >= 16 || curTokens + it.tokens > 8192)) { batches.push(cur); cur = []; curTokens = 0; }
-      cur.push(it); curTokens += it.tokens;
-    }
-    if (cur.length) batches.push(cur);
-    let tokensDone = 0;
-    const update = extra => {
-      const done = tokensDone + extra;
+    if (cur.length) groups.push(cur);
+    const totalChars = items.reduce((s, i) => s + i.text.length, 0) || 1;
+    let charsDone = 0;
+    const update = (groupChars = 0, p = null) => {
+      const done = tokensDone + (p?.tokensDone ?? 0);
       const secs = (performance.now() - t0) / 1000;
-      bar.value = done / totalTokens;
+      bar.value = (charsDone + groupChars * (p ? p.tokensDone / Math.max(1, p.tokens) : 0)) / totalChars;
       label.textContent = `${reindex ? 'Re-indexing' : 'Indexing'}: ${docsDone} / ${items.length} documents`;
-      stats.textContent = `${fmtInt(done)} / ${fmtInt(totalTokens)} tokens · ${fmtInt(done / Math.max(secs, 1e-3))} tokens/s · ${(docsDone / Math.max(secs, 1e-3)).toFixed(docsDone / secs >= 10 ? 0 : 1)} documents/s`;
+      stats.textContent = `${fmtInt(done)} tokens · ${fmtInt(done / Math.max(secs, 1e-3))} tokens/s · ${(docsDone / Math.max(secs, 1e-3)).toFixed(docsDone / secs >= 10 ? 0 : 1)} documents/s`;
     };
-    update(0);
-    for (const batch of batches) {
-      const batchTokens = batch.reduce((s, i) => s + i.tokens, 0);
-      const embs = await model.encode(batch.map(i => i.text), {
+    update();
+    for (const group of groups) {
+      const groupChars = group.reduce((s, i) => s + i.text.length, 0);
+      const embs = await model.encode(group.map(i => i.text), {
         colbertSpans: true, signal: ac.signal,
-        onProgress: p => update(batchTokens * (p.tokensDone / Math.max(1, p.tokens))),
+        onProgress: p => update(groupChars, p),
       });
-      const records = batch.map((it, k) => toRecord(it, embs[k]));
+      const records = group.map((it, k) => toRecord(it, embs[k]));
       await store.putDocs(records);
       if (!state.indexFingerprint) { state.indexFingerprint = state.fingerprint; await store.setMeta('fingerprint', state.fingerprint); }
       for (const r of records) {
         const at = state.docs.findIndex(d => d.id === r.id);
         if (at >= 0) state.docs[at] = r; else state.docs.push(r);
       }
-      tokensDone += batchTokens;
-      docsDone += batch.length;
-      update(0);
+      tokensDone += records.reduce((s, r) => s + r.tokens, 0);
+      charsDone += groupChars;
+      docsDone += group.length;
+      update();
       renderDocs();
     }
     if (reindex) {
@@ -228,7 +229,7 @@ function toRecord(item, emb) {
     lang: item.lang ?? null,
     origin: item.origin ?? 'paste',
     text: item.text,
-    tokens: item.tokens,
+    tokens: emb.inputIds.length - 2, // content tokens of the whole text
     addedAt: item.addedAt ?? Date.now(),
     windows: emb.windows.map(w => ({
       start: w.start, end: w.end, tokenStart: w.tokenStart, tokenEnd: w.tokenEnd,

@@ -1,9 +1,9 @@
 // Step 3, search: the query against the index, the weights and fusion controls, the hits (per-mode
 // bars, snippet with the lexical matches, the whole window) and the ColBERT alignment heatmap.
-import { DEFAULT_WEIGHTS } from '../pkg/src/index.js';
+import { DEFAULT_WEIGHTS, RRF_K } from '../pkg/src/index.js';
 import { state } from './state.js';
 import { $, el, show, fmtInt, fmtScore } from './ui.js';
-import { scoreWindows, rank, lexicalMatches, tokenMarks, snippetRange, alignment, prettyToken, rowSpan, RRF_K } from './search.js';
+import { scoreWindows, rank, lexicalMatches, tokenMarks, snippetRange, alignment, prettyToken, rowSpan } from './search.js';
 
 const SHOWN = 10;
 const MODES = ['dense', 'sparse', 'colbert'];

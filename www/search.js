@@ -3,9 +3,6 @@
 // lexical matches and their positions, a snippet around them, ColBERT alignments.
 import { denseScore, lexicalScore, colbertScore, weightedScore, reciprocalRankFusion } from '../pkg/src/index.js';
 
-/** The k of reciprocal-rank fusion (passed to the package's helper, and named on the page). */
-export const RRF_K = 60;
-
 /** The three scores of every window of every document against the encoded query `q`. */
 export function scoreWindows(q, docs) {
   const qSparse = toMap(q.sparse);
@@ -41,7 +38,7 @@ export function rank(scored, weights, { rrf = false } = {}) {
   if (!rrf) return hits.sort((a, b) => b.score - a.score);
   const modes = ['dense', 'sparse', 'colbert'].filter(m => weights[m] > 0);
   const rankings = modes.map(m => [...hits].sort((a, b) => b[m] - a[m]).map(h => h.doc.id));
-  const fused = reciprocalRankFusion(rankings, RRF_K);
+  const fused = reciprocalRankFusion(rankings);
   const byId = new Map(hits.map(h => [h.doc.id, h]));
   return fused.map(([id, s]) => ({ ...byId.get(id), score: s }));
 }

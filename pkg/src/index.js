@@ -4,7 +4,7 @@
 import { abortError, clearCache, isCached, HF_BGE_M3 } from './files.js';
 
 export { HF_BGE_M3, clearCache, isCached };
-export { DEFAULT_WEIGHTS, denseScore, lexicalScore, colbertScore, weightedScore, hybridScores, reciprocalRankFusion } from './scoring.js';
+export { DEFAULT_WEIGHTS, RRF_K, denseScore, lexicalScore, colbertScore, weightedScore, hybridScores, reciprocalRankFusion } from './scoring.js';
 
 function checkOptions(options) {
   if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');

@@ -76,9 +76,12 @@ export function hybridScores(q, p, weights = DEFAULT_WEIGHTS) {
   };
 }
 
+/** The k of reciprocal-rank fusion (Cormack et al.'s 60). */
+export const RRF_K = 60;
+
 /** Reciprocal-rank fusion: `rankings` is an array of arrays of candidate keys, best first.
  *  Returns [key, score] pairs, best first; score = sum over rankings of 1 / (k + rank). */
-export function reciprocalRankFusion(rankings, k = 60) {
+export function reciprocalRankFusion(rankings, k = RRF_K) {
   const scores = new Map();
   for (const ranking of rankings) {
     ranking.forEach((key, rank) => scores.set(key, (scores.get(key) ?? 0) + 1 / (k + rank + 1)));

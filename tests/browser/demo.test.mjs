@@ -88,7 +88,7 @@ test('indexes the sample corpus (long documents in windows) without any network 
   await page.click('#sample');
   await page.waitForFunction(want => document.querySelectorAll('#docs li.doc').length === want && document.body.dataset.indexing === 'no', n, { timeout: 150_000 });
   clearInterval(poll);
-  assert.ok(seen.some(t => /\d+ \/ [\d,]+ tokens · [\d,]+ tokens\/s · [\d.]+ documents\/s/.test(t)), `live progress: ${seen.slice(0, 3)}`);
+  assert.ok(seen.some(t => /[\d,]+ tokens · [\d,]+ tokens\/s · [\d.]+ documents\/s/.test(t)), `live progress: ${seen.slice(0, 3)}`);
   console.log(`indexed ${n} documents in ${Date.now() - t0} ms: ${await page.textContent('#indexing-label')} — ${await page.textContent('#indexing-stats')}`);
   assert.match(await page.textContent('#indexing-label'), new RegExp(`Indexed ${n} documents`));
   assert.match(await page.textContent('#indexing-stats'), /tokens\/s/);
