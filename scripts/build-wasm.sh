@@ -1,17 +1,11 @@
 #!/usr/bin/env bash
 # Builds the wasm module and its JS bindings into pkg/wasm/ (wasm-bindgen --target web).
-# WASM_OPT=1 also runs wasm-opt -O2 (binaryen from npm; ~6 min on 2 cores, so tests skip it). Installs the wasm32 target and wasm-bindgen-cli
-# (pinned to the wasm-bindgen crate's version) if missing.
+# WASM_OPT=1 also runs wasm-opt -O2 (binaryen from npm; ~6 min on 2 cores, so tests skip it).
+# Installs the wasm32 target and wasm-bindgen-cli if missing (scripts/install-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cargo-env.sh
-WB_VERSION=0.2.130
-rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-if ! wasm-bindgen --version 2>/dev/null | grep -q "$WB_VERSION"; then
-  echo "build-wasm: installing wasm-bindgen-cli $WB_VERSION (~6 min)"
-  # Its own target dir: it must not wait on (or pollute) the project's build lock.
-  CARGO_TARGET_DIR="$HOME/.cache/wasm-bindgen-cli-build" cargo install wasm-bindgen-cli --version "$WB_VERSION"
-fi
+bash scripts/install-tools.sh
 cargo build --release --target wasm32-unknown-unknown --lib
 rm -rf pkg/wasm && mkdir -p pkg/wasm
 wasm-bindgen --target web --out-dir pkg/wasm "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/bge_m3_web.wasm"

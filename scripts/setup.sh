@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian machine; skips what is there.
-# `--test` adds what only the tests need (chromedriver and wasm-pack for `wasm-pack test`).
+# `--test` adds what only the tests need (chromedriver for `wasm-pack test`). The Rust-side tools
+# are scripts/install-tools.sh's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WASM_PACK_VERSION=0.15.1
 for_tests=0
 [ "${1:-}" = --test ] && for_tests=1
 
@@ -27,9 +27,4 @@ command -v node >/dev/null || { echo "setup: node and npm are required" >&2; exi
 # typescript checks index.d.ts).
 if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -x node_modules/.bin/tsc ] || [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/vite ]; then
   npm ci --no-audit --no-fund --loglevel=error
-fi
-if [ $for_tests = 1 ] && ! wasm-pack --version 2>/dev/null | grep -q "$WASM_PACK_VERSION"; then
-  echo "setup: installing wasm-pack $WASM_PACK_VERSION (~3 min)"
-  # Its own target dir: it must not wait on (or pollute) the project's build lock.
-  CARGO_TARGET_DIR="$HOME/.cache/wasm-pack-build" cargo install wasm-pack --version "$WASM_PACK_VERSION"
 fi

@@ -18,6 +18,12 @@ if [ ! -d ../shared/fixtures/tiny-m3 ]; then
 fi
 step() { echo; echo "== test: $* ($(date +%T))"; }
 
+# wasm-bindgen-cli and wasm-pack (a cold machine builds them, ~8 min) build in the background, on
+# the core the native build leaves idle much of the time; the wasm step waits for them.
+tools_log="$(mktemp)"
+bash scripts/install-tools.sh --test > "$tools_log" 2>&1 &
+tools=$!
+
 step "cargo fmt --check"
 cargo fmt --check
 
@@ -26,6 +32,8 @@ step "native tests (clippy -D warnings)"
 M3_REQUIRE_WGPU=1 cargo test --release --all-targets 2>&1
 
 step "wasm32 build (clippy -D warnings)"
+wait "$tools" || { cat "$tools_log"; echo "test: installing wasm-bindgen-cli / wasm-pack failed" >&2; exit 1; }
+cat "$tools_log"
 bash scripts/build-wasm.sh
 
 step "wasm-pack test --headless --chrome --release"

@@ -145,3 +145,10 @@ test('the default weights: the package\'s DEFAULT_WEIGHTS equal the crate\'s Sco
   assert.deepEqual(Object.keys(js).sort(), ['colbert', 'dense', 'sparse']);
   for (const k of Object.keys(js)) assert.ok(Math.abs(js[k] - rust[k]) < 1e-7, `${k}: ${js[k]} vs ${rust[k]}`);
 });
+
+test('parity on tiny-m3-h16 (fp16 heads, as BAAI ships them) on the wasm CPU backend, in the worker', { timeout: 600_000 }, async () => {
+  const r = await run('parity', { device: 'cpu', base: '/fixtures/tiny-m3-h16/', reference: '/fixtures/tiny-m3-h16-reference.json' });
+  console.log(`npm API, tiny-m3-h16, ${r.adapter}: worst`, r.worst);
+  assert.equal(r.texts, 14);
+  assert.deepEqual(r.failures, []);
+});
