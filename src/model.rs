@@ -70,8 +70,6 @@ impl Embedding {
 pub struct Document {
     /// The whole text's tokens (byte offsets into the text).
     pub tokens: Tokens,
-    /// The text's length in bytes.
-    pub text_len: usize,
     pub windows: Vec<Window>,
     /// `results[k]`: window k's outputs.
     pub results: Vec<Embedding>,
@@ -113,13 +111,20 @@ pub struct Progress {
 /// passes; [`EncodeJob::finish`] returns the documents.
 pub struct EncodeJob {
     opts: EncodeOptions,
-    docs: Vec<(Tokens, usize, Vec<Window>, bool)>,
-    /// (document, window) of each sequence, and its ids.
-    seqs: Vec<(usize, usize, Vec<u32>)>,
+    docs: Vec<Planned>,
+    /// Each window's document and ids, in document order.
+    seqs: Vec<(usize, Vec<u32>)>,
     batches: Vec<Vec<usize>>,
     next: usize,
     results: Vec<Option<Embedding>>,
     progress: Progress,
+}
+
+/// A text as planned: its tokens and windows, and whether `truncate` cut it.
+struct Planned {
+    tokens: Tokens,
+    windows: Vec<Window>,
+    truncated: bool,
 }
 
 impl EncodeJob {
@@ -136,17 +141,17 @@ impl EncodeJob {
         if !self.is_done() {
             return Err(Error::Input("finish() before every forward pass ran".into()));
         }
-        let mut per_doc: Vec<Vec<Embedding>> = self.docs.iter().map(|d| Vec::with_capacity(d.2.len())).collect();
-        for ((doc, _, _), r) in self.seqs.iter().zip(self.results) {
+        let mut per_doc: Vec<Vec<Embedding>> = self.docs.iter().map(|d| Vec::with_capacity(d.windows.len())).collect();
+        for ((doc, _), r) in self.seqs.iter().zip(self.results) {
             per_doc[*doc].push(r.ok_or_else(|| Error::Input("a window was not encoded".into()))?);
         }
         Ok(self
             .docs
             .into_iter()
             .zip(per_doc)
-            .map(|((tokens, text_len, windows, truncated), results)| {
+            .map(|(Planned { tokens, windows, truncated }, results)| {
                 let merged = (windows.len() > 1).then(|| merge(&windows, &results, tokens.ids.clone(), dim));
-                Document { tokens, text_len, windows, results, truncated, merged }
+                Document { tokens, windows, results, truncated, merged }
             })
             .collect())
     }
@@ -219,22 +224,15 @@ impl BgeM3 {
         for (d, text) in texts.iter().enumerate() {
             let tokens = self.tokenizer.encode(text)?;
             let windows = policy.windows(&tokens, text.len());
-            for (k, w) in windows.iter().enumerate() {
-                seqs.push((d, k, w.ids(&tokens)));
-            }
+            seqs.extend(windows.iter().map(|w| (d, w.ids(&tokens))));
             let truncated = policy.truncate && tokens.content_len() > policy.width();
-            docs.push((tokens, text.len(), windows, truncated));
+            docs.push(Planned { tokens, windows, truncated });
         }
         self.job(docs, seqs, opts)
     }
 
-    fn job(
-        &self,
-        docs: Vec<(Tokens, usize, Vec<Window>, bool)>,
-        seqs: Vec<(usize, usize, Vec<u32>)>,
-        opts: &EncodeOptions,
-    ) -> Result<EncodeJob> {
-        let lengths: Vec<usize> = seqs.iter().map(|s| s.2.len()).collect();
+    fn job(&self, docs: Vec<Planned>, seqs: Vec<(usize, Vec<u32>)>, opts: &EncodeOptions) -> Result<EncodeJob> {
+        let lengths: Vec<usize> = seqs.iter().map(|s| s.1.len()).collect();
         let batches = plan_batches(&lengths, opts.batch_size, opts.max_batch_tokens)?;
         let progress = Progress { windows: seqs.len(), tokens: lengths.iter().sum(), ..Default::default() };
         let results = vec![None; seqs.len()];
@@ -244,7 +242,7 @@ impl BgeM3 {
     /// Runs the next forward pass of `job`; `Ok(false)` once every pass has run.
     pub async fn step(&self, job: &mut EncodeJob) -> Result<bool> {
         let Some(batch) = job.batches.get(job.next) else { return Ok(false) };
-        let seqs: Vec<&Vec<u32>> = batch.iter().map(|&i| &job.seqs[i].2).collect();
+        let seqs: Vec<&Vec<u32>> = batch.iter().map(|&i| &job.seqs[i].1).collect();
         let out = self.forward_batch(&seqs, &job.opts).await?;
         for (&i, emb) in batch.iter().zip(out) {
             job.progress.tokens_done += emb.input_ids.len();
@@ -275,7 +273,7 @@ impl BgeM3 {
     }
 
     /// Plans already tokenized windows (each `<s> ... </s>`, at most the model's limit), one
-    /// document each (no spans: `text_len` 0).
+    /// document each (no text: spans are empty).
     pub fn plan_ids(&self, ids: Vec<Vec<u32>>, opts: &EncodeOptions) -> Result<EncodeJob> {
         let limit = self.config.max_tokens();
         let mut docs = Vec::with_capacity(ids.len());
@@ -292,8 +290,8 @@ impl BgeM3 {
             }
             let window = Window { token_start: 0, token_end: seq.len() - 2, span: (0, 0) };
             let tokens = Tokens { offsets: vec![(0, 0); seq.len()], ids: seq.clone() };
-            docs.push((tokens, 0, vec![window], false));
-            seqs.push((i, 0, seq));
+            docs.push(Planned { tokens, windows: vec![window], truncated: false });
+            seqs.push((i, seq));
         }
         self.job(docs, seqs, opts)
     }

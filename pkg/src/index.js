@@ -130,7 +130,7 @@ class LocalModel extends ModelBase {
         case 'encode': return e.encode(args.texts, { ...args.options, onProgress, signal });
         case 'tokenize': return e.tokenize(args.text);
         case 'idsToTokens': return e.idsToTokens(args.ids);
-        case 'score': return e.score(args.query, args.passages, args.options);
+        case 'score': return e.score(args.query, args.passages, { ...args.options, onProgress, signal });
       }
     };
     const p = this.queue.then(run);

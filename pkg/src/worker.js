@@ -51,7 +51,7 @@ async function run({ id, op, args }, signal) {
         result = await engine.idsToTokens(args.ids);
         break;
       case 'score':
-        result = await engine.score(args.query, args.passages, { ...args.options, signal });
+        result = await engine.score(args.query, args.passages, { ...args.options, signal, onProgress: args.progress ? progress : undefined });
         break;
       case 'dispose':
         engine?.dispose();
