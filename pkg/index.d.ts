@@ -148,8 +148,10 @@ export interface ScoreOptions extends Omit<EncodeOptions, 'dense' | 'sparse' | '
  *  on the kind, never on the message): a model file's contents (`format`: not a checkpoint or
  *  damaged; `weights`: a tensor missing or mis-shaped; `config`; `tokenizer`), the caller's input
  *  (`input`; `range` for an option out of range, a RangeError), the GPU (`device`: no adapter, a
- *  lost device; never a reason to drop cached files), or reading a file (`io`). */
-export type ErrorKind = 'format' | 'weights' | 'config' | 'tokenizer' | 'input' | 'range' | 'device' | 'io';
+ *  lost device; never a reason to drop cached files), reading a file (`io`), or the wasm instance
+ *  died (`crashed`: a panic, a trap, out of memory; every pending and later call of that model
+ *  rejects so within seconds, its worker is ended, and `load()` again gives a working model). */
+export type ErrorKind = 'format' | 'weights' | 'config' | 'tokenizer' | 'input' | 'range' | 'device' | 'io' | 'crashed';
 
 export interface Tokenized {
   ids: Uint32Array;

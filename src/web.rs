@@ -513,6 +513,15 @@ impl M3 {
         Ok(o)
     }
 
+    /// Test hook, not API: panics inside wasm after an await, as a failure inside burn or a
+    /// kernel would, so that the package's crash recovery can be tested
+    /// (tests/browser/pkg.test.mjs). The instance is dead afterwards.
+    #[wasm_bindgen(js_name = panicForTests)]
+    pub async fn panic_for_tests(&self) -> JsResult<()> {
+        wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&JsValue::NULL)).await?;
+        panic!("deliberate panic (test hook)")
+    }
+
     /// The vocabulary entry of a token id (e.g. "▁search"), for showing lexical weights.
     #[wasm_bindgen(js_name = idToToken)]
     pub fn id_to_token(&self, id: u32) -> Option<String> {

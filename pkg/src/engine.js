@@ -1,14 +1,25 @@
 // The model on the thread it runs on (a worker by default): loading (files, cache eviction on a
 // file error) and what JS must do between forward passes (progress, abort). Windows, batching and
 // the document-level merge are Rust's (src/windows.rs).
-import init, { M3 } from '../wasm/bge_m3_web.js';
-import { resolveFiles, evict, throwIfAborted, DEFAULT_CACHE } from './files.js';
+import init, { M3 as FirstM3 } from '../wasm/bge_m3_web.js';
+import { resolveFiles, evict, throwIfAborted, crashError, DEFAULT_CACHE } from './files.js';
 
-let wasmReady, wasm;
+let wasmReady, wasm, M3 = FirstM3, generation = 0;
 function initWasm() {
-  wasmReady ??= init().then(exports => { wasm = exports; });
+  wasmReady ??= generation === 0
+    ? init().then(exports => { wasm = exports; })
+    : import(/* @vite-ignore */ `${new URL('../wasm/bge_m3_web.js', import.meta.url).href}?instance=${generation}`)
+      .then(async mod => { wasm = await mod.default(); M3 = mod.M3; });
   return wasmReady;
 }
+
+/** After a crash the instance's memory may be corrupt: the next load instantiates the module
+ *  afresh (in a worker the page starts a new worker instead, which comes to the same). */
+export function discardWasm() {
+  generation++;
+  wasmReady = null;
+}
+
 
 /** Size of the wasm linear memory in bytes (it only grows: this is also its peak). */
 export function wasmHeapBytes() {
@@ -30,8 +41,8 @@ async function toBytesIfNeeded(files) {
  *  fails so is worth fetching again. A device error never touches the cache. */
 const isFileError = e => ['format', 'weights', 'config', 'tokenizer'].includes(e?.kind);
 
-/** A trap inside wasm (a panic): the instance is unusable afterwards. */
-const isTrap = e => e instanceof WebAssembly.RuntimeError || /unreachable|RuntimeError/.test(String(e?.stack ?? e));
+/** A trap inside wasm (a panic, an out-of-memory abort): the instance is unusable afterwards. */
+export const isTrap = e => e instanceof WebAssembly.RuntimeError || /unreachable|RuntimeError/.test(String(e?.stack ?? e));
 
 export class Engine {
   constructor(m3) {
@@ -73,21 +84,27 @@ export class Engine {
   }
 
   check() {
-    if (this.broken) throw new Error(`the model crashed earlier (${this.broken}); load it again`);
+    if (this.broken) throw crashError(this.broken);
   }
 
-  /** Runs `f`, marking the engine broken if wasm trapped. */
+  /** Runs `f`, marking the engine broken if wasm trapped inside the call. (A trap after an
+   *  await surfaces as an uncaught error event instead: worker.js and index.js catch those.) */
   async guard(f) {
     this.check();
     try {
       return await f();
     } catch (e) {
       if (isTrap(e)) {
-        this.broken = e.message;
-        throw new Error(`the model crashed (${e.message}); load it again`);
+        this.crashed(e.message);
+        throw crashError(e.message);
       }
       throw e;
     }
+  }
+
+  crashed(detail) {
+    this.broken ??= detail;
+    discardWasm();
   }
 
   tokenize(text) {
@@ -110,7 +127,13 @@ export class Engine {
     return this.guard(() => this.m3.score(query, passages, options, betweenBatches(signal, onProgress)));
   }
 
+  /** See `M3.panicForTests` (src/web.rs): for the crash-recovery tests only. */
+  panicForTests() {
+    return this.guard(() => this.m3.panicForTests());
+  }
+
   dispose() {
+    if (this.broken) { this.m3 = null; return; } // a dead instance cannot free anything
     this.m3?.free();
     this.m3 = null;
     this.broken = 'disposed';

@@ -13,6 +13,14 @@ export function abortError(message = 'The operation was aborted.') {
   return new DOMException(message, 'AbortError');
 }
 
+/** What every call rejects with once the wasm instance has died (a panic, a trap, out of memory):
+ *  `kind` 'crashed'; loading the model again is the way out. */
+export function crashError(detail) {
+  const e = new Error(/^the model crashed/.test(detail) ? detail : `the model crashed (${detail}); load it again`);
+  e.kind = 'crashed';
+  return e;
+}
+
 export function throwIfAborted(signal) {
   if (signal?.aborted) throw signal.reason instanceof DOMException && signal.reason.name === 'AbortError' ? signal.reason : abortError();
 }

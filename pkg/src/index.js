@@ -1,7 +1,7 @@
 // bge-m3-web: BGE-M3 in the browser. One entry point: `load(source, options)` -> a model with
 // `encode`, `tokenize`, `idsToTokens`, `score`, `dispose`. The model runs in a module Web Worker
 // by default; `{ worker: false }` runs it on the calling thread. Types: ../index.d.ts.
-import { abortError, clearCache, isCached, HF_BGE_M3 } from './files.js';
+import { abortError, crashError, clearCache, isCached, HF_BGE_M3 } from './files.js';
 
 export { HF_BGE_M3, clearCache, isCached };
 export { DEFAULT_WEIGHTS, RRF_K, denseScore, lexicalScore, colbertScore, weightedScore, hybridScores, reciprocalRankFusion } from './scoring.js';
@@ -60,6 +60,7 @@ class WorkerModel extends ModelBase {
     this.nextId = 1;
     this.dead = null;
     this.worker.onmessage = ({ data }) => {
+      if (data.crashed !== undefined) { this.fail(crashError(data.crashed)); return; }
       const p = this.pending.get(data.id);
       if (!p) return;
       if (data.progress) { p.onProgress?.(data.progress); return; }
@@ -68,13 +69,17 @@ class WorkerModel extends ModelBase {
       if (data.ok) p.resolve(data.result);
       else p.reject(rebuild(data.error));
     };
-    this.worker.onerror = e => this.fail(`the model worker failed: ${e.message ?? 'error'} (load the model again)`);
-    this.worker.onmessageerror = () => this.fail('a message from the model worker could not be read');
+    this.worker.onerror = e => this.fail(crashError(`the model worker failed: ${e.message ?? 'error'}`));
+    this.worker.onmessageerror = () => this.fail(new Error('a message from the model worker could not be read'));
   }
-  fail(message) {
-    this.dead = message;
-    for (const p of this.pending.values()) { p.cleanup(); p.reject(new Error(message)); }
+  /** The worker is gone for good: every pending and later call rejects with `error`, and the
+   *  worker (with its wasm instance and GPU memory) is ended. */
+  fail(error) {
+    if (this.dead) return;
+    this.dead = error;
+    for (const p of this.pending.values()) { p.cleanup(); p.reject(error); }
     this.pending.clear();
+    this.worker.terminate();
   }
   async init(source, options, onProgress, signal) {
     // Only plain data crosses to the worker: a FileList becomes an array of Files.
@@ -85,7 +90,7 @@ class WorkerModel extends ModelBase {
     Object.assign(this, info);
   }
   call(op, args, { onProgress, signal } = {}) {
-    if (this.dead) return Promise.reject(new Error(this.dead));
+    if (this.dead) return Promise.reject(this.dead);
     if (signal?.aborted) return Promise.reject(abortError());
     const id = this.nextId++;
     const { options, ...plain } = args;
@@ -109,19 +114,36 @@ class WorkerModel extends ModelBase {
   }
   terminate() {
     this.worker.terminate();
-    this.dead ??= 'the model was disposed';
+    this.dead ??= new Error('the model was disposed');
   }
 }
 
 /** The model on the calling thread (`worker: false`). */
 class LocalModel extends ModelBase {
   async init(source, options, onProgress, signal) {
-    const { Engine } = await import('./engine.js');
+    const { Engine, isTrap } = await import('./engine.js');
     this.engine = await Engine.load(source, { ...options, onProgress, signal });
     Object.assign(this, this.engine.info);
     this.queue = Promise.resolve();
+    this.rejects = new Set(); // of the calls in flight
+    // A trap after an await inside wasm is no call's rejection: it surfaces as an uncaught error
+    // on this thread. Without this, the call in flight would never settle.
+    this.onUncaught = e => {
+      const error = e.error ?? e.reason;
+      if (isTrap(error)) this.crash(String(error?.message ?? error));
+    };
+    globalThis.addEventListener?.('error', this.onUncaught);
+    globalThis.addEventListener?.('unhandledrejection', this.onUncaught);
+  }
+  crash(detail) {
+    if (this.dead) return;
+    this.dead = crashError(detail);
+    this.engine?.crashed(detail);
+    for (const reject of this.rejects) reject(this.dead);
+    this.rejects.clear();
   }
   call(op, args, { onProgress, signal } = {}) {
+    if (this.dead) return Promise.reject(this.dead);
     const run = async () => {
       signal?.throwIfAborted?.();
       const e = this.engine;
@@ -131,13 +153,22 @@ class LocalModel extends ModelBase {
         case 'tokenize': return e.tokenize(args.text);
         case 'idsToTokens': return e.idsToTokens(args.ids);
         case 'score': return e.score(args.query, args.passages, { ...args.options, onProgress, signal });
+        case 'panicForTests': return e.panicForTests();
       }
     };
-    const p = this.queue.then(run);
+    const p = new Promise((resolve, reject) => {
+      this.rejects.add(reject);
+      this.queue.then(run).then(resolve, error => {
+        if (error?.kind === 'crashed') this.crash(error.message);
+        reject(error);
+      }).finally(() => this.rejects.delete(reject));
+    });
     this.queue = p.catch(() => {});
     return p;
   }
   async dispose() {
+    globalThis.removeEventListener?.('error', this.onUncaught);
+    globalThis.removeEventListener?.('unhandledrejection', this.onUncaught);
     await this.queue;
     this.engine?.dispose();
     this.engine = null;

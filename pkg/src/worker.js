@@ -1,7 +1,15 @@
 // The module Web Worker that hosts the model: one job at a time, in arrival order; results go
 // back as transferred typed arrays.
-import { Engine } from './engine.js';
+import { Engine, isTrap } from './engine.js';
 import { abortError } from './files.js';
+
+// A trap after an await inside wasm (a panic, out of memory) is no call's rejection: it surfaces
+// here, uncaught. Tell the page, which rejects every pending call and ends this worker.
+function onUncaught(error) {
+  if (isTrap(error)) self.postMessage({ crashed: String(error?.message ?? error) });
+}
+self.addEventListener('error', e => onUncaught(e.error ?? e.message));
+self.addEventListener('unhandledrejection', e => onUncaught(e.reason));
 
 let engine = null;
 let queue = Promise.resolve();
@@ -53,6 +61,9 @@ async function run({ id, op, args }, signal) {
       case 'score':
         result = await engine.score(args.query, args.passages, { ...args.options, signal, onProgress: args.progress ? progress : undefined });
         break;
+      case 'panicForTests':
+        result = await engine.panicForTests();
+        break;
       case 'dispose':
         engine?.dispose();
         engine = null;
@@ -65,5 +76,6 @@ async function run({ id, op, args }, signal) {
   } catch (e) {
     const name = e?.name === 'AbortError' || e?.name === 'TypeError' || e?.name === 'RangeError' ? e.name : 'Error';
     self.postMessage({ id, ok: false, error: { name, message: e?.message ?? String(e), kind: e?.kind } });
+    if (e?.kind === 'crashed') self.postMessage({ crashed: e.message });
   }
 }

@@ -3,7 +3,7 @@
 import { load, hybridScores, clearCache } from '/pkg/src/index.js';
 
 const grab = async f => {
-  try { await f(); return { name: 'none', message: 'no error' }; } catch (e) { return { name: e?.name, message: e?.message ?? String(e), isError: e instanceof Error || e instanceof DOMException }; }
+  try { await f(); return { name: 'none', message: 'no error' }; } catch (e) { return { name: e?.name, message: e?.message ?? String(e), kind: e?.kind, isError: e instanceof Error || e instanceof DOMException }; }
 };
 
 function maxDiff(a, b) {
@@ -232,4 +232,21 @@ export async function defaultWeights() {
   const { default: init, M3 } = await import('/pkg/wasm/bge_m3_web.js');
   await init();
   return { js: { ...DEFAULT_WEIGHTS }, rust: M3.defaultWeights() };
+}
+
+/** A panic inside wasm after an await (the test hook M3.panicForTests): the call in flight and a
+ *  queued one reject with kind 'crashed' within seconds, later calls too, and load() again works. */
+export async function crash({ worker }) {
+  const model = await load('/fixtures/tiny-m3/', { device: 'cpu', cache: false, worker });
+  const t0 = performance.now();
+  const inFlight = grab(() => model.call('panicForTests', {}));
+  const queued = grab(() => model.encode('queued behind the crash'));
+  const [crashErr, queuedErr] = await Promise.all([inFlight, queued]);
+  const crashMs = performance.now() - t0;
+  const laterErr = await grab(() => model.encode('after the crash'));
+  const again = await load('/fixtures/tiny-m3/', { device: 'cpu', cache: false, worker });
+  const dense = (await again.encode('works again', { sparse: false, colbert: false })).dense.length;
+  await again.dispose();
+  await model.dispose();
+  return { crashErr, queuedErr, laterErr, crashMs, dense };
 }

@@ -152,3 +152,17 @@ test('parity on tiny-m3-h16 (fp16 heads, as BAAI ships them) on the wasm CPU bac
   assert.equal(r.texts, 14);
   assert.deepEqual(r.failures, []);
 });
+
+// Last in this file: with worker: false the crash happens on the test page itself.
+for (const worker of [true, false]) {
+  test(`a panic inside wasm (worker: ${worker}): every call rejects with kind "crashed" within seconds; load() again works`, { timeout: 300_000 }, async () => {
+    const r = await run('crash', { worker });
+    console.log(r);
+    for (const e of [r.crashErr, r.queuedErr, r.laterErr]) {
+      assert.equal(e.kind, 'crashed', JSON.stringify(e));
+      assert.match(e.message, /crashed.*load it again/);
+    }
+    assert.ok(r.crashMs < 10_000, `rejected after ${r.crashMs} ms`);
+    assert.equal(r.dense, 32);
+  });
+}
