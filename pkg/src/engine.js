@@ -53,6 +53,11 @@ export class Engine {
   static async load(source, { device = 'auto', limits = 'default', encoderFile, cache = DEFAULT_CACHE, onProgress, signal } = {}) {
     if (!['auto', 'webgpu', 'cpu'].includes(device)) throw new TypeError(`device must be "auto", "webgpu" or "cpu" (got ${JSON.stringify(device)})`);
     if (!['default', 'adapter'].includes(limits)) throw new TypeError(`limits must be "default" or "adapter" (got ${JSON.stringify(limits)})`);
+    // Asked for WebGPU where no adapter exists: fail before downloading gigabytes, and touch no
+    // cached file. (Only this early check is here; src/gpu.rs chooses the device.)
+    if (device === 'webgpu' && !(await navigator.gpu?.requestAdapter?.().catch(() => null))) {
+      throw Object.assign(new Error('device: WebGPU is not available: no adapter (use device "auto" or "cpu")'), { kind: 'device' });
+    }
     await initWasm();
     const build = async () => {
       const { files, cached, urls } = await resolveFiles(source, { encoderFile, cache, onProgress, signal });

@@ -1,6 +1,6 @@
 // Runs inside the test page: the npm package's public API (pkg/src/index.js), as an app uses it.
 // Every function returns plain data for the Node side to assert on.
-import { load, hybridScores, clearCache } from '/pkg/src/index.js';
+import { load, hybridScores, clearCache, isCached } from '/pkg/src/index.js';
 
 const grab = async f => {
   try { await f(); return { name: 'none', message: 'no error' }; } catch (e) { return { name: e?.name, message: e?.message ?? String(e), kind: e?.kind, isError: e instanceof Error || e instanceof DOMException }; }
@@ -249,4 +249,30 @@ export async function crash({ worker }) {
   await again.dispose();
   await model.dispose();
   return { crashErr, queuedErr, laterErr, crashMs, dense };
+}
+
+/** For tests/browser/nogpu.test.mjs, in a browser without a WebGPU adapter: one step each, so
+ *  that the Node side can count the server's requests in between. */
+export async function noAdapterStep(step) {
+  const cache = 'm3-no-adapter';
+  const base = '/fixtures/tiny-m3/';
+  switch (step) {
+    case 'fill': {
+      await clearCache(cache);
+      const m = await load(base, { device: 'cpu', cache });
+      await m.dispose();
+      return { cached: await isCached(base, { cache }), adapter: !!(await navigator.gpu?.requestAdapter?.()) };
+    }
+    case 'webgpu': {
+      const err = await grab(() => load(base, { device: 'webgpu', cache }));
+      return { err, cached: await isCached(base, { cache }) };
+    }
+    case 'auto': {
+      const m = await load(base, { device: 'auto', cache });
+      const r = { backend: m.backend, adapter: m.adapter, dense: (await m.encode('falls back', { sparse: false, colbert: false })).dense.length };
+      await m.dispose();
+      await clearCache(cache);
+      return r;
+    }
+  }
 }

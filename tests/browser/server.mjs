@@ -53,16 +53,18 @@ export function serve({ root: top = root, port = 0, host = '127.0.0.1' } = {}) {
 const webdriver = JSON.parse(fs.readFileSync(new URL('../../webdriver.json', import.meta.url), 'utf8'));
 const chromiumArgs = webdriver['goog:chromeOptions'].args;
 
-/** Headless Chromium with WebGPU on SwiftShader. `persistent: true` gives a browser context with
+/** Headless Chromium with WebGPU on SwiftShader (`webgpu: false`: no adapter). `persistent: true` gives a browser context with
  *  an on-disk profile (as a user's): its Cache API is on disk, not in memory like the default
  *  incognito-style context's (which refuses entries of a gigabyte). Returns an object with
  *  `newPage()` and `close()` either way. */
-export async function launch({ persistent = false } = {}) {
+export async function launch({ persistent = false, webgpu = true } = {}) {
   const scratch = fs.mkdtempSync('/tmp/m3-chromium-');
   const options = {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     env: { ...process.env, XDG_CONFIG_HOME: scratch, XDG_CACHE_HOME: scratch, TMPDIR: scratch },
-    args: chromiumArgs,
+    // Without --enable-unsafe-webgpu, navigator.gpu exists but finds no adapter (SwiftShader is
+    // blocklisted): a browser with WebGPU and no usable GPU.
+    args: webgpu ? chromiumArgs : chromiumArgs.filter(a => a !== '--enable-unsafe-webgpu'),
   };
   if (!persistent) return chromium.launch(options);
   const context = await chromium.launchPersistentContext(path.join(scratch, 'profile'), options);
