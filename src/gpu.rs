@@ -108,8 +108,14 @@ pub fn cpu_device() -> PickedDevice {
     }
 }
 
+/// The CPU backend standing in for a GPU that could not be had; the adapter field says why.
+pub fn cpu_fallback(why: &dyn std::fmt::Display) -> PickedDevice {
+    let cpu = cpu_device();
+    PickedDevice { adapter: format!("{} (no WebGPU adapter: {why})", cpu.adapter), ..cpu }
+}
+
 /// The device for `kind`; with [`DeviceKind::Auto`], the CPU backend when no adapter is found
-/// (the adapter field then says why).
+/// ([`cpu_fallback`]).
 pub async fn pick_device(kind: DeviceKind, limits: GpuLimits, kernel: KernelChoice) -> Result<PickedDevice> {
     let gpu = || async {
         init_wgpu(limits).await.map(|d| PickedDevice {
@@ -123,13 +129,7 @@ pub async fn pick_device(kind: DeviceKind, limits: GpuLimits, kernel: KernelChoi
     match kind {
         DeviceKind::Cpu => Ok(cpu_device()),
         DeviceKind::Gpu => gpu().await,
-        DeviceKind::Auto => match gpu().await {
-            Ok(d) => Ok(d),
-            Err(e) => {
-                let cpu = cpu_device();
-                Ok(PickedDevice { adapter: format!("{} (no WebGPU adapter: {e})", cpu.adapter), ..cpu })
-            }
-        },
+        DeviceKind::Auto => Ok(gpu().await.unwrap_or_else(|e| cpu_fallback(&e))),
     }
 }
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 pub use crate::gpu::{DeviceKind, KernelChoice, PickedDevice};
-use crate::gpu::{GpuLimits, cpu_device, pick_device};
+use crate::gpu::{GpuLimits, cpu_device, cpu_fallback, pick_device};
 use crate::model::BgeM3;
 use crate::weights::Checkpoint;
 
@@ -28,10 +28,7 @@ pub fn device(kind: DeviceKind, kernel: KernelChoice) -> Result<PickedDevice> {
         .clone();
     match (gpu, kind) {
         (Ok(d), _) => Ok(d.with_kernel(kernel)),
-        (Err(e), DeviceKind::Auto) => {
-            let cpu = cpu_device();
-            Ok(PickedDevice { adapter: format!("{} (no wgpu adapter: {e})", cpu.adapter), ..cpu })
-        }
+        (Err(e), DeviceKind::Auto) => Ok(cpu_fallback(&e)),
         (Err(e), _) => Err(Error::Device(e)),
     }
 }

@@ -20,8 +20,9 @@ use crate::tokenizer::OffsetMap;
 use crate::weights::{Checkpoint, ReadAt};
 use crate::windows::colbert_spans;
 
-/// A Rust error as a JS error: `RangeError` for an option out of range, else `Error`; `error.kind` names the [`Error`] variant (e.g. "format",
-/// "device"), so that JS decides on the kind, not on the message.
+/// A Rust error as a JS error: `RangeError` for an option out of range, else `Error`;
+/// `error.kind` names the [`Error`] variant (e.g. "format", "device"), so that JS decides on the
+/// kind, not on the message.
 fn js_err(e: Error) -> JsValue {
     let kind = e.kind();
     let message = e.to_string();

@@ -20,7 +20,6 @@ export function discardWasm() {
   wasmReady = null;
 }
 
-
 /** Size of the wasm linear memory in bytes (it only grows: this is also its peak). */
 export function wasmHeapBytes() {
   return wasm?.memory?.buffer.byteLength ?? 0;
