@@ -27,9 +27,12 @@ tools=$!
 step "cargo fmt --check"
 cargo fmt --check
 
-step "native tests (clippy -D warnings)"
+step "native tests (clippy -D warnings), crafted model files, mutation fuzzing"
 # setup.sh installed lavapipe: a missing wgpu adapter fails the wgpu tests instead of skipping them.
-M3_REQUIRE_WGPU=1 cargo test --release --all-targets 2>&1
+# tests/crafted.rs runs m3 on scripts/crafted_models.py's corpus (python3, prlimit); tests/fuzz.rs
+# mutates the fixture's files for M3_FUZZ_SECONDS (longer runs: M3_FUZZ_SECONDS=600 cargo test
+# --release --test fuzz).
+M3_REQUIRE_WGPU=1 M3_FUZZ_SECONDS="${M3_FUZZ_SECONDS:-30}" cargo test --release --all-targets 2>&1
 
 step "wasm32 build (clippy -D warnings)"
 wait "$tools" || { cat "$tools_log"; echo "test: installing wasm-bindgen-cli / wasm-pack failed" >&2; exit 1; }

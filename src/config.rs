@@ -82,7 +82,7 @@ impl ModelConfig {
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0 && self.layer_norm_eps < 1.0) {
             return Err(Error::Config(format!(
-                "layer_norm_eps {} is not a small positive number",
+                "layer_norm_eps {:e} is not a small positive number",
                 self.layer_norm_eps
             )));
         }

@@ -25,9 +25,10 @@ const BLOCK_BYTES: usize = 32 << 20;
 const ATTENTION_BLOCK_BYTES: usize = 64 << 20;
 
 fn load(src: &dyn TensorSource, name: &str, shape: &[usize]) -> Result<HostTensor> {
-    let t = src.tensor(name)?;
-    expect_shape(name, &t.shape, shape)?;
-    Ok(t)
+    // The shape is checked before anything is read: a crafted file cannot make the loader read
+    // (and allocate) more than the config asks for.
+    expect_shape(name, &src.shape(name)?, shape)?;
+    src.tensor(name)
 }
 
 fn upload<const D: usize>(t: HostTensor, shape: [usize; D], device: &Device) -> Tensor<D> {

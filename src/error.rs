@@ -58,6 +58,23 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The same error (same kind) with the file it came from in front of its message.
+    pub fn in_file(self, file: &str) -> Error {
+        let at = |m: String| format!("{file}: {m}");
+        match self {
+            Error::Format(m) => Error::Format(at(m)),
+            Error::Weights(m) => Error::Weights(at(m)),
+            Error::Config(m) => Error::Config(at(m)),
+            Error::Tokenizer(m) => Error::Tokenizer(at(m)),
+            Error::Input(m) => Error::Input(at(m)),
+            Error::OutOfRange(m) => Error::OutOfRange(at(m)),
+            Error::Device(m) => Error::Device(at(m)),
+            Error::Io(m) => Error::Io(at(m)),
+        }
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::Io(e.to_string())

@@ -200,10 +200,9 @@ impl BgeM3 {
             )));
         }
         let encoder = Encoder::new(encoder, &config, &device, linear, progress)?;
-        let colbert = ColbertHead::new(colbert, &config, &device, linear)
-            .map_err(|e| Error::Weights(format!("colbert_linear.pt: {e}")))?;
-        let sparse =
-            SparseHead::new(sparse, &config, &device).map_err(|e| Error::Weights(format!("sparse_linear.pt: {e}")))?;
+        let colbert =
+            ColbertHead::new(colbert, &config, &device, linear).map_err(|e| e.in_file("colbert_linear.pt"))?;
+        let sparse = SparseHead::new(sparse, &config, &device).map_err(|e| e.in_file("sparse_linear.pt"))?;
         Ok(BgeM3 { config, tokenizer, encoder, sparse, colbert, device })
     }
 

@@ -45,7 +45,7 @@ pub enum WeightsFile {
 
 fn open(path: &Path) -> Result<Checkpoint<std::fs::File>> {
     let file = std::fs::File::open(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-    Checkpoint::open(file).map_err(|e| Error::Format(format!("{}: {e}", path.display())))
+    Checkpoint::open(file).map_err(|e| e.in_file(&path.display().to_string()))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {

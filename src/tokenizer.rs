@@ -2,6 +2,8 @@
 
 use crate::error::{Error, Result};
 
+mod check;
+
 /// Token ids of the specials BGE-M3 relies on (XLM-R numbering).
 pub const BOS_ID: u32 = 0; // <s>
 pub const PAD_ID: u32 = 1; // <pad>
@@ -72,11 +74,16 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     pub fn from_bytes(json: &[u8]) -> Result<Self> {
+        check::check(json)?;
         let mut inner = tokenizers::Tokenizer::from_bytes(json)
             .map_err(|e| Error::Tokenizer(format!("tokenizer.json could not be read: {e}")))?;
-        // Truncation and padding are this crate's job (so the ids match HF's exactly).
+        // Truncation and padding are this crate's job (so the ids match HF's exactly), and so are
+        // the specials: XLM-R's post-processor only puts `<s>` before and `</s>` after a text, and
+        // `tokenizers` trusts a file's template without checking it (a template naming a token its
+        // own table lacks panics on the first encode).
         inner.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
         inner.with_padding(None);
+        inner.with_post_processor(None::<tokenizers::processors::PostProcessorWrapper>);
         let tok = Tokenizer { inner };
         for (name, id) in [("<s>", BOS_ID), ("<pad>", PAD_ID), ("</s>", EOS_ID), ("<unk>", UNK_ID)] {
             if tok.inner.token_to_id(name) != Some(id) {
@@ -92,12 +99,16 @@ impl Tokenizer {
     /// [`crate::windows`]' job).
     pub fn encode(&self, text: &str) -> Result<Tokens> {
         let enc =
-            self.inner.encode(text, true).map_err(|e| Error::Tokenizer(format!("could not tokenize text: {e}")))?;
-        let ids = enc.get_ids().to_vec();
-        let offsets = enc.get_offsets().to_vec();
-        if ids.len() < 2 || ids.first() != Some(&BOS_ID) || ids.last() != Some(&EOS_ID) {
-            return Err(Error::Tokenizer("tokenizer.json does not add <s> ... </s> around texts".into()));
-        }
+            self.inner.encode(text, false).map_err(|e| Error::Tokenizer(format!("could not tokenize text: {e}")))?;
+        let n = enc.get_ids().len();
+        let mut ids = Vec::with_capacity(n + 2);
+        let mut offsets = Vec::with_capacity(n + 2);
+        ids.push(BOS_ID);
+        offsets.push((0, 0));
+        ids.extend_from_slice(enc.get_ids());
+        offsets.extend_from_slice(enc.get_offsets());
+        ids.push(EOS_ID);
+        offsets.push((0, 0));
         Ok(Tokens { ids, offsets })
     }
 

@@ -218,9 +218,13 @@ impl<R: ReadAt> Checkpoint<R> {
         // Span of storage elements the tensor touches (covers any strided layout); read_elements
         // checks it against the storage before allocating.
         let span = strided_span(&e.shape, &e.strides).ok_or_else(too_large)?;
-        if numel > span.max(1).saturating_mul(1 << 20) {
-            // Strides of 0 repeat elements: a few stored bytes may not stand for terabytes.
-            return Err(Error::Format(format!("tensor {name}: {numel} elements from {span} stored ones")));
+        if numel > span {
+            // Only overlapping strides (0 among them) reach more elements than they span: a few
+            // stored bytes could stand for terabytes. No checkpoint of this model has such a view.
+            return Err(Error::Format(format!(
+                "tensor {name}: {numel} elements from {span} stored ones (overlapping strides {:?})",
+                e.strides
+            )));
         }
         let values = self.read_elements(name, e, 0, span)?;
         let data = if Some(&e.strides) == contiguous_strides(&e.shape).as_ref() {
