@@ -1,5 +1,6 @@
 // Serves the repository (the demo page at /www/, the package at /pkg/) and ../shared/fixtures at
-// /fixtures/ on http://$HOST:$PORT (default 127.0.0.1:8080), with the test server's file mapping.
+// /fixtures/ on http://$HOST:$PORT (default 127.0.0.1:8080), with the test server's file mapping
+// and headers: the demo's Content-Security-Policy on the page and its worker (docs/deploy.md).
 import fs from 'node:fs';
 import path from 'node:path';
 import { serve, fixtures } from '../tests/browser/server.mjs';

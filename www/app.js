@@ -4,19 +4,22 @@
 //   state.js        the page's state
 //   model-panel.js  step 1: model source, loading and progress, backend, fingerprint, setReady
 //   indexing.js     step 2: documents in (files, paste, sample corpus), indexing and re-indexing
-//   storage.js      step 2: the stored index (list, remove, clear, export / import, storage used)
+//   storage.js      step 2: the stored index (restore, list, remove, clear, export / import,
+//                   storage used and persistence, a full storage)
 //   results.js      step 3: search, weights and fusion, hits, ColBERT alignment
 //   search.js       ranking with the package's scoring helpers, and what the result view needs
-//   db.js           IndexedDB records and the index file format
+//   db.js           IndexedDB records; every change whole or not at all
+//   index-file.js   the index file format and the checks on every stored document
+//   csp.js          the Content-Security-Policy (the server's header, the <meta> tag, allowed hosts)
 //   privacy.js      the network-request counter in the header
 //   ui.js           DOM and formatting helpers
 import { clearCache } from '../pkg/src/index.js';
 import { state } from './state.js';
 import { $, show } from './ui.js';
 import { watchNetwork } from './privacy.js';
-import { applyParams, loadModel, loadIfCached, setReady } from './model-panel.js';
+import { applyParams, answerSource, loadModel, loadIfCached, setReady } from './model-panel.js';
 import { addFiles, addPasted, addSample, reindexAll, showSampleInfo } from './indexing.js';
-import { restoreIndex, renderStorage, clearIndex, exportIndexFile, importIndexFile } from './storage.js';
+import { restoreIndex, renderStorage, clearIndex, removeDamaged, exportIndexFile, importIndexFile } from './storage.js';
 import { initWeights, resetWeights, renderResults, runSearch } from './results.js';
 
 const MODES = ['dense', 'sparse', 'colbert'];
@@ -24,6 +27,8 @@ const MODES = ['dense', 'sparse', 'colbert'];
 function wireModelPanel() {
   $('load').addEventListener('click', () => loadModel());
   $('load-cancel').addEventListener('click', () => state.loading?.abort());
+  $('source-ask-yes').addEventListener('click', () => answerSource(true));
+  $('source-ask-no').addEventListener('click', () => answerSource(false));
   $('clear-cache').addEventListener('click', async () => {
     const had = await clearCache();
     show($('model-msg'), had ? 'The downloaded model files were removed from this browser.' : 'No downloaded model files were stored.', 'info');
@@ -46,6 +51,8 @@ function wireIndexPanel() {
   $('reindex').addEventListener('click', reindexAll);
   $('mismatch-clear').addEventListener('click', clearIndex);
   $('clear-index').addEventListener('click', clearIndex);
+  $('damaged-remove').addEventListener('click', removeDamaged);
+  $('damaged-clear').addEventListener('click', clearIndex);
   $('export').addEventListener('click', exportIndexFile);
   $('import').addEventListener('change', e => { const f = e.target.files[0]; e.target.value = ''; if (f) importIndexFile(f); });
 }

@@ -1,135 +1,219 @@
 // The index, kept in this browser's IndexedDB: one record per document (text + the vectors of its
-// windows, as typed arrays) and a "fingerprint" of the model that made the vectors.
-// Export/import: one binary file (a JSON header + the typed arrays' bytes).
+// windows, as typed arrays) and a "fingerprint" of the model that made the vectors. The file
+// format and the checks on records are index-file.js's.
+//
+// Every change of the index either happens whole or not at all:
+// - each record belongs to a generation (`gen`, part of its key [gen, id]); meta 'live' lists the
+//   committed generations, and only their records are the index;
+// - an indexing run writes its records under a new generation, a save group at a time, and
+//   commits by adding that generation to 'live' in one transaction (a re-index replaces 'live'
+//   with it), which also deletes the records it supersedes and sets the fingerprint;
+// - an import writes its records and commits in one transaction;
+// - records of a generation that never became live (a run that failed, a closed tab) are left
+//   out on load and deleted (`dropStale`).
+// A failed write (the storage quota, a closed tab) thus leaves the index as it was.
 
 const DB_NAME = 'bge-m3-demo';
-const DB_VERSION = 1;
-export const FORMAT_VERSION = 1;
+const DB_VERSION = 2; // 1: store 'docs' keyed by id, no generations
+/** Held (Web Locks) while a run writes, so that another tab's clean-up does not take its records
+ *  for stale ones. */
+const LOCK = 'bge-m3-demo:index-writes';
 
 let dbPromise;
 function db() {
   dbPromise ??= new Promise((resolve, reject) => {
     const req = indexedDB.open(DB_NAME, DB_VERSION);
-    req.onupgradeneeded = () => {
+    req.onupgradeneeded = e => upgrade(req.result, req.transaction, e.oldVersion);
+    req.onsuccess = () => {
       const d = req.result;
-      if (!d.objectStoreNames.contains('docs')) d.createObjectStore('docs', { keyPath: 'id' });
-      if (!d.objectStoreNames.contains('meta')) d.createObjectStore('meta');
+      d.onversionchange = () => d.close(); // a newer page wants to upgrade: let it
+      resolve(d);
     };
-    req.onsuccess = () => resolve(req.result);
     req.onerror = () => reject(req.error);
     req.onblocked = () => reject(new Error('the index database is open in another tab with an older version; close it and reload'));
   });
+  dbPromise.catch(() => { dbPromise = null; });
   return dbPromise;
 }
 
-function done(tx) {
-  return new Promise((resolve, reject) => {
+function upgrade(d, tx, oldVersion) {
+  if (!d.objectStoreNames.contains('meta')) d.createObjectStore('meta');
+  const records = d.createObjectStore('records', { keyPath: ['gen', 'id'] });
+  const meta = tx.objectStore('meta');
+  meta.put(oldVersion >= 1 ? [0] : [], 'live');
+  meta.put(1, 'nextGen');
+  if (!d.objectStoreNames.contains('docs')) return;
+  // Version 1 kept one store of documents, all live: they become generation 0.
+  tx.objectStore('docs').openCursor().onsuccess = e => {
+    const c = e.target.result;
+    if (!c) { d.deleteObjectStore('docs'); return; }
+    try { records.put({ ...c.value, gen: 0 }); } catch { /* no usable id: it was unreadable anyway */ }
+    c.continue();
+  };
+}
+
+/** A transaction and a promise of its end (rejecting with the error that aborted it: the quota, a
+ *  failed request). Taken at once, so that no abort goes unseen. */
+async function begin(stores, mode = 'readonly') {
+  const tx = (await db()).transaction(stores, mode);
+  const finished = new Promise((resolve, reject) => {
     tx.oncomplete = () => resolve();
-    tx.onerror = () => reject(tx.error);
-    tx.onabort = () => reject(tx.error ?? new Error('IndexedDB transaction aborted'));
+    tx.onabort = () => reject(tx.error ?? new DOMException('the write was cancelled', 'AbortError'));
   });
+  finished.catch(() => {}); // awaited by the caller unless it throws first
+  return { tx, finished };
 }
 function result(req) {
   return new Promise((resolve, reject) => { req.onsuccess = () => resolve(req.result); req.onerror = () => reject(req.error); });
 }
+/** All keys [gen, id] of generation `gen` (ids are strings). */
+const genRange = gen => IDBKeyRange.bound([gen], [gen, []]);
+const gensOf = live => (Array.isArray(live) ? live.filter(Number.isSafeInteger) : []);
 
-export async function allDocs() {
-  const tx = (await db()).transaction('docs');
-  const docs = await result(tx.objectStore('docs').getAll());
-  return docs.sort((a, b) => a.addedAt - b.addedAt);
+/** Runs `fn` holding this origin's write lock (in every tab); without Web Locks, just runs it. */
+function withLock(fn) {
+  return navigator.locks ? navigator.locks.request(LOCK, fn) : fn();
 }
 
-export async function putDocs(docs) {
-  const tx = (await db()).transaction('docs', 'readwrite');
-  for (const d of docs) tx.objectStore('docs').put(d);
-  await done(tx);
+// ── Reading ───────────────────────────────────────────────────────────────────────────────────
+/** The index as stored: { records: [{ key, value }] of the live generations (a later generation's
+ *  record of an id wins), fingerprint (unchecked), stale: how many records are not live }. */
+export async function loadIndex() {
+  const { tx, finished } = await begin(['records', 'meta']);
+  const records = tx.objectStore('records'), meta = tx.objectStore('meta');
+  const [live, fingerprint, keys] = await Promise.all([result(meta.get('live')), result(meta.get('fingerprint')), result(records.getAllKeys())]);
+  const gens = gensOf(live).sort((a, b) => a - b);
+  const values = await Promise.all(gens.map(g => result(records.getAll(genRange(g)))));
+  await finished;
+  const byId = new Map();
+  gens.forEach((g, i) => values[i].forEach(value => byId.set(String(value.id), { key: [g, value.id], value })));
+  const shown = [...byId.values()];
+  return { records: shown.map(({ key, value }) => ({ key, value })), fingerprint, stale: keys.length - shown.length };
 }
 
-export async function deleteDoc(id) {
-  const tx = (await db()).transaction('docs', 'readwrite');
-  tx.objectStore('docs').delete(id);
-  await done(tx);
-}
-
-export async function clearAll() {
-  const tx = (await db()).transaction(['docs', 'meta'], 'readwrite');
-  tx.objectStore('docs').clear();
-  tx.objectStore('meta').clear();
-  await done(tx);
-}
-
-export async function getMeta(key) {
-  const tx = (await db()).transaction('meta');
-  return result(tx.objectStore('meta').get(key));
-}
-
-export async function setMeta(key, value) {
-  const tx = (await db()).transaction('meta', 'readwrite');
-  tx.objectStore('meta').put(value, key);
-  await done(tx);
-}
-
-// ── Export / import ────────────────────────────────────────────────────────────────────────────
-// File layout: "BGEM3IDX" (8 bytes), u32 LE header length, header JSON (UTF-8), zero padding to a
-// multiple of 8, then the typed arrays' bytes, each at an 8-aligned offset. In the header every
-// typed array is replaced by { "$a": "f32" | "u32", "o": byte offset in the data, "n": length }.
-
-const MAGIC = 'BGEM3IDX';
-const KINDS = { f32: Float32Array, u32: Uint32Array };
-
-export function exportIndex(fingerprint, docs) {
-  const chunks = [];
-  let offset = 0;
-  const pack = v => {
-    if (v instanceof Float32Array || v instanceof Uint32Array) {
-      const kind = v instanceof Float32Array ? 'f32' : 'u32';
-      const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-      const ref = { $a: kind, o: offset, n: v.length };
-      chunks.push(bytes);
-      const pad = (8 - (bytes.byteLength % 8)) % 8;
-      if (pad) chunks.push(new Uint8Array(pad));
-      offset += bytes.byteLength + pad;
-      return ref;
-    }
-    if (Array.isArray(v)) return v.map(pack);
-    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, pack(x)]));
-    return v;
+/** Deletes the records that are not part of the index (unless a run holds the write lock: it may
+ *  be another tab's, still writing). Returns how many were deleted. */
+export async function dropStale() {
+  const run = async lock => {
+    if (lock === null) return 0;
+    const { tx, finished } = await begin(['records', 'meta'], 'readwrite');
+    const records = tx.objectStore('records');
+    const [live, keys] = await Promise.all([result(tx.objectStore('meta').get('live')), result(records.getAllKeys())]);
+    const gens = gensOf(live), latest = new Map();
+    for (const [g, id] of keys) if (gens.includes(g) && !(latest.get(id) > g)) latest.set(id, g);
+    let n = 0;
+    for (const key of keys) if (latest.get(key[1]) !== key[0]) { records.delete(key); n++; }
+    await finished;
+    return n;
   };
-  const header = pack({ format: FORMAT_VERSION, app: 'bge-m3-web demo', exportedAt: new Date().toISOString(), fingerprint, docs });
-  const json = new TextEncoder().encode(JSON.stringify(header));
-  const head = new Uint8Array(12);
-  head.set(new TextEncoder().encode(MAGIC));
-  new DataView(head.buffer).setUint32(8, json.byteLength, true);
-  const pad = (8 - ((12 + json.byteLength) % 8)) % 8;
-  return new Blob([head, json, new Uint8Array(pad), ...chunks], { type: 'application/octet-stream' });
+  return navigator.locks ? navigator.locks.request(LOCK, { ifAvailable: true }, run) : run(undefined);
 }
 
-export async function importIndex(blob) {
-  const buf = await blob.arrayBuffer();
-  const bytes = new Uint8Array(buf);
-  if (bytes.byteLength < 12 || new TextDecoder().decode(bytes.subarray(0, 8)) !== MAGIC) {
-    throw new Error('this file is not an index exported from this page');
+// ── Writing ───────────────────────────────────────────────────────────────────────────────────
+/** A new generation number (never used before, in any tab). */
+async function newGeneration(tx) {
+  const meta = tx.objectStore('meta');
+  const [next, last] = await Promise.all([result(meta.get('nextGen')), result(tx.objectStore('records').openKeyCursor(null, 'prev'))]);
+  const gen = Math.max(Number.isSafeInteger(next) ? next : 1, (last ? last.key[0] : 0) + 1);
+  meta.put(gen + 1, 'nextGen');
+  return gen;
+}
+
+/** Makes generation `gen` (holding the documents `ids`) part of the index, inside `tx`: added to
+ *  'live', or (`replaceAll`) alone in it; the records it supersedes are deleted; `fingerprint` is
+ *  stored when the index had none or is replaced. */
+async function commitGeneration(tx, gen, ids, { fingerprint, replaceAll = false }) {
+  const records = tx.objectStore('records'), meta = tx.objectStore('meta');
+  const [live, stored] = await Promise.all([result(meta.get('live')), result(meta.get('fingerprint'))]);
+  const gens = gensOf(live).filter(g => g !== gen);
+  for (const g of gens) {
+    if (replaceAll) records.delete(genRange(g));
+    else for (const id of ids) records.delete([g, id]);
   }
-  const len = new DataView(buf).getUint32(8, true);
-  if (12 + len > bytes.byteLength) throw new Error('the index file is truncated');
-  let header;
-  try { header = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + len))); } catch { throw new Error('the index file is damaged (bad header)'); }
-  if (header.format !== FORMAT_VERSION) throw new Error(`the index file has format ${header.format}; this page reads format ${FORMAT_VERSION}`);
-  const base = 12 + len + ((8 - ((12 + len) % 8)) % 8);
-  const unpack = v => {
-    if (Array.isArray(v)) return v.map(unpack);
-    if (v && typeof v === 'object') {
-      if (typeof v.$a === 'string') {
-        const T = KINDS[v.$a];
-        const start = base + v.o, end = start + v.n * 4;
-        if (!T || end > bytes.byteLength) throw new Error('the index file is truncated or damaged');
-        return new T(buf.slice(start, end));
-      }
-      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unpack(x)]));
-    }
-    return v;
-  };
-  const out = unpack(header);
-  if (!Array.isArray(out.docs) || !out.fingerprint) throw new Error('the index file is damaged (no documents or no model fingerprint)');
-  return out;
+  meta.put(replaceAll ? [gen] : [...gens, gen], 'live');
+  if (fingerprint && (replaceAll || !stored)) meta.put(fingerprint, 'fingerprint');
 }
+
+/** Stores `docs` (checked records) and makes them part of the index in one transaction: all of
+ *  them or, if anything fails (the quota), none. Returns the records as stored (with `gen`). */
+export function importDocs(docs, fingerprint) {
+  return withLock(async () => {
+    const { tx, finished } = await begin(['records', 'meta'], 'readwrite');
+    const gen = await newGeneration(tx);
+    const stored = docs.map(d => ({ ...d, gen }));
+    const records = tx.objectStore('records');
+    for (const r of stored) records.put(r);
+    await commitGeneration(tx, gen, docs.map(d => d.id), { fingerprint });
+    await finished;
+    return stored;
+  });
+}
+
+/** An indexing run: `put(docs)` writes a save group under the run's own generation (not part of
+ *  the index yet), `commit({ fingerprint, replaceAll })` makes all of them part of it in one
+ *  transaction, `discard()` deletes them. After either, the run is over. Holds the write lock
+ *  from start to end. */
+export async function beginRun() {
+  let release;
+  const ended = new Promise(r => { release = r; });
+  const locked = new Promise(acquired => (navigator.locks ? navigator.locks.request(LOCK, () => { acquired(); return ended; }) : acquired()));
+  await locked;
+  let gen;
+  try {
+    const { tx, finished } = await begin(['records', 'meta'], 'readwrite');
+    gen = await newGeneration(tx);
+    await finished;
+  } catch (e) { release(); throw e; }
+  const ids = [];
+  return {
+    gen,
+    async put(docs) {
+      const stored = docs.map(d => ({ ...d, gen }));
+      const { tx, finished } = await begin('records', 'readwrite');
+      for (const r of stored) tx.objectStore('records').put(r);
+      await finished;
+      ids.push(...docs.map(d => d.id));
+      return stored;
+    },
+    async commit(opts) {
+      try {
+        const { tx, finished } = await begin(['records', 'meta'], 'readwrite');
+        // Everything written must still be there (a clear may have run meanwhile).
+        const n = await result(tx.objectStore('records').count(genRange(gen)));
+        if (n !== ids.length) { tx.abort(); throw new Error('the index was cleared or changed while this run was writing'); }
+        await commitGeneration(tx, gen, ids, opts);
+        await finished;
+      } finally { release(); }
+    },
+    async discard() {
+      try {
+        const { tx, finished } = await begin('records', 'readwrite');
+        tx.objectStore('records').delete(genRange(gen));
+        await finished;
+      } finally { release(); }
+    },
+  };
+}
+
+/** Deletes records by key ([gen, id]); when no record of the index is left, the fingerprint too. */
+export async function deleteRecords(keys) {
+  const { tx, finished } = await begin(['records', 'meta'], 'readwrite');
+  const records = tx.objectStore('records'), meta = tx.objectStore('meta');
+  for (const k of keys) records.delete(k);
+  const live = gensOf(await result(meta.get('live')));
+  const left = await Promise.all(live.map(g => result(records.count(genRange(g)))));
+  if (!left.some(n => n > 0)) { meta.put([], 'live'); meta.delete('fingerprint'); }
+  await finished;
+}
+
+/** Empties the index (generation numbers keep counting, so a late write of an old run stays stale). */
+export async function clearAll() {
+  const { tx, finished } = await begin(['records', 'meta'], 'readwrite');
+  tx.objectStore('records').clear();
+  tx.objectStore('meta').put([], 'live');
+  tx.objectStore('meta').delete('fingerprint');
+  await finished;
+}
+
+/** Whether an error is the browser's storage quota (IndexedDB reports it on the transaction). */
+export const isQuotaError = e => e?.name === 'QuotaExceededError' || /quota/i.test(e?.message ?? '');

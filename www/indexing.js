@@ -5,7 +5,8 @@ import * as store from './db.js';
 import { state } from './state.js';
 import { $, show, fmtBytes, fmtInt, isAbort } from './ui.js';
 import { setReady, checkFingerprint } from './model-panel.js';
-import { renderDocs, renderStorage } from './storage.js';
+import { renderDocs, renderStorage, askPersist, writeFailure } from './storage.js';
+import { MAX_WINDOW_TOKENS, MAX_TEXT, MAX_NAME } from './index-file.js';
 import { rescoreLast } from './results.js';
 
 const TEXT_EXTENSIONS = new Set(['txt', 'md', 'markdown', 'html', 'htm', 'xhtml', 'csv', 'tsv', 'json', 'xml', 'rst', 'tex', 'log', 'org', 'adoc', 'srt', 'vtt', 'yaml', 'yml']);
@@ -103,6 +104,7 @@ export function addPasted() {
   if (!guardIndexing()) return;
   const text = $('paste-text').value;
   if (!text.trim()) { show($('index-msg'), 'Paste or type some text first.', 'warn'); return; }
+  if (text.length > MAX_TEXT) { show($('index-msg'), `The pasted text has ${fmtInt(text.length)} characters; up to ${fmtInt(MAX_TEXT)} can be added at once.`); return; }
   const name = $('paste-title').value.trim() || text.trim().split('\n')[0].slice(0, 60);
   indexItems([{ name, text, origin: 'paste' }]).then(() => { $('paste-text').value = ''; $('paste-title').value = ''; });
 }
@@ -152,8 +154,12 @@ async function runIndexing(items, { keepMessage = false, reindex = false } = {})
   label.textContent = `Reading ${items.length} document${items.length > 1 ? 's' : ''}…`;
   stats.textContent = '';
   const t0 = performance.now();
-  let docsDone = 0, tokensDone = 0;
+  const n = items.length, docsWord = `document${n > 1 ? 's' : ''}`;
+  let docsDone = 0, tokensDone = 0, run = null;
   try {
+    // The run's records are written under a generation of their own (db.js) and become the index
+    // only when all of them are written: a failure or a cancel leaves the index as it was.
+    run = await store.beginRun();
     // Documents go to the model in save groups: what the page holds before writing the records to
     // IndexedDB. Windows and batches are the package's business (one encode per group); progress
     // comes from it in tokens, the bar moves by characters across groups.
@@ -170,46 +176,55 @@ async function runIndexing(items, { keepMessage = false, reindex = false } = {})
       const done = tokensDone + (p?.tokensDone ?? 0);
       const secs = (performance.now() - t0) / 1000;
       bar.value = (charsDone + groupChars * (p ? p.tokensDone / Math.max(1, p.tokens) : 0)) / totalChars;
-      label.textContent = `${reindex ? 'Re-indexing' : 'Indexing'}: ${docsDone} / ${items.length} documents`;
+      label.textContent = `${reindex ? 'Re-indexing' : 'Indexing'}: ${docsDone} / ${n} documents`;
       stats.textContent = `${fmtInt(done)} tokens · ${fmtInt(done / Math.max(secs, 1e-3))} tokens/s · ${(docsDone / Math.max(secs, 1e-3)).toFixed(docsDone / secs >= 10 ? 0 : 1)} documents/s`;
     };
     update();
+    const records = [];
     for (const group of groups) {
       const groupChars = group.reduce((s, i) => s + i.text.length, 0);
       const embs = await model.encode(group.map(i => i.text), {
-        colbertSpans: true, signal: ac.signal,
+        colbertSpans: true, signal: ac.signal, maxLength: Math.min(model.maxTokens, MAX_WINDOW_TOKENS),
         onProgress: p => update(groupChars, p),
       });
-      const records = group.map((it, k) => toRecord(it, embs[k]));
-      await store.putDocs(records);
-      if (!state.indexFingerprint) { state.indexFingerprint = state.fingerprint; await store.setMeta('fingerprint', state.fingerprint); }
-      for (const r of records) {
-        const at = state.docs.findIndex(d => d.id === r.id);
-        if (at >= 0) state.docs[at] = r; else state.docs.push(r);
-      }
-      tokensDone += records.reduce((s, r) => s + r.tokens, 0);
+      ac.signal.throwIfAborted();
+      records.push(...await run.put(group.map((it, k) => toRecord(it, embs[k]))));
+      tokensDone += group.reduce((s, it, k) => s + embs[k].inputIds.length - 2, 0);
       charsDone += groupChars;
       docsDone += group.length;
       update();
-      renderDocs();
     }
-    if (reindex) {
-      state.indexFingerprint = state.fingerprint;
-      await store.setMeta('fingerprint', state.fingerprint);
-      checkFingerprint();
+    ac.signal.throwIfAborted();
+    await run.commit({ fingerprint: state.fingerprint, replaceAll: reindex });
+    run = null;
+    if (reindex) state.docs = records;
+    else {
+      const byId = new Map(state.docs.map(d => [d.id, d]));
+      for (const r of records) byId.set(r.id, r);
+      state.docs = [...byId.values()];
     }
+    state.docs.sort((a, b) => a.addedAt - b.addedAt);
+    if (reindex || !state.indexFingerprint) state.indexFingerprint = state.fingerprint;
+    renderDocs();
+    checkFingerprint();
+    askPersist();
     const secs = (performance.now() - t0) / 1000;
-    label.textContent = `${reindex ? 'Re-indexed' : 'Indexed'} ${items.length} document${items.length > 1 ? 's' : ''} (${fmtInt(tokensDone)} tokens) in ${secs.toFixed(1)} s`;
+    label.textContent = `${reindex ? 'Re-indexed' : 'Indexed'} ${n} ${docsWord} (${fmtInt(tokensDone)} tokens) in ${secs.toFixed(1)} s`;
     stats.textContent = `${fmtInt(tokensDone / Math.max(secs, 1e-3))} tokens/s on ${state.model.backend === 'webgpu' ? 'WebGPU' : 'the CPU'}`;
     document.body.dataset.indexed = String(state.docs.length);
     if (state.last) await rescoreLast();
   } catch (e) {
+    if (run) await run.discard().catch(() => {}); // else left for the clean-up on the next start
+    const kept = reindex
+      ? `The index keeps its ${state.docs.length} document${state.docs.length === 1 ? '' : 's'} as they were (made with the other model): re-index again to search.`
+      : `None of the ${n} ${docsWord} ${n > 1 ? 'were' : 'was'} added; the index is as it was before.`;
     if (isAbort(e)) {
-      label.textContent = `Cancelled: ${docsDone} of ${items.length} document${items.length > 1 ? 's were' : ' was'} indexed.`;
-      stats.textContent = reindex ? 'The rest keep their old vectors; re-index again to finish.' : 'The others were not added.';
+      label.textContent = `Cancelled after ${docsDone} of ${n} ${docsWord}.`;
+      stats.textContent = kept;
     } else {
-      label.textContent = 'Indexing stopped.';
-      show($('index-msg'), `Indexing failed: ${e?.message ?? e}`);
+      label.textContent = `${reindex ? 'Re-indexing' : 'Indexing'} stopped after ${docsDone} of ${n} ${docsWord}.`;
+      stats.textContent = kept;
+      show($('index-msg'), await writeFailure(`${reindex ? 'Re-indexing' : 'Indexing'} ${n} ${docsWord}`, e));
     }
   } finally {
     state.indexing = null;
@@ -225,7 +240,7 @@ async function runIndexing(items, { keepMessage = false, reindex = false } = {})
 function toRecord(item, emb) {
   return {
     id: item.id ?? crypto.randomUUID(),
-    name: item.name,
+    name: item.name.length > MAX_NAME ? item.name.slice(0, MAX_NAME - 1) + '…' : item.name,
     lang: item.lang ?? null,
     origin: item.origin ?? 'paste',
     text: item.text,

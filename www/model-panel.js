@@ -5,6 +5,7 @@ import { load, isCached, HF_BGE_M3 } from '../pkg/src/index.js';
 import { state } from './state.js';
 import { $, el, show, fmtBytes, fmtInt, isAbort } from './ui.js';
 import { renderPrivacy } from './privacy.js';
+import { connectAllowed, MODEL_HOSTS } from './csp.js';
 
 const PROBE_TEXT = 'BGE-M3 index fingerprint · Fingerabdruck · empreinte · 指纹 · отпечаток';
 const params = new URLSearchParams(location.search);
@@ -37,12 +38,20 @@ export function selectedSource() {
 /** The file options of `load` (and `isCached`) for a source. */
 const fileOptions = src => (src.encoderFile ? { encoderFile: src.encoderFile } : {});
 
-/** The source from the page's URL (?model=, ?device=) or the one loaded last time. */
+/** The source from the page's URL (?model=, ?device=) or the one loaded last time. A ?model= on
+ *  another site (anything but this site and BAAI/bge-m3 on the hub) is not taken as it comes: a
+ *  link can point anywhere, and model files are untrusted input. The page asks first (`askSource`). */
 export function applyParams() {
   const saved = JSON.parse(localStorage.getItem('bge-m3-demo:source') || 'null');
   const model = params.get('model');
-  const url = model ?? (saved?.kind === 'url' ? saved.url : null);
-  if (url && url !== 'hf' && url !== HF_BGE_M3) {
+  let url = saved?.kind === 'url' ? saved.url : null;
+  if (model != null && model !== 'hf' && model !== HF_BGE_M3) {
+    let u = null;
+    try { u = new URL(model, location.href); } catch { /* not a URL: shown as typed, load says so */ }
+    if (u && u.origin !== location.origin) askSource(u.href);
+    else url = model;
+  } else if (model != null) url = null;
+  if (url && url !== HF_BGE_M3) {
     document.querySelector('input[name=source][value=url]').checked = true;
     $('source-url').value = url;
   }
@@ -53,8 +62,41 @@ export function applyParams() {
   }
 }
 
-/** A model this browser has downloaded before loads by itself (from the cache, no download). */
+/** Whether the page's security policy lets it (and the worker that downloads) fetch `url`. */
+const hostAllowed = url => { try { return connectAllowed(url, location.origin); } catch { return false; } };
+const allowedHosts = () => ['this site', ...MODEL_HOSTS.map(h => h.replace(/^https:\/\//, ''))].join(', ');
+
+/** The question a ?model= link to another site gets: load from there, or not. Nothing is fetched
+ *  from that site before the person says yes. */
+function askSource(url) {
+  state.askedSource = url;
+  const host = new URL(url).host;
+  $('source-ask-text').textContent = `This link asks to load the model from ${url} — not from this site, and not BAAI/bge-m3 on Hugging Face. `
+    + 'Model files from elsewhere are untrusted input: load them only from a source you trust. '
+    + (hostAllowed(url) ? '' : `This page’s security policy only allows downloads from ${allowedHosts()}, so the browser will block ${host} unless whoever runs this page allows it.`);
+  $('source-ask-yes').textContent = `Load from ${host}`;
+  $('source-ask').hidden = false;
+  document.body.dataset.asking = 'yes';
+}
+
+/** The answer to `askSource`: yes loads from there (the URL becomes the chosen source), no keeps
+ *  the source chosen before. */
+export function answerSource(yes) {
+  const url = state.askedSource;
+  state.askedSource = null;
+  $('source-ask').hidden = true;
+  document.body.dataset.asking = 'no';
+  if (!url) return;
+  if (!yes) { show($('model-msg'), `Not loaded from ${url}.`, 'info'); return; }
+  document.querySelector('input[name=source][value=url]').checked = true;
+  $('source-url').value = url;
+  loadModel();
+}
+
+/** A model this browser has downloaded before loads by itself (from the cache, no download);
+ *  not while a ?model= link waits for an answer. */
 export async function loadIfCached() {
+  if (state.askedSource) return;
   let src = null;
   try { src = selectedSource(); } catch { /* no URL yet */ }
   if (src && src.kind !== 'folder' && (await isCached(src.source, fileOptions(src)))) loadModel({ auto: true });
@@ -134,7 +176,10 @@ function explainLoadError(e, src, device) {
   if (/WebGPU is not available/i.test(m)) return `This browser offers no WebGPU adapter, so “WebGPU only” cannot run. Choose “WebGPU if available, else CPU” to use the CPU fallback. (${m})`;
   if (/HTTP 404/.test(m)) return `A model file is missing: ${m}. Check that ${src.label} holds the BAAI/bge-m3 files (config.json, tokenizer.json, pytorch_model.bin, colbert_linear.pt, sparse_linear.pt).`;
   if (/HTTP \d+/.test(m)) return `The model host answered with an error: ${m}.`;
-  if (/could not fetch|network error|Failed to fetch/i.test(m)) return `The model host could not be reached — are you offline, or does the host block this page (CORS)? Only huggingface.co and this site are allowed by the page's security policy. (${m})`;
+  if (/could not fetch|network error|Failed to fetch/i.test(m)) {
+    if (src.kind === 'url' && !hostAllowed(src.source)) return `The browser blocked the download: this page's Content-Security-Policy allows model downloads only from ${allowedHosts()}, and ${new URL(src.source).host} is none of them. To use your own host, serve the page with a policy that allows it (docs/deploy.md). (${m})`;
+    return `The model host could not be reached — are you offline, or does the host block this page (CORS)? (${m})`;
+  }
   if (/truncated/i.test(m)) return `A model file is incomplete (interrupted download or damaged file): ${m}. Load again to download it anew.`;
   if (/lack|missing/i.test(m)) return `Model files are missing: ${m}.`;
   if (/memory|allocation|OutOfMemory/i.test(m)) return `The device ran out of memory loading the model${device !== 'cpu' ? ' (try the CPU, or close other tabs)' : ''}: ${m}`;

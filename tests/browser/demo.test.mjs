@@ -282,14 +282,26 @@ test('after a reload: the index is still there and the cached model loads withou
 });
 
 test('an index made by another model is refused, and re-indexing fixes it', { timeout: 180_000 }, async () => {
-  // The stored fingerprint is replaced by one of a 1024-wide model; the two long documents are
+  // The stored index is made to look like one of a 1024-wide model: its fingerprint and every
+  // vector (the page checks that the vectors fit the fingerprint). The two long documents are
   // dropped first, to keep the re-indexing short on the CPU.
   await page.evaluate(() => new Promise((resolve, reject) => {
     const open = indexedDB.open('bge-m3-demo');
     open.onsuccess = () => {
-      const tx = open.result.transaction(['meta', 'docs'], 'readwrite');
-      const docs = tx.objectStore('docs');
-      docs.getAll().onsuccess = e => { for (const d of e.target.result) if (d.windows.length > 1) docs.delete(d.id); };
+      const tx = open.result.transaction(['meta', 'records'], 'readwrite');
+      const records = tx.objectStore('records');
+      const unit = (rows, dim) => { const a = new Float32Array(rows * dim); for (let r = 0; r < rows; r++) a[r * dim] = 1; return a; };
+      records.openCursor().onsuccess = e => {
+        const c = e.target.result;
+        if (!c) return;
+        const d = c.value;
+        if (d.windows.length > 1) c.delete();
+        else {
+          for (const w of d.windows) { w.dense = unit(1, 1024); w.colbert = { data: unit(w.colbert.rows, 1024), rows: w.colbert.rows, dim: 1024 }; }
+          c.update(d);
+        }
+        c.continue();
+      };
       const probe = new Float32Array(1024).fill(1 / 32);
       tx.objectStore('meta').put({ hiddenSize: 1024, probe, source: 'Hugging Face BAAI/bge-m3', createdAt: 0 }, 'fingerprint');
       tx.oncomplete = () => { open.result.close(); resolve(); };
@@ -336,7 +348,9 @@ test('export, clear, import, remove', { timeout: 120_000 }, async () => {
   await page.waitForSelector('body[data-indexing=yes]');
   await page.click('#index-cancel');
   await page.waitForFunction(() => document.body.dataset.indexing === 'no');
-  assert.match(await page.textContent('#indexing-label'), /Cancelled: \d+ of \d+ documents? (was|were) indexed/);
+  assert.match(await page.textContent('#indexing-label'), /Cancelled after \d+ of \d+ documents?\./);
+  assert.match(await page.textContent('#indexing-stats'), /None of the \d+ documents? (was|were) added; the index is as it was before/);
+  assert.equal(await docCount(), n - 1, 'a cancelled run adds nothing');
   // A file that is not an index.
   await page.setInputFiles('#import', { name: 'notes.m3index', mimeType: 'application/octet-stream', buffer: Buffer.from('hello') });
   await page.waitForFunction(() => /could not be imported/.test(document.querySelector('#index-msg').textContent));

@@ -1,11 +1,14 @@
 // Test helpers: a static file server for the repo (plus ../shared/fixtures at /fixtures/,
 // $M3_MODELS at /models/, and /truncated/X = the first half of /fixtures/X) and a headless
 // Chromium with WebGPU on SwiftShader. `server.requests` lists every path asked for.
+// It is also the demo's server (scripts/serve.mjs): what the demo page loads gets the demo's
+// Content-Security-Policy as an HTTP header (www/csp.js owns it; docs/deploy.md).
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { policy } from '../../www/csp.js';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const fixtures = path.resolve(root, '../shared/fixtures');
@@ -20,24 +23,40 @@ export function requireFixtures() {
   }
 }
 
-export function serve({ root: top = root, port = 0, host = '127.0.0.1' } = {}) {
+/** The demo's headers: its Content-Security-Policy, and no Referer to other sites (the page's URL
+ *  may carry a ?model=). Sent on the page (everything under /www/) and on what a page under /www/
+ *  asks for (by its Referer): that includes the package's worker script, whose own response's
+ *  header is the only policy a dedicated worker has. The package's own test pages (no /www/
+ *  Referer) get a worker without it. */
+export const DEMO_HEADERS = { 'content-security-policy': policy(), 'referrer-policy': 'same-origin' };
+const demoRequest = (req, url) => {
+  if (url.startsWith('/www/')) return true;
+  try { return new URL(req.headers.referer).pathname.startsWith('/www/'); } catch { return false; }
+};
+
+/** `csp: false` leaves out the demo's headers (to show what they change); `cors: true` lets pages
+ *  of other origins fetch the files (a second server as "another site"). */
+export function serve({ root: top = root, port = 0, host = '127.0.0.1', csp = true, cors = false } = {}) {
   const requests = [];
   const server = http.createServer((req, res) => {
     const url = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     requests.push(url);
+    const headers = { 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache', vary: 'Referer' };
+    if (csp && demoRequest(req, url)) Object.assign(headers, DEMO_HEADERS);
+    if (cors) headers['access-control-allow-origin'] = '*';
     let file, half = false;
     if (url.startsWith('/fixtures/')) file = path.join(fixtures, url.slice('/fixtures/'.length));
     else if (url.startsWith('/truncated/')) { file = path.join(fixtures, url.slice('/truncated/'.length)); half = true; }
     else if (url.startsWith('/models/') && process.env.M3_MODELS) file = path.join(process.env.M3_MODELS, url.slice('/models/'.length));
     else file = path.join(top, url.endsWith('/') ? url + 'index.html' : url);
     if (!file.startsWith(top) && !file.startsWith(fixtures) && !(process.env.M3_MODELS && file.startsWith(path.resolve(process.env.M3_MODELS)))) {
-      res.writeHead(403).end();
+      res.writeHead(403, headers).end();
       return;
     }
     fs.stat(file, (err, st) => {
-      if (err || !st.isFile()) { res.writeHead(404).end('not found'); return; }
+      if (err || !st.isFile()) { res.writeHead(404, headers).end('not found'); return; }
       const size = half ? st.size >> 1 : st.size;
-      res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream', 'content-length': size });
+      res.writeHead(200, { ...headers, 'content-type': types[path.extname(file)] ?? 'application/octet-stream', 'content-length': size });
       if (size === 0) res.end();
       else fs.createReadStream(file, { start: 0, end: size - 1 }).pipe(res);
     });
