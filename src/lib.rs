@@ -15,6 +15,8 @@ pub mod windows;
 
 #[cfg(not(target_family = "wasm"))]
 pub mod native;
+#[cfg(not(target_family = "wasm"))]
+pub mod pack;
 #[cfg(target_family = "wasm")]
 pub mod web;
 

@@ -68,7 +68,19 @@ pub fn encoder_path(dir: &Path, choice: WeightsFile) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Loads a folder laid out like the BAAI/bge-m3 repository.
+/// A head file of the folder: `<stem>.safetensors` (a pack, see [`crate::pack`]) when present,
+/// else BAAI's `<stem>.pt`.
+pub fn head_path(dir: &Path, stem: &str) -> Result<PathBuf> {
+    let st = dir.join(format!("{stem}.safetensors"));
+    let pt = dir.join(format!("{stem}.pt"));
+    let path = if st.exists() { st } else { pt };
+    if !path.exists() {
+        return Err(Error::Io(format!("{} does not exist", path.display())));
+    }
+    Ok(path)
+}
+
+/// Loads a folder laid out like the BAAI/bge-m3 repository, or a pack made by `m3 convert`.
 pub fn load_dir(
     dir: &Path,
     device: &PickedDevice,
@@ -81,8 +93,8 @@ pub fn load_dir(
     let config = read(&dir.join("config.json"))?;
     let tokenizer = read(&dir.join("tokenizer.json"))?;
     let encoder = open(&encoder_path(dir, choice)?)?;
-    let colbert = open(&dir.join("colbert_linear.pt"))?;
-    let sparse = open(&dir.join("sparse_linear.pt"))?;
+    let colbert = open(&head_path(dir, "colbert_linear")?)?;
+    let sparse = open(&head_path(dir, "sparse_linear")?)?;
     let d = device.clone();
     BgeM3::load(&config, &tokenizer, &encoder, &colbert, &sparse, d.device, d.linear_kernel, progress)
 }

@@ -194,10 +194,12 @@ fn targets() -> Vec<Target> {
     st_head.extend_from_slice(&header);
     st_head.extend_from_slice(&st[8 + st_header_len..8 + st_header_len + data_len]);
     let small_st = {
-        let header = br#"{"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"b":{"dtype":"F16","shape":[4],"data_offsets":[24,32]},"c":{"dtype":"BF16","shape":[2,1],"data_offsets":[32,36]},"__metadata__":{"format":"pt"}}"#;
+        // (d is an int8 pack matrix: its per-row scales are d.scale, two f32 of 0.5.)
+        let header = br#"{"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"b":{"dtype":"F16","shape":[4],"data_offsets":[24,32]},"c":{"dtype":"BF16","shape":[2,1],"data_offsets":[32,36]},"d":{"dtype":"I8","shape":[2,4],"data_offsets":[36,44]},"d.scale":{"dtype":"F32","shape":[2],"data_offsets":[44,52]},"__metadata__":{"format":"pt"}}"#;
         let mut f = (header.len() as u64).to_le_bytes().to_vec();
         f.extend_from_slice(header);
-        f.extend((0..36u8).map(|i| i.wrapping_mul(37)));
+        f.extend((0..44u8).map(|i| i.wrapping_mul(37)));
+        f.extend([0.5f32, 0.5].iter().flat_map(|v| v.to_le_bytes()));
         f
     };
 
@@ -246,7 +248,7 @@ fn targets() -> Vec<Target> {
             run: read_all,
         },
         Target {
-            name: "small safetensors (F32, F16, BF16)",
+            name: "small safetensors (F32, F16, BF16, I8)",
             make: Box::new(move |rng| {
                 let mut f = small_st.clone();
                 let len = f.len();

@@ -62,6 +62,9 @@ pub enum DType {
     F32,
     F16,
     BF16,
+    /// Symmetric int8 with one f32 scale per row (first dimension) in the tensor
+    /// `<name>` + [`SCALE_SUFFIX`]: value = q * scale (packs written by `m3 convert --dtype int8`).
+    I8,
     /// A type this crate does not convert (e.g. the int64 `position_ids` buffer).
     Other(String),
 }
@@ -71,10 +74,14 @@ impl DType {
         match self {
             DType::F32 => Some(4),
             DType::F16 | DType::BF16 => Some(2),
+            DType::I8 => Some(1),
             DType::Other(_) => None,
         }
     }
 }
+
+/// The tensor holding the per-row scales of int8 tensor `name` is `name` + this.
+pub const SCALE_SUFFIX: &str = ".scale";
 
 /// A tensor in host memory, converted to f32, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -227,11 +234,14 @@ impl<R: ReadAt> Checkpoint<R> {
             )));
         }
         let values = self.read_elements(name, e, 0, span)?;
-        let data = if Some(&e.strides) == contiguous_strides(&e.shape).as_ref() {
+        let mut data = if Some(&e.strides) == contiguous_strides(&e.shape).as_ref() {
             values
         } else {
             gather_strided(&values, &e.shape, &e.strides)
         };
+        if e.dtype == DType::I8 {
+            self.dequantize(name, e, 0, &mut data)?;
+        }
         Ok(HostTensor { shape: e.shape.clone(), data })
     }
 
@@ -251,11 +261,42 @@ impl<R: ReadAt> Checkpoint<R> {
         }
         let data = if Some(&e.strides) == contiguous_strides(&e.shape).as_ref() {
             // start + count <= rows and rows * row elements exist: no overflow here.
-            self.read_elements(name, e, start * row, count * row)?
+            let mut data = self.read_elements(name, e, start * row, count * row)?;
+            if e.dtype == DType::I8 {
+                self.dequantize(name, e, start, &mut data)?;
+            }
+            data
         } else {
             self.read(name)?.data[start * row..(start + count) * row].to_vec()
         };
         Ok(HostTensor { shape, data })
+    }
+
+    /// Multiplies int8 values `data` (rows `first..` of tensor `name`, row-major) by their rows'
+    /// scales, read from `name` + [`SCALE_SUFFIX`] (f32 or f16, shape `[rows]`, finite).
+    fn dequantize(&self, name: &str, e: &TensorEntry, first: usize, data: &mut [f32]) -> Result<()> {
+        let rows = *e.shape.first().unwrap_or(&1);
+        let row = checked_numel(&e.shape).unwrap_or(0).checked_div(rows).unwrap_or(0);
+        let scale_name = format!("{name}{SCALE_SUFFIX}");
+        let s = self
+            .entries
+            .get(&scale_name)
+            .ok_or_else(|| Error::Format(format!("int8 tensor {name} has no {scale_name} (its per-row scales)")))?;
+        if s.shape != [rows] || !matches!(s.dtype, DType::F32 | DType::F16) {
+            return Err(Error::Format(format!(
+                "{scale_name} is {:?} {:?}, expected f32 or f16 [{rows}] (one scale per row of {name})",
+                s.dtype, s.shape
+            )));
+        }
+        let n = data.len().checked_div(row).unwrap_or(0);
+        let scales = self.read_elements(&scale_name, s, first, n)?;
+        if let Some(bad) = scales.iter().find(|v| !v.is_finite()) {
+            return Err(Error::Format(format!("{scale_name} holds {bad}: scales must be finite")));
+        }
+        for (values, scale) in data.chunks_mut(row.max(1)).zip(&scales) {
+            values.iter_mut().for_each(|v| *v *= scale);
+        }
+        Ok(())
     }
 
     fn lookup(&self, name: &str) -> Result<&TensorEntry> {
@@ -302,6 +343,7 @@ fn decode(raw: &[u8], dtype: &DType) -> Vec<f32> {
         DType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
         DType::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         DType::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        DType::I8 => raw.iter().map(|&b| b as i8 as f32).collect(),
         DType::Other(_) => Vec::new(),
     }
 }

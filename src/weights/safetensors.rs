@@ -35,6 +35,7 @@ pub fn index(source: &dyn ReadAt, header_len: u64) -> Result<BTreeMap<String, Te
             "F32" => DType::F32,
             "F16" => DType::F16,
             "BF16" => DType::BF16,
+            "I8" => DType::I8,
             other => DType::Other(other.to_string()),
         };
         let [start, end] = info.data_offsets;

@@ -2,6 +2,7 @@
 //!
 //!   m3 encode --model DIR [options]   stdin: {"text": "..."} per line; stdout: one JSON line per text
 //!   m3 score --model DIR [options]    stdin: {"query": "...", "passage": "..."} per line; stdout: five scores
+//!   m3 convert --model DIR --out DIR --dtype f16|int8   a compact pack (src/pack.rs) + its error table
 //!   m3 bench --model DIR --tokens N   one N-token text: load/encode times and memory as one JSON line
 //!
 //! Long texts are cut into windows by the rules the browser uses (`bge_m3_web::windows`);
@@ -12,6 +13,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use bge_m3_web::native::{DeviceKind, KernelChoice, WeightsFile, block_on, device, load_dir};
+use bge_m3_web::pack::{PackDtype, Stored};
 use bge_m3_web::tokenizer::OffsetMap;
 use bge_m3_web::{BgeM3, Document, Embedding, EncodeOptions, Progress, ScoreWeights};
 use serde_json::{Value, json};
@@ -22,6 +24,8 @@ const USAGE: &str = "usage:
       \"colbert\", \"windows\": [{\"span\", \"tokens\"}], \"truncated\"} (spans in characters of the text)
   m3 score --model DIR [options] [--weights 0.4,0.2,0.4]
       reads {\"query\": ..., \"passage\": ...} JSON lines, writes dense, sparse, colbert, sparse+dense, colbert+sparse+dense
+  m3 convert --model DIR --out DIR --dtype f16|int8
+      writes a pack (half or a quarter of the f32 size; docs/packs.md) and prints each tensor's conversion error
   m3 bench --model DIR --tokens N [--runs 2] [options]
       encodes one N-token text --runs times, prints load/encode times and memory (RSS) as one JSON line
 options:
@@ -49,17 +53,19 @@ struct Args {
     window_vectors: bool,
     tokens: usize,
     runs: usize,
+    out: Option<PathBuf>,
+    dtype: Option<PackDtype>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let command = it.next().ok_or("missing command (encode, score or bench; --help)")?;
+    let command = it.next().ok_or("missing command (encode, score, convert or bench; --help)")?;
     if command == "--help" || command == "-h" {
         println!("{USAGE}");
         std::process::exit(0);
     }
-    if !["encode", "score", "bench"].contains(&command.as_str()) {
-        return Err(format!("unknown command {command:?} (use encode, score or bench)"));
+    if !["encode", "score", "convert", "bench"].contains(&command.as_str()) {
+        return Err(format!("unknown command {command:?} (use encode, score, convert or bench)"));
     }
     let mut model = None;
     let mut device = DeviceKind::Cpu;
@@ -70,6 +76,8 @@ fn parse_args() -> Result<Args, String> {
     let mut window_vectors = false;
     let mut tokens = 512;
     let mut runs = 2;
+    let mut out = None;
+    let mut dtype = None;
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         let number = |v: String, min: usize| match v.parse::<usize>() {
@@ -78,6 +86,8 @@ fn parse_args() -> Result<Args, String> {
         };
         match flag.as_str() {
             "--model" => model = Some(PathBuf::from(value()?)),
+            "--out" => out = Some(PathBuf::from(value()?)),
+            "--dtype" => dtype = Some(value()?.parse().map_err(|e: bge_m3_web::Error| e.to_string())?),
             "--device" | "--backend" => device = value()?.parse().map_err(|e: bge_m3_web::Error| e.to_string())?,
             "--kernel" => kernel = value()?.parse().map_err(|e: bge_m3_web::Error| e.to_string())?,
             "--max-length" => opts.max_length = Some(number(value()?, 3)?),
@@ -118,7 +128,10 @@ fn parse_args() -> Result<Args, String> {
             model.display()
         ));
     }
-    Ok(Args { command, model, device, kernel, encoder_file, opts, weights, window_vectors, tokens, runs })
+    if command == "convert" && (out.is_none() || dtype.is_none()) {
+        return Err("convert needs --out DIR and --dtype f16|int8".into());
+    }
+    Ok(Args { command, model, device, kernel, encoder_file, opts, weights, window_vectors, tokens, runs, out, dtype })
 }
 
 /// Reads stdin as JSON lines, `GROUP_LINES` at a time, taking the string fields `keys`.
@@ -322,10 +335,60 @@ fn bench(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// `m3 convert`: writes the pack, then the per-tensor error table (stdout) and the files.
+fn convert(args: &Args) -> Result<(), String> {
+    let (Some(out), Some(dtype)) = (&args.out, args.dtype) else {
+        return Err("convert needs --out and --dtype".into());
+    };
+    let t0 = std::time::Instant::now();
+    let mut n = 0;
+    let report = bge_m3_web::pack::convert(&args.model, out, dtype, &mut |_| {
+        n += 1;
+        if n % 16 == 0 {
+            eprintln!("m3: converted {n} tensors ({:.1} s)", t0.elapsed().as_secs_f32());
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    let mut stdout = std::io::stdout().lock();
+    let mut line = |l: String| writeln!(stdout, "{l}").map_err(|e| format!("writing stdout: {e}"));
+    line(format!(
+        "{:<28} {:<58} {:<14} {:<6} {:>11} {:>11}",
+        "file", "tensor", "shape", "stored", "max |err|", "rel rms err"
+    ))?;
+    for t in &report.tensors {
+        let stored = match t.stored {
+            Stored::F16 => "f16",
+            Stored::I8Rows => "int8",
+        };
+        line(format!(
+            "{:<28} {:<58} {:<14} {:<6} {:>11.3e} {:>11.3e}",
+            t.file,
+            t.name,
+            format!("{:?}", t.shape),
+            stored,
+            t.max_abs_err,
+            t.rel_rms_err
+        ))?;
+    }
+    let worst = report.tensors.iter().max_by(|a, b| a.rel_rms_err.total_cmp(&b.rel_rms_err));
+    if let Some(w) = worst {
+        line(format!("worst relative error: {:.3e} ({})", w.rel_rms_err, w.name))?;
+    }
+    let total: u64 = report.files.iter().map(|f| f.size).sum();
+    for f in &report.files {
+        line(format!("{:<28} {:>14} bytes  sha256 {}", f.name, f.size, f.sha256))?;
+    }
+    line(format!("pack {} ({}): {total} bytes in {:.1} s", out.display(), dtype.name(), t0.elapsed().as_secs_f32()))?;
+    Ok(())
+}
+
 fn run() -> Result<(), String> {
     let args = parse_args()?;
     if args.command == "bench" {
         return bench(&args);
+    }
+    if args.command == "convert" {
+        return convert(&args);
     }
     let keys: &'static [&'static str] = if args.command == "encode" { &["text"] } else { &["query", "passage"] };
     let mut reader = LineReader::new(keys);

@@ -1,0 +1,359 @@
+//! Packs: a model folder converted to f16 or int8 by `m3 convert`, at half or a quarter of the
+//! size of BAAI's f32 files. A pack folder holds
+//! - `config.json`, `tokenizer.json` (copied unchanged),
+//! - `model.safetensors`: the encoder, every tensor in the pack's storage type (below),
+//! - `colbert_linear.safetensors`, `sparse_linear.safetensors`: the heads, f16,
+//! - `m3-pack.json`: format version, storage type, the source files' SHA-256, and each pack
+//!   file's size and SHA-256 (what a loader checks while it streams the files).
+//!
+//! Storage types ([`stored_as`] owns the rule):
+//! - `f16`: every float tensor in f16.
+//! - `int8`: the encoder's linear weights (attention query/key/value/output, FFN in/out) symmetric
+//!   int8 per output channel (row of PyTorch's `[out, in]`), the word-embedding table int8 per row;
+//!   scale = max |row| / 127 in `<name>.scale` (f32, `[rows]`). LayerNorms, biases, position and
+//!   token-type embeddings stay f16. The loader ([`crate::weights`]) dequantizes on read.
+//!
+//! `pooler.*` is not written: BGE-M3 does not use XLM-R's pooler.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::native::{WeightsFile, encoder_path, head_path};
+use crate::weights::{Checkpoint, DType, SCALE_SUFFIX, TensorSource};
+
+/// Version of the pack layout written in `m3-pack.json`.
+pub const PACK_VERSION: u32 = 1;
+/// The manifest's file name.
+pub const MANIFEST: &str = "m3-pack.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackDtype {
+    F16,
+    Int8,
+}
+
+impl std::str::FromStr for PackDtype {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f16" | "fp16" => Ok(PackDtype::F16),
+            "int8" | "i8" => Ok(PackDtype::Int8),
+            _ => Err(Error::Input(format!("dtype {s:?} is not f16 or int8"))),
+        }
+    }
+}
+
+impl PackDtype {
+    pub fn name(self) -> &'static str {
+        match self {
+            PackDtype::F16 => "f16",
+            PackDtype::Int8 => "int8",
+        }
+    }
+}
+
+/// How one tensor is stored in a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    F16,
+    /// int8 per row, plus `<name>.scale`.
+    I8Rows,
+}
+
+/// The encoder's matrices that int8 packs quantize: the six linear weights of every layer and
+/// the word-embedding table.
+pub fn stored_as(name: &str, shape: &[usize], dtype: PackDtype) -> Stored {
+    const LINEAR: [&str; 6] = [
+        "attention.self.query.weight",
+        "attention.self.key.weight",
+        "attention.self.value.weight",
+        "attention.output.dense.weight",
+        "intermediate.dense.weight",
+        "output.dense.weight",
+    ];
+    let name = name.strip_prefix("roberta.").unwrap_or(name);
+    let linear = name.starts_with("encoder.layer.") && LINEAR.iter().any(|l| name.ends_with(l));
+    if dtype == PackDtype::Int8 && shape.len() == 2 && (linear || name == "embeddings.word_embeddings.weight") {
+        Stored::I8Rows
+    } else {
+        Stored::F16
+    }
+}
+
+/// Quantization error of one tensor (against the f32 it was converted from).
+#[derive(Debug, Clone)]
+pub struct TensorReport {
+    pub file: &'static str,
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub stored: Stored,
+    /// max |w - w'|
+    pub max_abs_err: f32,
+    /// ||w - w'|| / ||w|| (0 for an all-zero tensor)
+    pub rel_rms_err: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct PackFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConvertReport {
+    pub files: Vec<PackFile>,
+    pub tensors: Vec<TensorReport>,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::Io(format!("{}: {e}", path.display()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| io_err(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// A file being written with its SHA-256 and size computed on the way.
+struct HashedWriter {
+    out: std::io::BufWriter<std::fs::File>,
+    hash: Sha256,
+    size: u64,
+    path: PathBuf,
+}
+
+impl HashedWriter {
+    fn create(path: PathBuf) -> Result<Self> {
+        let f = std::fs::File::create(&path).map_err(|e| io_err(&path, e))?;
+        Ok(HashedWriter { out: std::io::BufWriter::new(f), hash: Sha256::new(), size: 0, path })
+    }
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.hash.update(bytes);
+        self.size += bytes.len() as u64;
+        self.out.write_all(bytes).map_err(|e| io_err(&self.path, e))
+    }
+    fn finish(mut self) -> Result<PackFile> {
+        self.out.flush().map_err(|e| io_err(&self.path, e))?;
+        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(PackFile { name, size: self.size, sha256: hex(&self.hash.finalize()) })
+    }
+}
+
+/// Symmetric int8 per row: (q, scales).
+pub fn quantize_rows(data: &[f32], row: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut q = Vec::with_capacity(data.len());
+    let mut scales = Vec::with_capacity(data.len() / row.max(1));
+    for r in data.chunks(row.max(1)) {
+        let max = r.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = max / 127.0;
+        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        q.extend(r.iter().map(|v| (v * inv).round().clamp(-127.0, 127.0) as i8));
+        scales.push(scale);
+    }
+    (q, scales)
+}
+
+fn errors(orig: &[f32], back: impl Iterator<Item = f32>) -> (f32, f32) {
+    let (mut max, mut num, mut den) = (0f32, 0f64, 0f64);
+    for (&a, b) in orig.iter().zip(back) {
+        let d = a - b;
+        max = max.max(d.abs());
+        num += (d as f64) * (d as f64);
+        den += (a as f64) * (a as f64);
+    }
+    (max, if den > 0.0 { (num / den).sqrt() as f32 } else { 0.0 })
+}
+
+/// One tensor as it will be written: its safetensors entries (the tensor, and its scales).
+struct Planned {
+    name: String,
+    shape: Vec<usize>,
+    stored: Stored,
+}
+
+impl Planned {
+    fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    /// (name, dtype, shape, bytes) of each safetensors entry.
+    fn entries(&self) -> Vec<(String, &'static str, Vec<usize>, usize)> {
+        match self.stored {
+            Stored::F16 => vec![(self.name.clone(), "F16", self.shape.clone(), self.numel() * 2)],
+            Stored::I8Rows => {
+                let rows = self.shape[0];
+                vec![
+                    (self.name.clone(), "I8", self.shape.clone(), self.numel()),
+                    (format!("{}{SCALE_SUFFIX}", self.name), "F32", vec![rows], rows * 4),
+                ]
+            }
+        }
+    }
+}
+
+/// Writes the float tensors of `src` (all but `skip`) to a safetensors file at `path`, each
+/// converted as [`stored_as`] says, reading one tensor at a time.
+fn write_safetensors<R: crate::weights::ReadAt>(
+    src: &Checkpoint<R>,
+    path: PathBuf,
+    file: &'static str,
+    dtype: PackDtype,
+    metadata: &BTreeMap<String, String>,
+    report: &mut Vec<TensorReport>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PackFile> {
+    let mut plan = Vec::new();
+    for name in src.names() {
+        let Some(e) = src.entry(name) else { continue };
+        if name.starts_with("pooler.") || name.starts_with("roberta.pooler.") || name.ends_with(SCALE_SUFFIX) {
+            continue;
+        }
+        if !matches!(e.dtype, DType::F32 | DType::F16 | DType::BF16 | DType::I8) {
+            continue; // int64 buffers (position_ids)
+        }
+        plan.push(Planned { name: name.to_string(), shape: e.shape.clone(), stored: stored_as(name, &e.shape, dtype) });
+    }
+    // Header: entries in the order their data follows.
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for p in &plan {
+        for (name, dt, shape, bytes) in p.entries() {
+            header.insert(name, json!({"dtype": dt, "shape": shape, "data_offsets": [offset, offset + bytes]}));
+            offset += bytes;
+        }
+    }
+    header.insert("__metadata__".into(), json!(metadata));
+    let mut header = serde_json::to_vec(&header).map_err(|e| Error::Io(e.to_string()))?;
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+    let mut out = HashedWriter::create(path)?;
+    out.write(&(header.len() as u64).to_le_bytes())?;
+    out.write(&header)?;
+    for p in &plan {
+        progress(&p.name);
+        let t = src.tensor(&p.name)?;
+        let (max_abs_err, rel_rms_err) = match p.stored {
+            Stored::F16 => {
+                let h: Vec<half::f16> = t.data.iter().map(|&v| half::f16::from_f32(v)).collect();
+                out.write(bytemuck::cast_slice(&h))?;
+                errors(&t.data, h.iter().map(|v| v.to_f32()))
+            }
+            Stored::I8Rows => {
+                let row = p.numel() / p.shape[0].max(1);
+                let (q, scales) = quantize_rows(&t.data, row);
+                out.write(bytemuck::cast_slice(&q))?;
+                out.write(bytemuck::cast_slice(&scales))?;
+                errors(&t.data, q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / row.max(1)]))
+            }
+        };
+        report.push(TensorReport {
+            file,
+            name: p.name.clone(),
+            shape: p.shape.clone(),
+            stored: p.stored,
+            max_abs_err,
+            rel_rms_err,
+        });
+    }
+    out.finish()
+}
+
+/// Converts the model folder `src` (BAAI's layout, or another pack) into a pack at `out`.
+/// `progress` gets each tensor's name as it is converted.
+pub fn convert(src: &Path, out: &Path, dtype: PackDtype, progress: &mut dyn FnMut(&str)) -> Result<ConvertReport> {
+    if !src.is_dir() {
+        return Err(Error::Io(format!("model folder {} does not exist", src.display())));
+    }
+    if out.exists() && std::fs::read_dir(out).map_err(|e| io_err(out, e))?.next().is_some() {
+        return Err(Error::Io(format!("{} exists and is not empty: refusing to write a pack into it", out.display())));
+    }
+    // Checked before anything is written.
+    let config = std::fs::read(src.join("config.json")).map_err(|e| io_err(&src.join("config.json"), e))?;
+    crate::config::ModelConfig::from_json(&config)?;
+    let tokenizer = std::fs::read(src.join("tokenizer.json")).map_err(|e| io_err(&src.join("tokenizer.json"), e))?;
+    crate::tokenizer::Tokenizer::from_bytes(&tokenizer)?;
+    let open = |p: &Path| -> Result<Checkpoint<std::fs::File>> {
+        let f = std::fs::File::open(p).map_err(|e| io_err(p, e))?;
+        Checkpoint::open(f).map_err(|e| e.in_file(&p.display().to_string()))
+    };
+    let encoder_src = encoder_path(src, WeightsFile::Auto)?;
+    let colbert_src = head_path(src, "colbert_linear")?;
+    let sparse_src = head_path(src, "sparse_linear")?;
+    let (encoder, colbert, sparse) = (open(&encoder_src)?, open(&colbert_src)?, open(&sparse_src)?);
+
+    let mut source_hashes = serde_json::Map::new();
+    for p in [&src.join("config.json"), &src.join("tokenizer.json"), &encoder_src, &colbert_src, &sparse_src] {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        source_hashes.insert(name, json!(sha256_file(p)?));
+    }
+
+    std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
+    let mut metadata = BTreeMap::new();
+    metadata.insert("format".to_string(), "pt".to_string());
+    metadata.insert("m3.pack_version".to_string(), PACK_VERSION.to_string());
+    metadata.insert("m3.dtype".to_string(), dtype.name().to_string());
+    metadata.insert(
+        "m3.quantization".to_string(),
+        match dtype {
+            PackDtype::F16 => "every float tensor f16 (round to nearest)".to_string(),
+            PackDtype::Int8 => format!(
+                "linear weights of every layer int8 per output channel, word embeddings int8 per row: symmetric, \
+                 scale = max|row|/127 in <name>{SCALE_SUFFIX} (f32), value = q * scale; other tensors f16"
+            ),
+        },
+    );
+    let mut heads_meta = metadata.clone();
+    heads_meta.insert("m3.quantization".into(), "f16 (round to nearest)".into());
+
+    let mut files = Vec::new();
+    let mut tensors = Vec::new();
+    for (name, bytes) in [("config.json", &config), ("tokenizer.json", &tokenizer)] {
+        let mut w = HashedWriter::create(out.join(name))?;
+        w.write(bytes)?;
+        files.push(w.finish()?);
+    }
+    let enc = write_safetensors(
+        &encoder,
+        out.join("model.safetensors"),
+        "model.safetensors",
+        dtype,
+        &metadata,
+        &mut tensors,
+        progress,
+    )?;
+    files.push(enc);
+    for (ckpt, name) in [(&colbert, "colbert_linear.safetensors"), (&sparse, "sparse_linear.safetensors")] {
+        files.push(write_safetensors(ckpt, out.join(name), name, PackDtype::F16, &heads_meta, &mut tensors, progress)?);
+    }
+    let manifest = json!({
+        "format": "bge-m3-pack",
+        "version": PACK_VERSION,
+        "dtype": dtype.name(),
+        "quantization": metadata["m3.quantization"],
+        "source": source_hashes,
+        "files": files.iter().map(|f| (f.name.clone(), json!({"size": f.size, "sha256": f.sha256}))).collect::<serde_json::Map<_, _>>(),
+    });
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Io(e.to_string()))?;
+    std::fs::write(out.join(MANIFEST), text + "\n").map_err(|e| io_err(&out.join(MANIFEST), e))?;
+    Ok(ConvertReport { files, tensors })
+}
