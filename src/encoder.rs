@@ -12,8 +12,8 @@ use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::gpu::flush_uploads;
 use crate::kernels::{LinearKernel, attention_kernel_fits, attention_register_4x4};
-use crate::kernels::{linear_register_4x4, register_kernel_fits};
-use crate::weights::{HostTensor, TensorSource, expect_shape};
+use crate::kernels::{linear_q8_register, linear_register_4x4, pack_i8_columns, register_kernel_fits};
+use crate::weights::{HostTensor, Int8Rows, TensorSource, expect_shape};
 
 /// Most bytes one feed-forward block may take: keeps the peak activation memory
 /// of an 8192-token text far under 1 GiB and every buffer under WebGPU's default 128 MiB binding.
@@ -35,11 +35,43 @@ fn upload<const D: usize>(t: HostTensor, shape: [usize; D], device: &Device) -> 
     Tensor::from_data(TensorData::new(t.data, shape), device)
 }
 
+/// Whether `device` is a wgpu device (else burn's CPU backend, flex).
+pub fn is_wgpu(device: &Device) -> bool {
+    *device != Device::flex()
+}
+
+/// A linear layer's weight, as it lives between forward passes.
+#[allow(clippy::large_enum_variant)] // a few hundred of them per model
+enum Weight {
+    /// f32 on the device: [in, out].
+    F32(Tensor<2>),
+    /// int8 on a wgpu device: `words` [in, out / 4] (four int8 columns per 32-bit word,
+    /// [`pack_i8_columns`]) and the per-output-channel `scale` [1, out]; `matmul_4x4_q8` reads
+    /// them as they are: no f32 copy of the matrix exists.
+    Int8Gpu { words: Tensor<2, Int>, scale: Tensor<2> },
+    /// int8 in host memory (the CPU backend): `q_t` [in, out] (transposed), `scale` [out].
+    /// Dequantized for each forward pass, one matrix at a time.
+    Int8Host { q_t: Vec<i8>, scale: Vec<f32>, device: Device },
+}
+
 /// `torch.nn.Linear`: y = x W^T + b. PyTorch stores W as [out, in]; kept here as [in, out].
 pub struct Linear {
-    weight: Tensor<2>, // [in, out]
-    bias: Tensor<2>,   // [1, out]
+    weight: Weight,
+    bias: Tensor<2>, // [1, out]
     kernel: LinearKernel,
+    d_in: usize,
+    d_out: usize,
+}
+
+/// Row-major [rows, cols] -> [cols, rows].
+fn transpose<T: Copy + Default>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut t = vec![T::default(); m.len()];
+    for (r, row) in m.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            t[c * rows + r] = v;
+        }
+    }
+    t
 }
 
 impl Linear {
@@ -55,28 +87,76 @@ impl Linear {
         let key = |name: &str| {
             if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
         };
-        let w = load(src, &key("weight"), &[d_out, d_in])?;
         let b = load(src, &key("bias"), &[d_out])?;
+        let bias = upload(b, [1, d_out], device);
+        let w_key = key("weight");
+        expect_shape(&w_key, &src.shape(&w_key)?, &[d_out, d_in])?;
         // Transposed on the host: a row-major [in, out] operand, not a strided view of [out, in]
         // (the matmul kernels load contiguous rows far faster).
-        let mut w_t = vec![0f32; w.data.len()];
-        for (o, row) in w.data.chunks_exact(d_in).enumerate() {
-            for (i, &v) in row.iter().enumerate() {
-                w_t[i * d_out + o] = v;
+        let weight = match src.int8(&w_key)? {
+            Some(q) if is_wgpu(device) && register_kernel_fits(d_in, d_out) => {
+                let words = pack_i8_columns(&transpose(&q.q, d_out, d_in));
+                let scale = upload(HostTensor { shape: vec![1, d_out], data: q.scales }, [1, d_out], device);
+                let words = Tensor::from_data(TensorData::new(words, [d_in, d_out / 4]), device);
+                Weight::Int8Gpu { words, scale }
             }
-        }
+            Some(q) => Weight::Int8Host { q_t: transpose(&q.q, d_out, d_in), scale: q.scales, device: device.clone() },
+            None => {
+                let w = src.tensor(&w_key)?;
+                let w_t = transpose(&w.data, d_out, d_in);
+                Weight::F32(upload(HostTensor { shape: vec![d_in, d_out], data: w_t }, [d_in, d_out], device))
+            }
+        };
         Ok(Linear {
-            weight: upload(HostTensor { shape: vec![d_in, d_out], data: w_t }, [d_in, d_out], device),
-            bias: upload(b, [1, d_out], device),
+            weight,
+            bias,
             kernel: if register_kernel_fits(d_in, d_out) { kernel } else { LinearKernel::Burn },
+            d_in,
+            d_out,
         })
+    }
+
+    /// How the weight is stored: "f32" or "int8".
+    pub fn dtype(&self) -> &'static str {
+        match self.weight {
+            Weight::F32(_) => "f32",
+            Weight::Int8Gpu { .. } | Weight::Int8Host { .. } => "int8",
+        }
+    }
+
+    /// Bytes the weight and bias take on the device between forward passes.
+    pub fn device_bytes(&self) -> usize {
+        let w = match &self.weight {
+            Weight::F32(_) => self.d_in * self.d_out * 4,
+            Weight::Int8Gpu { .. } => self.d_in * self.d_out + self.d_out * 4,
+            Weight::Int8Host { .. } => 0,
+        };
+        w + self.d_out * 4
+    }
+
+    /// Bytes the weight takes in host memory between forward passes.
+    pub fn host_bytes(&self) -> usize {
+        match &self.weight {
+            Weight::Int8Host { q_t, scale, .. } => q_t.len() + scale.len() * 4,
+            _ => 0,
+        }
     }
 
     /// x: [N, in] -> [N, out]
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        match self.kernel {
-            LinearKernel::Burn => x.matmul(self.weight.clone()) + self.bias.clone(),
-            LinearKernel::Register4x4 => linear_register_4x4(x, self.weight.clone(), self.bias.clone()),
+        match (&self.weight, self.kernel) {
+            (Weight::F32(w), LinearKernel::Burn) => x.matmul(w.clone()) + self.bias.clone(),
+            (Weight::F32(w), LinearKernel::Register4x4) => linear_register_4x4(x, w.clone(), self.bias.clone()),
+            (Weight::Int8Gpu { words, scale }, _) => {
+                linear_q8_register(x, words.clone(), scale.clone(), self.bias.clone())
+            }
+            (Weight::Int8Host { q_t, scale, device }, _) => {
+                // [in, out] f32 for this pass only.
+                let out = self.d_out;
+                let w: Vec<f32> = q_t.iter().enumerate().map(|(i, &q)| q as f32 * scale[i % out]).collect();
+                let w = upload(HostTensor { shape: vec![self.d_in, out], data: w }, [self.d_in, out], device);
+                x.matmul(w) + self.bias.clone()
+            }
         }
     }
 }
@@ -114,10 +194,19 @@ fn int_tensor(values: Vec<i32>, device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(values, [n]), device)
 }
 
+/// The word-embedding table.
+enum WordTable {
+    /// f32 on the device in row blocks: [rows_per_block, H] each (the last may be shorter).
+    Blocks { blocks: Vec<Tensor<2>>, rows_per_block: usize },
+    /// An int8 pack's table, in host memory as stored (a quarter of the f32 size, 256 MB at
+    /// full size, none of it on the device): the rows a batch uses are dequantized on the host
+    /// and uploaded as [N, H].
+    Int8Host(Int8Rows),
+}
+
 /// `embeddings.*`: word + position + token-type embeddings, then LayerNorm.
 pub struct Embeddings {
-    word_blocks: Vec<Tensor<2>>, // [rows_per_block, H] each (the last may be shorter)
-    rows_per_block: usize,
+    word: WordTable,
     position: Tensor<2>,    // [max_positions, H]
     token_type0: Tensor<2>, // [1, H]: row 0 of token_type_embeddings (BGE-M3 has one type)
     layer_norm: LayerNorm,
@@ -129,19 +218,24 @@ impl Embeddings {
         let h = cfg.hidden_size;
         let word = "embeddings.word_embeddings.weight";
         expect_shape(word, &src.shape(word)?, &[cfg.vocab_size, h])?;
-        let rows_per_block = (EMBEDDING_BLOCK_BYTES / (h * 4)).clamp(1, cfg.vocab_size);
-        let mut word_blocks = Vec::new();
-        for start in (0..cfg.vocab_size).step_by(rows_per_block) {
-            let rows = rows_per_block.min(cfg.vocab_size - start);
-            word_blocks.push(upload(src.rows(word, start, rows)?, [rows, h], device));
-            flush_uploads(device);
-        }
+        let word = match src.int8(word)? {
+            Some(q) => WordTable::Int8Host(q),
+            None => {
+                let rows_per_block = (EMBEDDING_BLOCK_BYTES / (h * 4)).clamp(1, cfg.vocab_size);
+                let mut blocks = Vec::new();
+                for start in (0..cfg.vocab_size).step_by(rows_per_block) {
+                    let rows = rows_per_block.min(cfg.vocab_size - start);
+                    blocks.push(upload(src.rows(word, start, rows)?, [rows, h], device));
+                    flush_uploads(device);
+                }
+                WordTable::Blocks { blocks, rows_per_block }
+            }
+        };
         let position = load(src, "embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, h])?;
         let token_type = load(src, "embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h])?;
         let token_type0 = HostTensor { shape: vec![1, h], data: token_type.data[..h].to_vec() };
         Ok(Embeddings {
-            word_blocks,
-            rows_per_block,
+            word,
             position: upload(position, [cfg.max_position_embeddings, h], device),
             token_type0: upload(token_type0, [1, h], device),
             layer_norm: LayerNorm::new(src, "embeddings.LayerNorm", cfg, device)?,
@@ -166,27 +260,40 @@ impl Embeddings {
                 });
             }
         }
-        // Gather word rows block by block, then put them back in token order.
-        let mut parts = Vec::new();
-        let mut order = vec![0i32; flat.len()]; // token j -> its row in the concatenation
-        let mut next = 0;
-        for (b, block) in self.word_blocks.iter().enumerate() {
-            let lo = (b * self.rows_per_block) as u32;
-            let hi = lo + self.rows_per_block as u32;
-            let mut local = Vec::new();
-            for (j, &id) in flat.iter().enumerate() {
-                if (lo..hi).contains(&id) {
-                    local.push((id - lo) as i32);
-                    order[j] = next;
-                    next += 1;
+        let word = match &self.word {
+            WordTable::Blocks { blocks, rows_per_block } => {
+                // Gather word rows block by block, then put them back in token order.
+                let mut parts = Vec::new();
+                let mut order = vec![0i32; flat.len()]; // token j -> its row in the concatenation
+                let mut next = 0;
+                for (b, block) in blocks.iter().enumerate() {
+                    let lo = (b * rows_per_block) as u32;
+                    let hi = lo + *rows_per_block as u32;
+                    let mut local = Vec::new();
+                    for (j, &id) in flat.iter().enumerate() {
+                        if (lo..hi).contains(&id) {
+                            local.push((id - lo) as i32);
+                            order[j] = next;
+                            next += 1;
+                        }
+                    }
+                    if !local.is_empty() {
+                        parts.push(block.clone().select(0, int_tensor(local, device)));
+                    }
                 }
+                let word = if parts.len() == 1 { parts.pop().unwrap() } else { Tensor::cat(parts, 0) };
+                word.select(0, int_tensor(order, device))
             }
-            if !local.is_empty() {
-                parts.push(block.clone().select(0, int_tensor(local, device)));
+            WordTable::Int8Host(t) => {
+                let h = t.shape[1];
+                let mut rows = Vec::with_capacity(flat.len() * h);
+                for &id in &flat {
+                    let (id, scale) = (id as usize, t.scales[id as usize]);
+                    rows.extend(t.q[id * h..(id + 1) * h].iter().map(|&q| q as f32 * scale));
+                }
+                upload(HostTensor { shape: vec![flat.len(), h], data: rows }, [flat.len(), h], device)
             }
-        }
-        let word = if parts.len() == 1 { parts.pop().unwrap() } else { Tensor::cat(parts, 0) };
-        let word = word.select(0, int_tensor(order, device));
+        };
         let x = word + self.position.clone().select(0, int_tensor(positions, device)) + self.token_type0.clone();
         self.layer_norm.forward(x)
     }
@@ -315,6 +422,14 @@ pub struct Layer {
     feed_forward: FeedForward,
 }
 
+/// See [`Encoder::storage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightStorage {
+    pub dtype: &'static str,
+    pub device_bytes: usize,
+    pub host_bytes: usize,
+}
+
 /// The whole encoder: embeddings, then `num_hidden_layers` layers.
 pub struct Encoder {
     embeddings: Embeddings,
@@ -344,6 +459,34 @@ impl Encoder {
             progress(i + 2, total);
         }
         Ok(Encoder { embeddings, layers })
+    }
+
+    /// How the encoder's weights are held: the linear layers' storage type ("f32" or "int8")
+    /// and the bytes of weights on the device and in host memory (counted from shapes, between
+    /// forward passes; LayerNorms and biases included, the heads not).
+    pub fn storage(&self, cfg: &ModelConfig) -> WeightStorage {
+        let h = cfg.hidden_size;
+        let linears: Vec<&Linear> = self
+            .layers
+            .iter()
+            .flat_map(|l| {
+                let (a, f) = (&l.attention, &l.feed_forward);
+                [&a.query, &a.key, &a.value, &a.output, &f.intermediate, &f.output]
+            })
+            .collect();
+        let (mut device, mut host) = (0, 0);
+        for l in &linears {
+            device += l.device_bytes();
+            host += l.host_bytes();
+        }
+        let layer_norms = (2 * self.layers.len() + 1) * 2 * h * 4;
+        device += layer_norms + (cfg.max_position_embeddings + 1) * h * 4;
+        match &self.embeddings.word {
+            WordTable::Blocks { .. } => device += cfg.vocab_size * h * 4,
+            WordTable::Int8Host(t) => host += t.q.len() + t.scales.len() * 4,
+        }
+        let dtype = if linears.iter().any(|l| l.dtype() == "int8") { "int8" } else { "f32" };
+        WeightStorage { dtype, device_bytes: device, host_bytes: host }
     }
 
     /// ids: B rows of T ids, `lengths[i]` real tokens in row i (the rest is padding).

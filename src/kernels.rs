@@ -132,6 +132,77 @@ fn matmul_4x4(
     }
 }
 
+/// The 4 signed bytes of `word` (byte j = column j), as f32: int8 weights unpacked in registers.
+#[cube]
+fn unpack_i8x4(word: u32) -> Vec4 {
+    let mut v = Vec4::empty();
+    // byte - 256 * (top bit): two's complement without signed shifts.
+    let b0 = word & 255u32;
+    let b1 = (word >> 8u32) & 255u32;
+    let b2 = (word >> 16u32) & 255u32;
+    let b3 = word >> 24u32;
+    v.insert(0usize, f32::cast_from(b0) - 256.0 * f32::cast_from(b0 >> 7u32));
+    v.insert(1usize, f32::cast_from(b1) - 256.0 * f32::cast_from(b1 >> 7u32));
+    v.insert(2usize, f32::cast_from(b2) - 256.0 * f32::cast_from(b2 >> 7u32));
+    v.insert(3usize, f32::cast_from(b3) - 256.0 * f32::cast_from(b3 >> 7u32));
+    v
+}
+
+/// out[m, :] = (a[m, :] Q) * scale + bias for an int8 weight: a [rows, 4 * k4], Q [4 * k4, 4 * n4]
+/// held as one u32 word per 4 columns (`words` [4 * k4, n4], byte j = column 4 c + j), scale and
+/// bias one row of n4 vec4s. The weight is never expanded: each unit unpacks the words it reads
+/// in registers and applies the column scales once, after the k loop (they factor out of it).
+#[cube(launch_unchecked)]
+fn matmul_4x4_q8(
+    a: &Tensor<Vec4>,
+    words: &Tensor<u32>,
+    scale: &Tensor<Vec4>,
+    bias: &Tensor<Vec4>,
+    out: &mut Tensor<Vec4>,
+    rows: usize,
+    k4: usize,
+    n4: usize,
+) {
+    let col = ABSOLUTE_POS_X as usize;
+    let row0 = ABSOLUTE_POS_Y as usize * 4;
+    if col >= n4 || row0 >= rows {
+        terminate!();
+    }
+    let last = rows - 1;
+    let a0 = row0 * k4;
+    let a1 = usize::min(row0 + 1, last) * k4;
+    let a2 = usize::min(row0 + 2, last) * k4;
+    let a3 = usize::min(row0 + 3, last) * k4;
+    let zero = Vec4::new(0.0f32);
+    let mut acc0 = zero;
+    let mut acc1 = zero;
+    let mut acc2 = zero;
+    let mut acc3 = zero;
+    for kk in 0..k4 {
+        let w_row = kk * 4 * n4 + col;
+        let w0 = unpack_i8x4(words[w_row]);
+        let w1 = unpack_i8x4(words[w_row + n4]);
+        let w2 = unpack_i8x4(words[w_row + 2 * n4]);
+        let w3 = unpack_i8x4(words[w_row + 3 * n4]);
+        acc0 = row_times_w(acc0, a[a0 + kk], w0, w1, w2, w3);
+        acc1 = row_times_w(acc1, a[a1 + kk], w0, w1, w2, w3);
+        acc2 = row_times_w(acc2, a[a2 + kk], w0, w1, w2, w3);
+        acc3 = row_times_w(acc3, a[a3 + kk], w0, w1, w2, w3);
+    }
+    let s = scale[col];
+    let add = bias[col];
+    out[row0 * n4 + col] = acc0 * s + add;
+    if row0 + 1 < rows {
+        out[(row0 + 1) * n4 + col] = acc1 * s + add;
+    }
+    if row0 + 2 < rows {
+        out[(row0 + 2) * n4 + col] = acc2 * s + add;
+    }
+    if row0 + 3 < rows {
+        out[(row0 + 3) * n4 + col] = acc3 * s + add;
+    }
+}
+
 /// softmax over each row of x [rows, 4 * t4], in place: one unit per row.
 #[cube(launch_unchecked)]
 fn softmax_rows(x: &mut Tensor<Vec4>, rows: usize, t4: usize) {
@@ -263,6 +334,51 @@ pub fn linear_register_4x4(x: BurnTensor<2>, weight: BurnTensor<2>, bias: BurnTe
         1.0,
     );
     BurnTensor::from_primitive::<Wgpu>(out)
+}
+
+/// x [N, in] · Q [in, out] * scale [1, out] + bias [1, out] -> [N, out] with `matmul_4x4_q8`:
+/// `words` [in, out / 4] (an Int tensor: four int8 columns per 32-bit word, see
+/// [`pack_i8_columns`]). wgpu tensors only, with `register_kernel_fits(in, out)`.
+pub fn linear_q8_register(
+    x: BurnTensor<2>,
+    words: burn::tensor::Tensor<2, burn::tensor::Int>,
+    scale: BurnTensor<2>,
+    bias: BurnTensor<2>,
+) -> BurnTensor<2> {
+    let [rows, d_in] = x.dims();
+    let [_, n4] = words.dims();
+    let (x, scale, bias) = (primitive(x), primitive(scale), primitive(bias));
+    let words = into_contiguous(words.try_into_primitive::<Wgpu>().expect("the register kernels run on wgpu tensors"));
+    let out = empty_f32(&x, [rows, n4 * 4]);
+    let count = CubeCount::Static(
+        n4.div_ceil(GROUP_COLS as usize) as u32,
+        rows.div_ceil(4).div_ceil(GROUP_ROWS as usize) as u32,
+        1,
+    );
+    // SAFETY: columns stop at n4, rows past `rows` are clamped (reads) or skipped (writes), k
+    // stops at d_in / 4 vec4s of x; words holds d_in rows of n4 words.
+    unsafe {
+        matmul_4x4_q8::launch_unchecked(
+            &out.client,
+            count,
+            CubeDim::new_2d(GROUP_COLS, GROUP_ROWS),
+            x.into_tensor_arg(),
+            words.into_tensor_arg(),
+            scale.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            rows,
+            d_in / 4,
+            n4,
+        );
+    }
+    BurnTensor::from_primitive::<Wgpu>(out)
+}
+
+/// int8 values of a row-major [rows, cols] matrix (cols a multiple of 4) packed four columns to
+/// a word, column 4 c + j in byte j of word c: [rows, cols / 4], as `matmul_4x4_q8` reads them.
+pub fn pack_i8_columns(q: &[i8]) -> Vec<i32> {
+    q.chunks_exact(4).map(|b| i32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])).collect()
 }
 
 /// Whether [`attention_register_4x4`] takes these shapes.

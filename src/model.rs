@@ -4,7 +4,7 @@
 use burn::tensor::{Device, Tensor};
 
 use crate::config::ModelConfig;
-use crate::encoder::Encoder;
+use crate::encoder::{Encoder, WeightStorage};
 use crate::error::{Error, Result};
 use crate::heads::{ColbertHead, SparseHead, l2_normalize, lexical_weights};
 use crate::kernels::LinearKernel;
@@ -208,6 +208,11 @@ impl BgeM3 {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// How the encoder's weights are held (storage type, bytes on the device and in host memory).
+    pub fn weight_storage(&self) -> WeightStorage {
+        self.encoder.storage(&self.config)
     }
 
     /// How texts are cut under `opts`, checked against the model's limit.

@@ -80,6 +80,14 @@ impl DType {
     }
 }
 
+/// An int8 matrix as stored: value `[r, c]` = `q[r * cols + c] * scales[r]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Int8Rows {
+    pub shape: [usize; 2],
+    pub q: Vec<i8>,
+    pub scales: Vec<f32>,
+}
+
 /// The tensor holding the per-row scales of int8 tensor `name` is `name` + this.
 pub const SCALE_SUFFIX: &str = ".scale";
 
@@ -272,11 +280,10 @@ impl<R: ReadAt> Checkpoint<R> {
         Ok(HostTensor { shape, data })
     }
 
-    /// Multiplies int8 values `data` (rows `first..` of tensor `name`, row-major) by their rows'
-    /// scales, read from `name` + [`SCALE_SUFFIX`] (f32 or f16, shape `[rows]`, finite).
-    fn dequantize(&self, name: &str, e: &TensorEntry, first: usize, data: &mut [f32]) -> Result<()> {
+    /// The per-row scales `first..first + n` of int8 tensor `name` (`e`), from `name` +
+    /// [`SCALE_SUFFIX`]: f32 or f16, shape `[rows]`, finite.
+    fn scales(&self, name: &str, e: &TensorEntry, first: usize, n: usize) -> Result<Vec<f32>> {
         let rows = *e.shape.first().unwrap_or(&1);
-        let row = checked_numel(&e.shape).unwrap_or(0).checked_div(rows).unwrap_or(0);
         let scale_name = format!("{name}{SCALE_SUFFIX}");
         let s = self
             .entries
@@ -288,15 +295,46 @@ impl<R: ReadAt> Checkpoint<R> {
                 s.dtype, s.shape
             )));
         }
-        let n = data.len().checked_div(row).unwrap_or(0);
         let scales = self.read_elements(&scale_name, s, first, n)?;
         if let Some(bad) = scales.iter().find(|v| !v.is_finite()) {
             return Err(Error::Format(format!("{scale_name} holds {bad}: scales must be finite")));
         }
+        Ok(scales)
+    }
+
+    /// Multiplies int8 values `data` (rows `first..` of tensor `name`, row-major) by their rows'
+    /// scales.
+    fn dequantize(&self, name: &str, e: &TensorEntry, first: usize, data: &mut [f32]) -> Result<()> {
+        let rows = *e.shape.first().unwrap_or(&1);
+        let row = checked_numel(&e.shape).unwrap_or(0).checked_div(rows).unwrap_or(0);
+        let n = data.len().checked_div(row).unwrap_or(0);
+        let scales = self.scales(name, e, first, n)?;
         for (values, scale) in data.chunks_mut(row.max(1)).zip(&scales) {
             values.iter_mut().for_each(|v| *v *= scale);
         }
         Ok(())
+    }
+
+    /// Tensor `name` as stored, when it is a contiguous int8 matrix with per-row scales (an int8
+    /// pack's linear weights and word embeddings): the model keeps these compact. `None` for any
+    /// other dtype or layout (read those with [`Checkpoint::read`]).
+    pub fn read_int8(&self, name: &str) -> Result<Option<Int8Rows>> {
+        let e = self.lookup(name)?;
+        if e.dtype != DType::I8 || e.shape.len() != 2 || Some(&e.strides) != contiguous_strides(&e.shape).as_ref() {
+            return Ok(None);
+        }
+        let (rows, cols) = (e.shape[0], e.shape[1]);
+        let numel = rows.checked_mul(cols).ok_or_else(|| Error::Format(format!("tensor {name}: shape overflows")))?;
+        if numel as u64 > e.storage_bytes {
+            return Err(Error::Format(format!(
+                "tensor {name} needs {numel} bytes but its storage holds {} (file truncated or corrupt)",
+                e.storage_bytes
+            )));
+        }
+        let mut q = vec![0i8; numel];
+        self.source.read_at(e.base, bytemuck::cast_slice_mut(&mut q))?;
+        let scales = self.scales(name, e, 0, rows)?;
+        Ok(Some(Int8Rows { shape: [rows, cols], q, scales }))
     }
 
     fn lookup(&self, name: &str) -> Result<&TensorEntry> {
@@ -375,6 +413,8 @@ pub trait TensorSource {
     fn shape(&self, name: &str) -> Result<Vec<usize>>;
     /// Rows `start..start + count` along the first dimension of tensor `name`.
     fn rows(&self, name: &str, start: usize, count: usize) -> Result<HostTensor>;
+    /// Tensor `name` as stored, if it is an int8 matrix with per-row scales (else `None`).
+    fn int8(&self, name: &str) -> Result<Option<Int8Rows>>;
 }
 
 impl<R: ReadAt> Checkpoint<R> {
@@ -401,6 +441,9 @@ impl<R: ReadAt> TensorSource for Checkpoint<R> {
     }
     fn rows(&self, name: &str, start: usize, count: usize) -> Result<HostTensor> {
         self.read_rows(&self.key(name), start, count)
+    }
+    fn int8(&self, name: &str) -> Result<Option<Int8Rows>> {
+        self.read_int8(&self.key(name))
     }
 }
 
