@@ -12,8 +12,9 @@ use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::gpu::flush_uploads;
 use crate::kernels::{LinearKernel, attention_kernel_fits, attention_register_4x4};
-use crate::kernels::{linear_q8_register, linear_register_4x4, pack_i8_columns, register_kernel_fits};
-use crate::weights::{HostTensor, Int8Rows, TensorSource, expect_shape};
+use crate::kernels::{linear_h16_register, linear_q8_register, linear_register_4x4};
+use crate::kernels::{pack_f16_columns, pack_i8_columns, register_kernel_fits};
+use crate::weights::{F16Matrix, HostTensor, Int8Rows, TensorSource, expect_shape};
 
 /// Most bytes one feed-forward block may take: keeps the peak activation memory
 /// of an 8192-token text far under 1 GiB and every buffer under WebGPU's default 128 MiB binding.
@@ -52,6 +53,11 @@ enum Weight {
     /// int8 in host memory (the CPU backend): `q_t` [in, out] (transposed), `scale` [out].
     /// Dequantized for each forward pass, one matrix at a time.
     Int8Host { q_t: Vec<i8>, scale: Vec<f32>, device: Device },
+    /// f16 on a wgpu device: `words` [in, out / 2] (two f16 columns per 32-bit word,
+    /// [`pack_f16_columns`]), read by `matmul_4x4_h16` as they are.
+    F16Gpu { words: Tensor<2, Int> },
+    /// f16 in host memory (the CPU backend): `w_t` [in, out], widened for each forward pass.
+    F16Host { w_t: Vec<half::f16>, device: Device },
 }
 
 /// `torch.nn.Linear`: y = x W^T + b. PyTorch stores W as [out, in]; kept here as [in, out].
@@ -87,10 +93,10 @@ impl Linear {
         let key = |name: &str| {
             if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
         };
-        let b = load(src, &key("bias"), &[d_out])?;
-        let bias = upload(b, [1, d_out], device);
         let w_key = key("weight");
         expect_shape(&w_key, &src.shape(&w_key)?, &[d_out, d_in])?;
+        let b = load(src, &key("bias"), &[d_out])?;
+        let bias = upload(b, [1, d_out], device);
         // Transposed on the host: a row-major [in, out] operand, not a strided view of [out, in]
         // (the matmul kernels load contiguous rows far faster).
         let weight = match src.int8(&w_key)? {
@@ -101,11 +107,21 @@ impl Linear {
                 Weight::Int8Gpu { words, scale }
             }
             Some(q) => Weight::Int8Host { q_t: transpose(&q.q, d_out, d_in), scale: q.scales, device: device.clone() },
-            None => {
-                let w = src.tensor(&w_key)?;
-                let w_t = transpose(&w.data, d_out, d_in);
-                Weight::F32(upload(HostTensor { shape: vec![d_in, d_out], data: w_t }, [d_in, d_out], device))
-            }
+            None => match src.f16(&w_key)? {
+                Some(m) if is_wgpu(device) && register_kernel_fits(d_in, d_out) => {
+                    let words = pack_f16_columns(&transpose(&m.bits, d_out, d_in));
+                    Weight::F16Gpu { words: Tensor::from_data(TensorData::new(words, [d_in, d_out / 2]), device) }
+                }
+                Some(m) => {
+                    let w_t = transpose(&m.bits, d_out, d_in).into_iter().map(half::f16::from_bits).collect();
+                    Weight::F16Host { w_t, device: device.clone() }
+                }
+                None => {
+                    let w = src.tensor(&w_key)?;
+                    let w_t = transpose(&w.data, d_out, d_in);
+                    Weight::F32(upload(HostTensor { shape: vec![d_in, d_out], data: w_t }, [d_in, d_out], device))
+                }
+            },
         };
         Ok(Linear {
             weight,
@@ -116,11 +132,12 @@ impl Linear {
         })
     }
 
-    /// How the weight is stored: "f32" or "int8".
+    /// How the weight is stored: "f32", "f16" or "int8".
     pub fn dtype(&self) -> &'static str {
         match self.weight {
             Weight::F32(_) => "f32",
             Weight::Int8Gpu { .. } | Weight::Int8Host { .. } => "int8",
+            Weight::F16Gpu { .. } | Weight::F16Host { .. } => "f16",
         }
     }
 
@@ -129,7 +146,8 @@ impl Linear {
         let w = match &self.weight {
             Weight::F32(_) => self.d_in * self.d_out * 4,
             Weight::Int8Gpu { .. } => self.d_in * self.d_out + self.d_out * 4,
-            Weight::Int8Host { .. } => 0,
+            Weight::F16Gpu { .. } => self.d_in * self.d_out * 2,
+            Weight::Int8Host { .. } | Weight::F16Host { .. } => 0,
         };
         w + self.d_out * 4
     }
@@ -138,6 +156,7 @@ impl Linear {
     pub fn host_bytes(&self) -> usize {
         match &self.weight {
             Weight::Int8Host { q_t, scale, .. } => q_t.len() + scale.len() * 4,
+            Weight::F16Host { w_t, .. } => w_t.len() * 2,
             _ => 0,
         }
     }
@@ -155,6 +174,13 @@ impl Linear {
                 let out = self.d_out;
                 let w: Vec<f32> = q_t.iter().enumerate().map(|(i, &q)| q as f32 * scale[i % out]).collect();
                 let w = upload(HostTensor { shape: vec![self.d_in, out], data: w }, [self.d_in, out], device);
+                x.matmul(w) + self.bias.clone()
+            }
+            (Weight::F16Gpu { words }, _) => linear_h16_register(x, words.clone(), self.bias.clone()),
+            (Weight::F16Host { w_t, device }, _) => {
+                let w: Vec<f32> = w_t.iter().map(|v| v.to_f32()).collect();
+                let w =
+                    upload(HostTensor { shape: vec![self.d_in, self.d_out], data: w }, [self.d_in, self.d_out], device);
                 x.matmul(w) + self.bias.clone()
             }
         }
@@ -202,6 +228,8 @@ enum WordTable {
     /// full size, none of it on the device): the rows a batch uses are dequantized on the host
     /// and uploaded as [N, H].
     Int8Host(Int8Rows),
+    /// An f16 pack's table, in host memory as stored (512 MB at full size), used the same way.
+    F16Host(F16Matrix),
 }
 
 /// `embeddings.*`: word + position + token-type embeddings, then LayerNorm.
@@ -218,9 +246,10 @@ impl Embeddings {
         let h = cfg.hidden_size;
         let word = "embeddings.word_embeddings.weight";
         expect_shape(word, &src.shape(word)?, &[cfg.vocab_size, h])?;
-        let word = match src.int8(word)? {
-            Some(q) => WordTable::Int8Host(q),
-            None => {
+        let word = match (src.int8(word)?, src.f16(word)?) {
+            (Some(q), _) => WordTable::Int8Host(q),
+            (None, Some(m)) => WordTable::F16Host(m),
+            (None, None) => {
                 let rows_per_block = (EMBEDDING_BLOCK_BYTES / (h * 4)).clamp(1, cfg.vocab_size);
                 let mut blocks = Vec::new();
                 for start in (0..cfg.vocab_size).step_by(rows_per_block) {
@@ -290,6 +319,15 @@ impl Embeddings {
                 for &id in &flat {
                     let (id, scale) = (id as usize, t.scales[id as usize]);
                     rows.extend(t.q[id * h..(id + 1) * h].iter().map(|&q| q as f32 * scale));
+                }
+                upload(HostTensor { shape: vec![flat.len(), h], data: rows }, [flat.len(), h], device)
+            }
+            WordTable::F16Host(t) => {
+                let h = t.shape[1];
+                let mut rows = Vec::with_capacity(flat.len() * h);
+                for &id in &flat {
+                    let id = id as usize;
+                    rows.extend(t.bits[id * h..(id + 1) * h].iter().map(|&b| half::f16::from_bits(b).to_f32()));
                 }
                 upload(HostTensor { shape: vec![flat.len(), h], data: rows }, [flat.len(), h], device)
             }
@@ -484,8 +522,9 @@ impl Encoder {
         match &self.embeddings.word {
             WordTable::Blocks { .. } => device += cfg.vocab_size * h * 4,
             WordTable::Int8Host(t) => host += t.q.len() + t.scales.len() * 4,
+            WordTable::F16Host(t) => host += t.bits.len() * 2,
         }
-        let dtype = if linears.iter().any(|l| l.dtype() == "int8") { "int8" } else { "f32" };
+        let dtype = linears.first().map(|l| l.dtype()).unwrap_or("f32");
         WeightStorage { dtype, device_bytes: device, host_bytes: host }
     }
 

@@ -203,6 +203,84 @@ fn matmul_4x4_q8(
     }
 }
 
+/// The f16 in the low 16 bits of `h`, as f32 (WGSL without `shader-f16` has no f16 type, and
+/// cubecl does not expose `unpack2x16float`): normal numbers rebuilt bit by bit, subnormals as
+/// mantissa * 2^-24. Packs hold finite values only (`m3 convert` refuses overflow).
+#[cube]
+fn f16_to_f32(h: u32) -> f32 {
+    let sign = (h & 32768u32) << 16u32;
+    let exp = (h >> 10u32) & 31u32;
+    let mant = h & 1023u32;
+    let normal = f32::reinterpret(sign | ((exp + 112u32) << 23u32) | (mant << 13u32));
+    let tiny = f32::cast_from(mant) * 0.000000059604645f32;
+    let tiny = select(sign != 0u32, -tiny, tiny);
+    select(exp == 0u32, tiny, normal)
+}
+
+/// Columns 4 c .. 4 c + 3 of an f16 weight row: two words, two halves each (low half first).
+#[cube]
+fn unpack_f16x4(lo: u32, hi: u32) -> Vec4 {
+    let mut v = Vec4::empty();
+    v.insert(0usize, f16_to_f32(lo & 65535u32));
+    v.insert(1usize, f16_to_f32(lo >> 16u32));
+    v.insert(2usize, f16_to_f32(hi & 65535u32));
+    v.insert(3usize, f16_to_f32(hi >> 16u32));
+    v
+}
+
+/// out[m, :] = a[m, :] W + bias for an f16 weight held as two halves per u32 word: `words`
+/// [4 * k4, 2 * n4] (column 2 c + j in half j of word c). As `matmul_4x4_q8`, the weight is
+/// unpacked in registers only.
+#[cube(launch_unchecked)]
+fn matmul_4x4_h16(
+    a: &Tensor<Vec4>,
+    words: &Tensor<u32>,
+    bias: &Tensor<Vec4>,
+    out: &mut Tensor<Vec4>,
+    rows: usize,
+    k4: usize,
+    n4: usize,
+) {
+    let col = ABSOLUTE_POS_X as usize;
+    let row0 = ABSOLUTE_POS_Y as usize * 4;
+    if col >= n4 || row0 >= rows {
+        terminate!();
+    }
+    let last = rows - 1;
+    let a0 = row0 * k4;
+    let a1 = usize::min(row0 + 1, last) * k4;
+    let a2 = usize::min(row0 + 2, last) * k4;
+    let a3 = usize::min(row0 + 3, last) * k4;
+    let n2 = 2 * n4;
+    let zero = Vec4::new(0.0f32);
+    let mut acc0 = zero;
+    let mut acc1 = zero;
+    let mut acc2 = zero;
+    let mut acc3 = zero;
+    for kk in 0..k4 {
+        let w_row = kk * 4 * n2 + 2 * col;
+        let w0 = unpack_f16x4(words[w_row], words[w_row + 1]);
+        let w1 = unpack_f16x4(words[w_row + n2], words[w_row + n2 + 1]);
+        let w2 = unpack_f16x4(words[w_row + 2 * n2], words[w_row + 2 * n2 + 1]);
+        let w3 = unpack_f16x4(words[w_row + 3 * n2], words[w_row + 3 * n2 + 1]);
+        acc0 = row_times_w(acc0, a[a0 + kk], w0, w1, w2, w3);
+        acc1 = row_times_w(acc1, a[a1 + kk], w0, w1, w2, w3);
+        acc2 = row_times_w(acc2, a[a2 + kk], w0, w1, w2, w3);
+        acc3 = row_times_w(acc3, a[a3 + kk], w0, w1, w2, w3);
+    }
+    let add = bias[col];
+    out[row0 * n4 + col] = acc0 + add;
+    if row0 + 1 < rows {
+        out[(row0 + 1) * n4 + col] = acc1 + add;
+    }
+    if row0 + 2 < rows {
+        out[(row0 + 2) * n4 + col] = acc2 + add;
+    }
+    if row0 + 3 < rows {
+        out[(row0 + 3) * n4 + col] = acc3 + add;
+    }
+}
+
 /// softmax over each row of x [rows, 4 * t4], in place: one unit per row.
 #[cube(launch_unchecked)]
 fn softmax_rows(x: &mut Tensor<Vec4>, rows: usize, t4: usize) {
@@ -373,6 +451,49 @@ pub fn linear_q8_register(
         );
     }
     BurnTensor::from_primitive::<Wgpu>(out)
+}
+
+/// x [N, in] · W [in, out] + bias [1, out] -> [N, out] with `matmul_4x4_h16`: `words`
+/// [in, out / 2] (an Int tensor: two f16 columns per 32-bit word, see [`pack_f16_columns`]).
+/// wgpu tensors only, with `register_kernel_fits(in, out)`.
+pub fn linear_h16_register(
+    x: BurnTensor<2>,
+    words: burn::tensor::Tensor<2, burn::tensor::Int>,
+    bias: BurnTensor<2>,
+) -> BurnTensor<2> {
+    let [rows, d_in] = x.dims();
+    let [_, n2] = words.dims();
+    let n4 = n2 / 2;
+    let (x, bias) = (primitive(x), primitive(bias));
+    let words = into_contiguous(words.try_into_primitive::<Wgpu>().expect("the register kernels run on wgpu tensors"));
+    let out = empty_f32(&x, [rows, n4 * 4]);
+    let count = CubeCount::Static(
+        n4.div_ceil(GROUP_COLS as usize) as u32,
+        rows.div_ceil(4).div_ceil(GROUP_ROWS as usize) as u32,
+        1,
+    );
+    // SAFETY: as linear_q8_register; words holds d_in rows of 2 * n4 words.
+    unsafe {
+        matmul_4x4_h16::launch_unchecked(
+            &out.client,
+            count,
+            CubeDim::new_2d(GROUP_COLS, GROUP_ROWS),
+            x.into_tensor_arg(),
+            words.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            rows,
+            d_in / 4,
+            n4,
+        );
+    }
+    BurnTensor::from_primitive::<Wgpu>(out)
+}
+
+/// f16 bit patterns of a row-major [rows, cols] matrix (cols even) packed two columns to a word,
+/// column 2 c + j in half j of word c: [rows, cols / 2], as `matmul_4x4_h16` reads them.
+pub fn pack_f16_columns(bits: &[u16]) -> Vec<i32> {
+    bits.chunks_exact(2).map(|h| (h[0] as u32 | (h[1] as u32) << 16) as i32).collect()
 }
 
 /// int8 values of a row-major [rows, cols] matrix (cols a multiple of 4) packed four columns to

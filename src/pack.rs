@@ -7,7 +7,7 @@
 //!   file's size and SHA-256 (what a loader checks while it streams the files).
 //!
 //! Storage types ([`stored_as`] owns the rule):
-//! - `f16`: every float tensor in f16.
+//! - `f16`: every float tensor in f16 (a value beyond f16's range is an error, not infinity).
 //! - `int8`: the encoder's linear weights (attention query/key/value/output, FFN in/out) symmetric
 //!   int8 per output channel (row of PyTorch's `[out, in]`), the word-embedding table int8 per row;
 //!   scale = max |row| / 127 in `<name>.scale` (f32, `[rows]`). LayerNorms, biases, position and
@@ -255,6 +255,12 @@ fn write_safetensors<R: crate::weights::ReadAt>(
         let (max_abs_err, rel_rms_err) = match p.stored {
             Stored::F16 => {
                 let h: Vec<half::f16> = t.data.iter().map(|&v| half::f16::from_f32(v)).collect();
+                if let Some(i) = h.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::Input(format!(
+                        "tensor {} holds {} at element {i}, beyond f16's range (65504): convert to int8 instead",
+                        p.name, t.data[i]
+                    )));
+                }
                 out.write(bytemuck::cast_slice(&h))?;
                 errors(&t.data, h.iter().map(|v| v.to_f32()))
             }

@@ -88,6 +88,13 @@ pub struct Int8Rows {
     pub scales: Vec<f32>,
 }
 
+/// An f16 matrix as stored: the IEEE half bit patterns, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct F16Matrix {
+    pub shape: [usize; 2],
+    pub bits: Vec<u16>,
+}
+
 /// The tensor holding the per-row scales of int8 tensor `name` is `name` + this.
 pub const SCALE_SUFFIX: &str = ".scale";
 
@@ -315,6 +322,28 @@ impl<R: ReadAt> Checkpoint<R> {
         Ok(())
     }
 
+    /// Tensor `name` as stored, when it is a contiguous f16 matrix: the f16 bit patterns.
+    pub fn read_f16(&self, name: &str) -> Result<Option<F16Matrix>> {
+        let e = self.lookup(name)?;
+        if e.dtype != DType::F16 || e.shape.len() != 2 || Some(&e.strides) != contiguous_strides(&e.shape).as_ref() {
+            return Ok(None);
+        }
+        let (rows, cols) = (e.shape[0], e.shape[1]);
+        let bytes = rows.checked_mul(cols).and_then(|n| n.checked_mul(2));
+        let Some(bytes) = bytes.filter(|&b| b as u64 <= e.storage_bytes) else {
+            return Err(Error::Format(format!(
+                "tensor {name}: shape {:?} needs more than its {} stored bytes (file truncated or corrupt)",
+                e.shape, e.storage_bytes
+            )));
+        };
+        let mut bits = vec![0u16; bytes / 2];
+        self.source.read_at(e.base, bytemuck::cast_slice_mut(&mut bits))?;
+        if cfg!(target_endian = "big") {
+            bits.iter_mut().for_each(|b| *b = u16::from_le(*b));
+        }
+        Ok(Some(F16Matrix { shape: [rows, cols], bits }))
+    }
+
     /// Tensor `name` as stored, when it is a contiguous int8 matrix with per-row scales (an int8
     /// pack's linear weights and word embeddings): the model keeps these compact. `None` for any
     /// other dtype or layout (read those with [`Checkpoint::read`]).
@@ -415,6 +444,8 @@ pub trait TensorSource {
     fn rows(&self, name: &str, start: usize, count: usize) -> Result<HostTensor>;
     /// Tensor `name` as stored, if it is an int8 matrix with per-row scales (else `None`).
     fn int8(&self, name: &str) -> Result<Option<Int8Rows>>;
+    /// Tensor `name` as stored, if it is an f16 matrix (else `None`).
+    fn f16(&self, name: &str) -> Result<Option<F16Matrix>>;
 }
 
 impl<R: ReadAt> Checkpoint<R> {
@@ -444,6 +475,9 @@ impl<R: ReadAt> TensorSource for Checkpoint<R> {
     }
     fn int8(&self, name: &str) -> Result<Option<Int8Rows>> {
         self.read_int8(&self.key(name))
+    }
+    fn f16(&self, name: &str) -> Result<Option<F16Matrix>> {
+        self.read_f16(&self.key(name))
     }
 }
 
