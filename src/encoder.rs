@@ -12,7 +12,7 @@ use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::gpu::flush_uploads;
 use crate::kernels::{LinearKernel, attention_kernel_fits, attention_register_4x4};
-use crate::kernels::{linear_h16_register, linear_q8_register, linear_register_4x4};
+use crate::kernels::{PackedWeight, linear_packed_register, linear_register_4x4};
 use crate::kernels::{pack_f16_columns, pack_i8_columns, register_kernel_fits};
 use crate::weights::{F16Matrix, HostTensor, Int8Rows, TensorSource, expect_shape};
 
@@ -46,16 +46,12 @@ pub fn is_wgpu(device: &Device) -> bool {
 enum Weight {
     /// f32 on the device: [in, out].
     F32(Tensor<2>),
-    /// int8 on a wgpu device: `words` [in, out / 4] (four int8 columns per 32-bit word,
-    /// [`pack_i8_columns`]) and the per-output-channel `scale` [1, out]; `matmul_4x4_q8` reads
-    /// them as they are: no f32 copy of the matrix exists.
-    Int8Gpu { words: Tensor<2, Int>, scale: Tensor<2> },
+    /// int8 or f16 on a wgpu device, packed in 32-bit words; `matmul_4x4_packed` reads them as
+    /// they are: no f32 copy of the matrix exists.
+    Gpu(PackedWeight),
     /// int8 in host memory (the CPU backend): `q_t` [in, out] (transposed), `scale` [out].
     /// Dequantized for each forward pass, one matrix at a time.
     Int8Host { q_t: Vec<i8>, scale: Vec<f32>, device: Device },
-    /// f16 on a wgpu device: `words` [in, out / 2] (two f16 columns per 32-bit word,
-    /// [`pack_f16_columns`]), read by `matmul_4x4_h16` as they are.
-    F16Gpu { words: Tensor<2, Int> },
     /// f16 in host memory (the CPU backend): `w_t` [in, out], widened for each forward pass.
     F16Host { w_t: Vec<half::f16>, device: Device },
 }
@@ -104,13 +100,14 @@ impl Linear {
                 let words = pack_i8_columns(&transpose(&q.q, d_out, d_in));
                 let scale = upload(HostTensor { shape: vec![1, d_out], data: q.scales }, [1, d_out], device);
                 let words = Tensor::from_data(TensorData::new(words, [d_in, d_out / 4]), device);
-                Weight::Int8Gpu { words, scale }
+                Weight::Gpu(PackedWeight::Int8 { words, scale })
             }
             Some(q) => Weight::Int8Host { q_t: transpose(&q.q, d_out, d_in), scale: q.scales, device: device.clone() },
             None => match src.f16(&w_key)? {
                 Some(m) if is_wgpu(device) && register_kernel_fits(d_in, d_out) => {
                     let words = pack_f16_columns(&transpose(&m.bits, d_out, d_in));
-                    Weight::F16Gpu { words: Tensor::from_data(TensorData::new(words, [d_in, d_out / 2]), device) }
+                    let words = Tensor::from_data(TensorData::new(words, [d_in, d_out / 2]), device);
+                    Weight::Gpu(PackedWeight::F16 { words })
                 }
                 Some(m) => {
                     let w_t = transpose(&m.bits, d_out, d_in).into_iter().map(half::f16::from_bits).collect();
@@ -136,8 +133,8 @@ impl Linear {
     pub fn dtype(&self) -> &'static str {
         match self.weight {
             Weight::F32(_) => "f32",
-            Weight::Int8Gpu { .. } | Weight::Int8Host { .. } => "int8",
-            Weight::F16Gpu { .. } | Weight::F16Host { .. } => "f16",
+            Weight::Gpu(PackedWeight::Int8 { .. }) | Weight::Int8Host { .. } => "int8",
+            Weight::Gpu(PackedWeight::F16 { .. }) | Weight::F16Host { .. } => "f16",
         }
     }
 
@@ -145,8 +142,8 @@ impl Linear {
     pub fn device_bytes(&self) -> usize {
         let w = match &self.weight {
             Weight::F32(_) => self.d_in * self.d_out * 4,
-            Weight::Int8Gpu { .. } => self.d_in * self.d_out + self.d_out * 4,
-            Weight::F16Gpu { .. } => self.d_in * self.d_out * 2,
+            Weight::Gpu(PackedWeight::Int8 { .. }) => self.d_in * self.d_out + self.d_out * 4,
+            Weight::Gpu(PackedWeight::F16 { .. }) => self.d_in * self.d_out * 2,
             Weight::Int8Host { .. } | Weight::F16Host { .. } => 0,
         };
         w + self.d_out * 4
@@ -166,9 +163,7 @@ impl Linear {
         match (&self.weight, self.kernel) {
             (Weight::F32(w), LinearKernel::Burn) => x.matmul(w.clone()) + self.bias.clone(),
             (Weight::F32(w), LinearKernel::Register4x4) => linear_register_4x4(x, w.clone(), self.bias.clone()),
-            (Weight::Int8Gpu { words, scale }, _) => {
-                linear_q8_register(x, words.clone(), scale.clone(), self.bias.clone())
-            }
+            (Weight::Gpu(packed), _) => linear_packed_register(x, packed, self.bias.clone()),
             (Weight::Int8Host { q_t, scale, device }, _) => {
                 // [in, out] f32 for this pass only.
                 let out = self.d_out;
@@ -176,7 +171,6 @@ impl Linear {
                 let w = upload(HostTensor { shape: vec![self.d_in, out], data: w }, [self.d_in, out], device);
                 x.matmul(w) + self.bias.clone()
             }
-            (Weight::F16Gpu { words }, _) => linear_h16_register(x, words.clone(), self.bias.clone()),
             (Weight::F16Host { w_t, device }, _) => {
                 let w: Vec<f32> = w_t.iter().map(|v| v.to_f32()).collect();
                 let w =

@@ -148,61 +148,6 @@ fn unpack_i8x4(word: u32) -> Vec4 {
     v
 }
 
-/// out[m, :] = (a[m, :] Q) * scale + bias for an int8 weight: a [rows, 4 * k4], Q [4 * k4, 4 * n4]
-/// held as one u32 word per 4 columns (`words` [4 * k4, n4], byte j = column 4 c + j), scale and
-/// bias one row of n4 vec4s. The weight is never expanded: each unit unpacks the words it reads
-/// in registers and applies the column scales once, after the k loop (they factor out of it).
-#[cube(launch_unchecked)]
-fn matmul_4x4_q8(
-    a: &Tensor<Vec4>,
-    words: &Tensor<u32>,
-    scale: &Tensor<Vec4>,
-    bias: &Tensor<Vec4>,
-    out: &mut Tensor<Vec4>,
-    rows: usize,
-    k4: usize,
-    n4: usize,
-) {
-    let col = ABSOLUTE_POS_X as usize;
-    let row0 = ABSOLUTE_POS_Y as usize * 4;
-    if col >= n4 || row0 >= rows {
-        terminate!();
-    }
-    let last = rows - 1;
-    let a0 = row0 * k4;
-    let a1 = usize::min(row0 + 1, last) * k4;
-    let a2 = usize::min(row0 + 2, last) * k4;
-    let a3 = usize::min(row0 + 3, last) * k4;
-    let zero = Vec4::new(0.0f32);
-    let mut acc0 = zero;
-    let mut acc1 = zero;
-    let mut acc2 = zero;
-    let mut acc3 = zero;
-    for kk in 0..k4 {
-        let w_row = kk * 4 * n4 + col;
-        let w0 = unpack_i8x4(words[w_row]);
-        let w1 = unpack_i8x4(words[w_row + n4]);
-        let w2 = unpack_i8x4(words[w_row + 2 * n4]);
-        let w3 = unpack_i8x4(words[w_row + 3 * n4]);
-        acc0 = row_times_w(acc0, a[a0 + kk], w0, w1, w2, w3);
-        acc1 = row_times_w(acc1, a[a1 + kk], w0, w1, w2, w3);
-        acc2 = row_times_w(acc2, a[a2 + kk], w0, w1, w2, w3);
-        acc3 = row_times_w(acc3, a[a3 + kk], w0, w1, w2, w3);
-    }
-    let s = scale[col];
-    let add = bias[col];
-    out[row0 * n4 + col] = acc0 * s + add;
-    if row0 + 1 < rows {
-        out[(row0 + 1) * n4 + col] = acc1 * s + add;
-    }
-    if row0 + 2 < rows {
-        out[(row0 + 2) * n4 + col] = acc2 * s + add;
-    }
-    if row0 + 3 < rows {
-        out[(row0 + 3) * n4 + col] = acc3 * s + add;
-    }
-}
-
 /// The f16 in the low 16 bits of `h`, as f32 (WGSL without `shader-f16` has no f16 type, and
 /// cubecl does not expose `unpack2x16float`): normal numbers rebuilt bit by bit, subnormals as
 /// mantissa * 2^-24. Packs hold finite values only (`m3 convert` refuses overflow).
@@ -228,18 +173,30 @@ fn unpack_f16x4(lo: u32, hi: u32) -> Vec4 {
     v
 }
 
-/// out[m, :] = a[m, :] W + bias for an f16 weight held as two halves per u32 word: `words`
-/// [4 * k4, 2 * n4] (column 2 c + j in half j of word c). As `matmul_4x4_q8`, the weight is
-/// unpacked in registers only.
+/// Four columns of row `at` of a packed weight, as f32: one word of four int8 (`half` false) or
+/// two words of two f16 (`half` true).
+#[cube]
+fn packed_w(words: &Tensor<u32>, at: usize, #[comptime] half: bool) -> Vec4 {
+    if half { unpack_f16x4(words[at], words[at + 1]) } else { unpack_i8x4(words[at]) }
+}
+
+/// out[m, :] = (a[m, :] W) * scale + bias for a packed weight W [4 * k4, 4 * n4]: int8 (`half`
+/// false: one u32 word per 4 columns, byte j = column 4 c + j, with per-column `scale`) or f16
+/// (`half` true: two halves per word, column 2 c + j in half j; `scale` unused). The weight is
+/// never expanded: each unit unpacks the words it reads in registers, and the int8 column
+/// scales are applied once, after the k loop (they factor out of it).
 #[cube(launch_unchecked)]
-fn matmul_4x4_h16(
+#[allow(clippy::too_many_arguments)]
+fn matmul_4x4_packed(
     a: &Tensor<Vec4>,
     words: &Tensor<u32>,
+    scale: &Tensor<Vec4>,
     bias: &Tensor<Vec4>,
     out: &mut Tensor<Vec4>,
     rows: usize,
     k4: usize,
     n4: usize,
+    #[comptime] half: bool,
 ) {
     let col = ABSOLUTE_POS_X as usize;
     let row0 = ABSOLUTE_POS_Y as usize * 4;
@@ -251,33 +208,43 @@ fn matmul_4x4_h16(
     let a1 = usize::min(row0 + 1, last) * k4;
     let a2 = usize::min(row0 + 2, last) * k4;
     let a3 = usize::min(row0 + 3, last) * k4;
-    let n2 = 2 * n4;
+    // Words per weight row, and the first word of this unit's 4 columns.
+    let mut per_row = n4;
+    let mut first = col;
+    if half {
+        per_row = 2 * n4;
+        first = 2 * col;
+    }
     let zero = Vec4::new(0.0f32);
     let mut acc0 = zero;
     let mut acc1 = zero;
     let mut acc2 = zero;
     let mut acc3 = zero;
     for kk in 0..k4 {
-        let w_row = kk * 4 * n2 + 2 * col;
-        let w0 = unpack_f16x4(words[w_row], words[w_row + 1]);
-        let w1 = unpack_f16x4(words[w_row + n2], words[w_row + n2 + 1]);
-        let w2 = unpack_f16x4(words[w_row + 2 * n2], words[w_row + 2 * n2 + 1]);
-        let w3 = unpack_f16x4(words[w_row + 3 * n2], words[w_row + 3 * n2 + 1]);
+        let w_row = kk * 4 * per_row + first;
+        let w0 = packed_w(words, w_row, half);
+        let w1 = packed_w(words, w_row + per_row, half);
+        let w2 = packed_w(words, w_row + 2 * per_row, half);
+        let w3 = packed_w(words, w_row + 3 * per_row, half);
         acc0 = row_times_w(acc0, a[a0 + kk], w0, w1, w2, w3);
         acc1 = row_times_w(acc1, a[a1 + kk], w0, w1, w2, w3);
         acc2 = row_times_w(acc2, a[a2 + kk], w0, w1, w2, w3);
         acc3 = row_times_w(acc3, a[a3 + kk], w0, w1, w2, w3);
     }
+    let mut s = Vec4::new(1.0f32);
+    if !half {
+        s = scale[col];
+    }
     let add = bias[col];
-    out[row0 * n4 + col] = acc0 + add;
+    out[row0 * n4 + col] = acc0 * s + add;
     if row0 + 1 < rows {
-        out[(row0 + 1) * n4 + col] = acc1 + add;
+        out[(row0 + 1) * n4 + col] = acc1 * s + add;
     }
     if row0 + 2 < rows {
-        out[(row0 + 2) * n4 + col] = acc2 + add;
+        out[(row0 + 2) * n4 + col] = acc2 * s + add;
     }
     if row0 + 3 < rows {
-        out[(row0 + 3) * n4 + col] = acc3 + add;
+        out[(row0 + 3) * n4 + col] = acc3 * s + add;
     }
 }
 
@@ -414,18 +381,27 @@ pub fn linear_register_4x4(x: BurnTensor<2>, weight: BurnTensor<2>, bias: BurnTe
     BurnTensor::from_primitive::<Wgpu>(out)
 }
 
-/// x [N, in] · Q [in, out] * scale [1, out] + bias [1, out] -> [N, out] with `matmul_4x4_q8`:
-/// `words` [in, out / 4] (an Int tensor: four int8 columns per 32-bit word, see
-/// [`pack_i8_columns`]). wgpu tensors only, with `register_kernel_fits(in, out)`.
-pub fn linear_q8_register(
-    x: BurnTensor<2>,
-    words: burn::tensor::Tensor<2, burn::tensor::Int>,
-    scale: BurnTensor<2>,
-    bias: BurnTensor<2>,
-) -> BurnTensor<2> {
+/// A linear layer's weight packed in 32-bit words (an Int tensor), as `matmul_4x4_packed`
+/// reads it.
+#[allow(clippy::large_enum_variant)] // a few hundred of them per model
+pub enum PackedWeight {
+    /// [in, out / 4] words of four int8 columns ([`pack_i8_columns`]) and the per-column scales
+    /// [1, out].
+    Int8 { words: burn::tensor::Tensor<2, burn::tensor::Int>, scale: BurnTensor<2> },
+    /// [in, out / 2] words of two f16 columns ([`pack_f16_columns`]).
+    F16 { words: burn::tensor::Tensor<2, burn::tensor::Int> },
+}
+
+/// x [N, in] · W [in, out] + bias [1, out] -> [N, out] with `matmul_4x4_packed`, W packed (no
+/// f32 copy of it is made). wgpu tensors only, with `register_kernel_fits(in, out)`.
+pub fn linear_packed_register(x: BurnTensor<2>, weight: &PackedWeight, bias: BurnTensor<2>) -> BurnTensor<2> {
     let [rows, d_in] = x.dims();
-    let [_, n4] = words.dims();
-    let (x, scale, bias) = (primitive(x), primitive(scale), primitive(bias));
+    let (words, scale, half) = match weight {
+        PackedWeight::Int8 { words, scale } => (words.clone(), Some(primitive(scale.clone())), false),
+        PackedWeight::F16 { words } => (words.clone(), None, true),
+    };
+    let n4 = if half { words.dims()[1] / 2 } else { words.dims()[1] };
+    let (x, bias) = (primitive(x), primitive(bias));
     let words = into_contiguous(words.try_into_primitive::<Wgpu>().expect("the register kernels run on wgpu tensors"));
     let out = empty_f32(&x, [rows, n4 * 4]);
     let count = CubeCount::Static(
@@ -433,10 +409,12 @@ pub fn linear_q8_register(
         rows.div_ceil(4).div_ceil(GROUP_ROWS as usize) as u32,
         1,
     );
+    // f16 weights have no scales: the kernel never reads its scale argument; bias stands in.
+    let scale = scale.unwrap_or_else(|| bias.clone());
     // SAFETY: columns stop at n4, rows past `rows` are clamped (reads) or skipped (writes), k
-    // stops at d_in / 4 vec4s of x; words holds d_in rows of n4 words.
+    // stops at d_in / 4 vec4s of x; words holds d_in rows of n4 (int8) or 2 n4 (f16) words.
     unsafe {
-        matmul_4x4_q8::launch_unchecked(
+        matmul_4x4_packed::launch_unchecked(
             &out.client,
             count,
             CubeDim::new_2d(GROUP_COLS, GROUP_ROWS),
@@ -448,56 +426,20 @@ pub fn linear_q8_register(
             rows,
             d_in / 4,
             n4,
-        );
-    }
-    BurnTensor::from_primitive::<Wgpu>(out)
-}
-
-/// x [N, in] · W [in, out] + bias [1, out] -> [N, out] with `matmul_4x4_h16`: `words`
-/// [in, out / 2] (an Int tensor: two f16 columns per 32-bit word, see [`pack_f16_columns`]).
-/// wgpu tensors only, with `register_kernel_fits(in, out)`.
-pub fn linear_h16_register(
-    x: BurnTensor<2>,
-    words: burn::tensor::Tensor<2, burn::tensor::Int>,
-    bias: BurnTensor<2>,
-) -> BurnTensor<2> {
-    let [rows, d_in] = x.dims();
-    let [_, n2] = words.dims();
-    let n4 = n2 / 2;
-    let (x, bias) = (primitive(x), primitive(bias));
-    let words = into_contiguous(words.try_into_primitive::<Wgpu>().expect("the register kernels run on wgpu tensors"));
-    let out = empty_f32(&x, [rows, n4 * 4]);
-    let count = CubeCount::Static(
-        n4.div_ceil(GROUP_COLS as usize) as u32,
-        rows.div_ceil(4).div_ceil(GROUP_ROWS as usize) as u32,
-        1,
-    );
-    // SAFETY: as linear_q8_register; words holds d_in rows of 2 * n4 words.
-    unsafe {
-        matmul_4x4_h16::launch_unchecked(
-            &out.client,
-            count,
-            CubeDim::new_2d(GROUP_COLS, GROUP_ROWS),
-            x.into_tensor_arg(),
-            words.into_tensor_arg(),
-            bias.into_tensor_arg(),
-            out.clone().into_tensor_arg(),
-            rows,
-            d_in / 4,
-            n4,
+            half,
         );
     }
     BurnTensor::from_primitive::<Wgpu>(out)
 }
 
 /// f16 bit patterns of a row-major [rows, cols] matrix (cols even) packed two columns to a word,
-/// column 2 c + j in half j of word c: [rows, cols / 2], as `matmul_4x4_h16` reads them.
+/// column 2 c + j in half j of word c: [rows, cols / 2], as `matmul_4x4_packed` reads them.
 pub fn pack_f16_columns(bits: &[u16]) -> Vec<i32> {
     bits.chunks_exact(2).map(|h| (h[0] as u32 | (h[1] as u32) << 16) as i32).collect()
 }
 
 /// int8 values of a row-major [rows, cols] matrix (cols a multiple of 4) packed four columns to
-/// a word, column 4 c + j in byte j of word c: [rows, cols / 4], as `matmul_4x4_q8` reads them.
+/// a word, column 4 c + j in byte j of word c: [rows, cols / 4], as `matmul_4x4_packed` reads them.
 pub fn pack_i8_columns(q: &[i8]) -> Vec<i32> {
     q.chunks_exact(4).map(|b| i32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])).collect()
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use bge_m3_web::native::{DeviceKind, KernelChoice, PickedDevice, WeightsFile, block_on, device, load_dir};
+use bge_m3_web::native::{PickedDevice, WeightsFile, block_on, load_dir};
 use bge_m3_web::weights::{Checkpoint, TensorSource};
 use bge_m3_web::{BgeM3, EncodeOptions, Error, ScoreWeights, compute_scores};
 use common::*;
@@ -23,24 +23,6 @@ fn encode_with(model: &BgeM3, texts: &[&str], opts: &EncodeOptions) -> Vec<bge_m
 
 fn encode(model: &BgeM3, texts: &[&str], batch_size: usize) -> Vec<bge_m3_web::Embedding> {
     encode_with(model, texts, &truncating(batch_size))
-}
-
-fn cpu() -> PickedDevice {
-    device(DeviceKind::Cpu, KernelChoice::Auto).unwrap()
-}
-
-/// The wgpu device, or `None` after saying why (a machine without any adapter, not even
-/// lavapipe). `M3_REQUIRE_WGPU=1` (set by scripts/test.sh, which installs lavapipe) turns a
-/// missing adapter into a failure, so that CI cannot pass these tests without running them.
-fn wgpu(test: &str) -> Option<PickedDevice> {
-    match device(DeviceKind::Gpu, KernelChoice::Auto) {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var_os("M3_REQUIRE_WGPU").is_none() => {
-            eprintln!("NOT RUN {test}: no wgpu adapter on this machine ({e})");
-            None
-        }
-        Err(e) => panic!("{test}: M3_REQUIRE_WGPU is set but no wgpu adapter was found: {e}"),
-    }
 }
 
 fn load_tiny(d: &PickedDevice, file: WeightsFile) -> BgeM3 {

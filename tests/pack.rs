@@ -11,7 +11,7 @@
 
 mod common;
 
-use bge_m3_web::native::{DeviceKind, KernelChoice, PickedDevice, WeightsFile, block_on, device, load_dir};
+use bge_m3_web::native::{PickedDevice, WeightsFile, block_on, load_dir};
 use bge_m3_web::pack::{MANIFEST, PackDtype, Stored, convert};
 use bge_m3_web::weights::{Checkpoint, DType};
 use bge_m3_web::{EncodeOptions, ScoreWeights, compute_scores};
@@ -61,7 +61,7 @@ fn measure(fixture: &str, dtype: PackDtype, on: &PickedDevice) -> (Fidelity, u64
     assert!(report.tensors.iter().any(|t| t.stored == Stored::I8Rows) == (dtype == PackDtype::Int8));
 
     let model = load_dir(&out, on, WeightsFile::Auto, &mut |_, _| {}).unwrap();
-    // int8 and f16 matrices stay so: on a wgpu device (read by matmul_4x4_q8 / _h16), or in host
+    // int8 and f16 matrices stay so: on a wgpu device (read by matmul_4x4_packed), or in host
     // memory on the CPU backend; so do the word embeddings (in host memory).
     let storage = model.weight_storage();
     let f32_model = load_dir(&fixtures().join(fixture), on, WeightsFile::Auto, &mut |_, _| {}).unwrap();
@@ -139,23 +139,6 @@ fn f32_bytes(fixture: &str) -> u64 {
         .map(|f| std::fs::metadata(dir.join(f)).unwrap().len())
         .sum::<u64>()
         + std::fs::metadata(encoder).unwrap().len()
-}
-
-fn cpu() -> PickedDevice {
-    device(DeviceKind::Cpu, KernelChoice::Auto).unwrap()
-}
-
-/// The wgpu device (lavapipe here: the register kernels, `matmul_4x4_q8` for int8), or `None`
-/// with a NOT RUN line where there is no adapter, except under `M3_REQUIRE_WGPU=1`.
-fn wgpu(test: &str) -> Option<PickedDevice> {
-    match device(DeviceKind::Gpu, KernelChoice::Auto) {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var_os("M3_REQUIRE_WGPU").is_none() => {
-            eprintln!("NOT RUN {test}: no wgpu adapter on this machine ({e})");
-            None
-        }
-        Err(e) => panic!("{test}: M3_REQUIRE_WGPU is set but no wgpu adapter was found: {e}"),
-    }
 }
 
 #[test]

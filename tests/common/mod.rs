@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use bge_m3_web::Embedding;
+use bge_m3_web::native::{DeviceKind, KernelChoice, PickedDevice, device};
 use serde_json::Value;
 
 /// `../shared/fixtures` beside the repository (CI lays it there).
@@ -67,4 +68,23 @@ pub fn check_item(label: &str, got: &Embedding, want: &Value, dim: usize, tol: f
     assert_eq!(got_colbert.len(), got.colbert_rows() * dim);
     let d = max_diff(got_colbert, &want_colbert);
     assert!(d <= tol, "{label}: colbert differs by {d}");
+}
+
+/// The CPU backend.
+pub fn cpu() -> PickedDevice {
+    device(DeviceKind::Cpu, KernelChoice::Auto).unwrap()
+}
+
+/// The wgpu device, or `None` after saying why (a machine without any adapter, not even
+/// lavapipe). `M3_REQUIRE_WGPU=1` (set by scripts/test.sh, which installs lavapipe) turns a
+/// missing adapter into a failure, so that CI cannot pass these tests without running them.
+pub fn wgpu(test: &str) -> Option<PickedDevice> {
+    match device(DeviceKind::Gpu, KernelChoice::Auto) {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var_os("M3_REQUIRE_WGPU").is_none() => {
+            eprintln!("NOT RUN {test}: no wgpu adapter on this machine ({e})");
+            None
+        }
+        Err(e) => panic!("{test}: M3_REQUIRE_WGPU is set but no wgpu adapter was found: {e}"),
+    }
 }
