@@ -44,20 +44,11 @@ fn parity(name: &str, d: &PickedDevice, file: WeightsFile) {
     }
     // compute_score over the fixture's pairs.
     let scores = &reference["scores"];
-    let pairs = scores["pairs"].as_array().unwrap();
-    let flat: Vec<&str> =
-        pairs.iter().flat_map(|p| p.as_array().unwrap().iter().map(|t| t.as_str().unwrap())).collect();
-    let embs = encode(&model, &flat, 8);
+    let embs = encode(&model, &pair_texts(&reference), 8);
     let w = ScoreWeights::default();
     for (k, pair) in embs.chunks_exact(2).enumerate() {
         let s = compute_scores(&pair[0], &pair[1], dim, w).unwrap();
-        for (name, value) in [
-            ("dense", s.dense),
-            ("sparse", s.sparse),
-            ("colbert", s.colbert),
-            ("sparse+dense", s.sparse_dense),
-            ("colbert+sparse+dense", s.colbert_sparse_dense),
-        ] {
+        for (name, value) in score_modes(&s) {
             let want = scores["result"][name][k].as_f64().unwrap() as f32;
             assert!((value - want).abs() <= TOL, "{backend} pair {k} {name}: {value} vs {want}");
         }

@@ -108,21 +108,9 @@ fn measure(fixture: &str, dtype: PackDtype, on: &PickedDevice) -> (Fidelity, u64
         }
     }
     let scores = &reference["scores"];
-    let flat: Vec<&str> = scores["pairs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p.as_array().unwrap().iter().map(|t| t.as_str().unwrap()))
-        .collect();
-    for (k, pair) in encode(&flat).chunks_exact(2).enumerate() {
+    for (k, pair) in encode(&pair_texts(&reference)).chunks_exact(2).enumerate() {
         let s = compute_scores(&pair[0], &pair[1], dim, ScoreWeights::default()).unwrap();
-        for (name, value) in [
-            ("dense", s.dense),
-            ("sparse", s.sparse),
-            ("colbert", s.colbert),
-            ("sparse+dense", s.sparse_dense),
-            ("colbert+sparse+dense", s.colbert_sparse_dense),
-        ] {
+        for (name, value) in score_modes(&s) {
             let want = scores["result"][name][k].as_f64().unwrap() as f32;
             f.score_err = f.score_err.max((value - want).abs() / want.abs().max(1.0));
         }

@@ -88,3 +88,20 @@ pub fn wgpu(test: &str) -> Option<PickedDevice> {
         Err(e) => panic!("{test}: M3_REQUIRE_WGPU is set but no wgpu adapter was found: {e}"),
     }
 }
+
+/// The texts of the reference's `compute_score` pairs, flattened: query, passage, query, ...
+pub fn pair_texts(reference: &Value) -> Vec<&str> {
+    let pairs = reference["scores"]["pairs"].as_array().unwrap();
+    pairs.iter().flat_map(|p| p.as_array().unwrap().iter().map(|t| t.as_str().unwrap())).collect()
+}
+
+/// The five scores by the names FlagEmbedding's `compute_score` gives them.
+pub fn score_modes(s: &bge_m3_web::Scores) -> [(&'static str, f32); 5] {
+    [
+        ("dense", s.dense),
+        ("sparse", s.sparse),
+        ("colbert", s.colbert),
+        ("sparse+dense", s.sparse_dense),
+        ("colbert+sparse+dense", s.colbert_sparse_dense),
+    ]
+}

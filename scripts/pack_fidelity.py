@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Packs at any size: converts a model folder to f16 and int8 packs with `m3 convert`, encodes the
+same texts with the f32 folder and each pack through `m3 encode`, and prints sizes, conversion
+times, the worst tensor errors, and how far each pack's outputs are from the f32 ones (dense and
+ColBERT cosines, sparse error relative to the text's largest weight). Standard library only.
+
+    python3 scripts/pack_fidelity.py MODEL_DIR [--out DIR] [--device cpu|wgpu] [--texts N]
+
+The full-size figures in docs/packs.md come from a random model with HF-like weights:
+    python3 scripts/random_checkpoint.py /tmp/full --tokenizer ../shared/fixtures/tiny-m3/tokenizer.json --std 0.02 --numpy
+    python3 scripts/pack_fidelity.py /tmp/full
+(our f32 path is within 2.2e-7 of FlagEmbedding on such a model, so the differences are the
+dtype's). Random weights lack a trained model's outlier channels: say so next to the figures.
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/bge-m3-target"))
+M3 = TARGET / "release/m3"
+
+TEXTS = [
+    "What is BGE M3?",
+    "BGE M3 is an embedding model supporting dense retrieval, lexical matching and multi-vector interaction.",
+    "Definition of BM25: a bag-of-words retrieval function that ranks documents by query terms.",
+    "Les modèles d'embedding multilingues projettent des phrases de langues différentes dans le même espace.",
+    "多语言向量模型可以把不同语言的句子映射到同一个空间。",
+    "Die Suchmaschine läuft vollständig im Browser; der Text verlässt die Seite nie.",
+    "Прямой поиск по плотным векторам дополняется лексическими весами.",
+    "A longer passage about hives and honey: bees collect nectar, store it in wax cells, and fan it "
+    "with their wings until enough water evaporates; the honey is then capped with wax. " * 4,
+]
+
+
+def cosine(a, b):
+    dot = sum(x * y for x, y in zip(a, b))
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(y * y for y in b))
+    return dot / max(na * nb, 1e-30)
+
+
+def encode(model, device, texts):
+    lines = "".join(json.dumps({"text": t}) + "\n" for t in texts)
+    t0 = time.time()
+    run = subprocess.run([str(M3), "encode", "--model", str(model), "--device", device],
+                         input=lines.encode(), capture_output=True, check=False)
+    if run.returncode != 0:
+        sys.exit(f"m3 encode {model}: {run.stderr.decode()}")
+    return [json.loads(l) for l in run.stdout.decode().splitlines()], time.time() - t0
+
+
+def folder_bytes(d):
+    return sum(f.stat().st_size for f in Path(d).iterdir() if f.is_file())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--out", help="where the packs go (default: MODEL-f16, MODEL-int8 beside it)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--texts", type=int, default=len(TEXTS))
+    a = ap.parse_args()
+    model = Path(a.model)
+    texts = TEXTS[: a.texts]
+    base, base_s = encode(model, a.device, texts)
+    print(f"f32  {folder_bytes(model) / 1e9:6.3f} GB  encode {base_s:6.1f} s")
+    for dtype in ("f16", "int8"):
+        pack = Path(a.out or model.parent) / f"{model.name}-{dtype}"
+        if not (pack / "m3-pack.json").exists():
+            t0 = time.time()
+            run = subprocess.run([str(M3), "convert", "--model", str(model), "--out", str(pack), "--dtype", dtype],
+                                 capture_output=True, check=False)
+            if run.returncode != 0:
+                sys.exit(f"m3 convert: {run.stderr.decode()}")
+            worst = [l for l in run.stdout.decode().splitlines() if l.startswith("worst")]
+            print(f"{dtype}: converted in {time.time() - t0:.1f} s; {worst[0] if worst else ''}")
+        got, s = encode(pack, a.device, texts)
+        dense = min(cosine(g["dense"], b["dense"]) for g, b in zip(got, base))
+        colbert = min(cosine(gr, br) for g, b in zip(got, base) for gr, br in zip(g["colbert"], b["colbert"]))
+        sparse = 0.0
+        for g, b in zip(got, base):
+            top = max(b["sparse"].values(), default=1e-6)
+            for k in set(g["sparse"]) | set(b["sparse"]):
+                sparse = max(sparse, abs(g["sparse"].get(k, 0.0) - b["sparse"].get(k, 0.0)) / top)
+        print(f"{dtype:<4} {folder_bytes(pack) / 1e9:6.3f} GB  encode {s:6.1f} s  vs f32: dense cosine >= {dense:.6f}, "
+              f"ColBERT row cosine >= {colbert:.6f}, sparse error <= {sparse:.2e} of the largest weight")
+
+
+if __name__ == "__main__":
+    main()
