@@ -7,27 +7,47 @@
 
 /** Where the model files come from:
  *  - a base URL holding the BAAI/bge-m3 file names (`config.json`, `tokenizer.json`,
- *    `pytorch_model.bin` or `model.safetensors`, `colbert_linear.pt`, `sparse_linear.pt`);
- *    default `https://huggingface.co/BAAI/bge-m3/resolve/main/`;
+ *    `pytorch_model.bin` or `model.safetensors`, `colbert_linear.pt`, `sparse_linear.pt`), or a
+ *    pack (below); default `HF_BGE_M3`, BAAI/bge-m3 on the Hugging Face hub at a pinned commit;
  *  - local files (an `<input type=file multiple>` / `webkitdirectory` pick, a drop): a `FileList`
  *    or an array of `File`s, matched by file name;
  *  - an object `{ config, tokenizer, encoder, colbert, sparse }` of `Blob`s / `ArrayBuffer`s /
- *    `Uint8Array`s. */
+ *    `Uint8Array`s, plus `manifest` (the bytes of `m3-pack.json`) for a pack's files.
+ *
+ *  A pack is a folder made by `m3 convert --model DIR --out PACK --dtype f16|int8`: `config.json`,
+ *  `tokenizer.json`, `model.safetensors` (the encoder in f16, or int8 per row with f32 scales),
+ *  `colbert_linear.safetensors`, `sparse_linear.safetensors` (f16) and `m3-pack.json`, which lists
+ *  each file's size and SHA-256. A source holding `m3-pack.json` is loaded as a pack: the manifest
+ *  is checked (format "bge-m3-pack", version 1, dtype f16 or int8, exactly those five file names,
+ *  each with a whole size and 64 lowercase hex digits; else `kind` 'format'), and every file
+ *  is checked against its size and SHA-256 as it streams in (else `kind` 'integrity'). At a base
+ *  URL, `m3-pack.json` is fetched on every load (the copy cached with the files is used when it
+ *  cannot be fetched); an HTTP 404 for it is remembered in the cache, so that a cached model in
+ *  BAAI's layout loads without any request. */
 export type ModelSource =
   | string
   | URL
   | FileList
   | File[]
-  | { config: ModelBytes; tokenizer: ModelBytes; encoder: ModelBytes; colbert: ModelBytes; sparse: ModelBytes };
+  | { config: ModelBytes; tokenizer: ModelBytes; encoder: ModelBytes; colbert: ModelBytes; sparse: ModelBytes; manifest?: ModelBytes };
 export type ModelBytes = Blob | ArrayBuffer | Uint8Array;
 
 export type DeviceKind = 'auto' | 'webgpu' | 'cpu';
 
+/** How the weights are stored, downloaded and cached: 'f32' (BAAI's files as they are), 'f16' or
+ *  'int8' (a pack, see `ModelSource`). Computation (accumulation, activations) is f32 on the device
+ *  either way today. How a loaded pack's weights are held (kept packed or widened to f32, on the
+ *  device or in host memory), and so what GPU memory it saves, is the Rust loader's and is
+ *  described in the repository's docs/packs.md; the package's tests check a pack's outputs and its
+ *  download and cache size, not the memory it takes once loaded. */
+export type WeightsDtype = 'f32' | 'f16' | 'int8';
+
 export interface LoadProgress {
   /** File name, e.g. "pytorch_model.bin"; "model" while the weights are moved to the device. */
   file: string;
-  /** "download" (from the network), "cache" (from the Cache API, no download) or "build". */
-  phase: 'download' | 'cache' | 'build';
+  /** "download" (from the network), "cache" (from the Cache API, no download), "verify" (a
+   *  picked pack file being hashed against its m3-pack.json) or "build". */
+  phase: 'download' | 'cache' | 'verify' | 'build';
   /** Bytes done / total for downloads (total is null when the server sends no length); layers for "build". */
   loaded: number;
   total: number | null;
@@ -40,9 +60,20 @@ export interface LoadOptions {
    *  what most laptops and phones grant; "adapter": every limit the adapter offers. */
   limits?: 'default' | 'adapter';
   /** Encoder weights file under a base URL (default "pytorch_model.bin", which every revision of
-   *  BAAI/bge-m3 has; "model.safetensors" is smaller to parse where present). */
+   *  BAAI/bge-m3 has; "model.safetensors" is smaller to parse where present). Not used for a
+   *  pack, whose encoder is always "model.safetensors". */
   encoderFile?: 'pytorch_model.bin' | 'model.safetensors';
-  /** Keep downloaded files in the Cache API under this name (default "bge-m3-web"); false: no cache. */
+  /** The storage type expected of the source. Left out: whatever the source is (a pack's dtype,
+   *  else 'f32'). Given: a pack of another dtype, or 'f16' / 'int8' for a source without
+   *  `m3-pack.json`, rejects with `kind` 'input' before any model file is fetched (make a pack
+   *  with `m3 convert`; converting BAAI's f32 files in the browser while they download is not done
+   *  yet). Another value: TypeError. */
+  dtype?: WeightsDtype;
+  /** Keep downloaded files in the Cache API under this name (default "bge-m3-web"); false: no
+   *  cache. A cached file is used when its size and a sampled fingerprint match the record stored
+   *  with it; a pack file's record also names the SHA-256 it was checked against when stored, and
+   *  must name the one the current m3-pack.json lists (a changed pack refetches the files that
+   *  changed). Cached bytes are not hashed again on a later load. */
   cache?: string | false;
   /** Run the model in a module Web Worker (default true). false: on the calling thread. */
   worker?: boolean;
@@ -146,12 +177,16 @@ export interface ScoreOptions extends Omit<EncodeOptions, 'dense' | 'sparse' | '
 
 /** What kind of failure an error is (`error.kind`, on errors from the model; the package decides
  *  on the kind, never on the message): a model file's contents (`format`: not a checkpoint or
- *  damaged; `weights`: a tensor missing or mis-shaped; `config`; `tokenizer`), the caller's input
- *  (`input`; `range` for an option out of range, a RangeError), the GPU (`device`: no adapter, a
- *  lost device; never a reason to drop cached files), reading a file (`io`), or the wasm instance
- *  died (`crashed`: a panic, a trap, out of memory; every pending and later call of that model
- *  rejects so within seconds, its worker is ended, and `load()` again gives a working model). */
-export type ErrorKind = 'format' | 'weights' | 'config' | 'tokenizer' | 'input' | 'range' | 'device' | 'io' | 'crashed';
+ *  damaged, or an `m3-pack.json` that fails its checks; `weights`: a tensor missing or mis-shaped;
+ *  `config`; `tokenizer`), a pack file whose size or SHA-256 is not what its `m3-pack.json` lists
+ *  (`integrity`: the message names the file and both values; the download was not kept in the
+ *  cache and nothing of it reached the model; loading again downloads it again), the caller's
+ *  input (`input`, e.g. a `dtype` the source does not have; `range` for an option out of range, a
+ *  RangeError), the GPU (`device`: no adapter, a lost device; never a reason to drop cached
+ *  files), reading a file (`io`), or the wasm instance died (`crashed`: a panic, a trap, out of
+ *  memory; every pending and later call of that model rejects so within seconds, its worker is
+ *  ended, and `load()` again gives a working model). */
+export type ErrorKind = 'format' | 'weights' | 'config' | 'tokenizer' | 'integrity' | 'input' | 'range' | 'device' | 'io' | 'crashed';
 
 export interface Tokenized {
   ids: Uint32Array;
@@ -184,6 +219,9 @@ export interface Model {
   readonly hiddenSize: number;
   /** Largest window (8192). */
   readonly maxTokens: number;
+  /** How the loaded weights were stored and downloaded: 'f32' for BAAI's layout, else the pack's
+   *  dtype (see `WeightsDtype`). */
+  readonly dtype: WeightsDtype;
   encode(text: string, options?: EncodeOptions): Promise<Embedding>;
   encode(texts: string[], options?: EncodeOptions): Promise<Embedding[]>;
   /** Token ids and UTF-16 spans of a text, untruncated. */
@@ -200,14 +238,20 @@ export interface Model {
 
 export function load(source?: ModelSource, options?: LoadOptions): Promise<Model>;
 
-/** The default source. */
+/** The default source: BAAI/bge-m3 on the Hugging Face hub, pinned to commit
+ *  5617a9f61b028005a4858fdac845db406aefb181
+ *  (`https://huggingface.co/BAAI/bge-m3/resolve/5617a9f61b028005a4858fdac845db406aefb181/`), so
+ *  that the files cannot change under an app. Pass another base URL to load another revision
+ *  (e.g. `.../resolve/main/`). */
 export const HF_BGE_M3: string;
 
 /** Removes the cached model files (Cache API) under `name` (default "bge-m3-web"). */
 export function clearCache(name?: string): Promise<boolean>;
 
 /** Whether every file that `load(base, { encoderFile })` needs is in the Cache API, so that loading
- *  downloads nothing (presence only: `load` still verifies each cached copy). */
+ *  downloads no model file (presence only: `load` still verifies each cached copy). A pack is
+ *  recognised by the `m3-pack.json` an earlier load cached, and its files must have been stored
+ *  for the SHA-256s it lists; loading it still fetches `m3-pack.json` itself when online. */
 export function isCached(base?: string, options?: { encoderFile?: 'pytorch_model.bin' | 'model.safetensors'; cache?: string | false }): Promise<boolean>;
 
 // Scoring helpers (FlagEmbedding's formulas), usable on stored embeddings without the model.

@@ -3,6 +3,7 @@
 // the document-level merge are Rust's (src/windows.rs).
 import init, { M3 as FirstM3 } from '../wasm/bge_m3_web.js';
 import { resolveFiles, evict, throwIfAborted, crashError, DEFAULT_CACHE } from './files.js';
+import { DTYPES } from './pack.js';
 
 let wasmReady, wasm, M3 = FirstM3, generation = 0;
 function initWasm() {
@@ -37,21 +38,26 @@ async function toBytesIfNeeded(files) {
 }
 
 /** A load failure caused by a file's contents (the kinds of `src/error.rs`): a cached copy that
- *  fails so is worth fetching again. A device error never touches the cache. */
+ *  fails so is worth fetching again. A device error never touches the cache. An 'integrity' error
+ *  (a pack file whose bytes are not those its m3-pack.json lists) is not retried: files.js raises
+ *  it for bytes just downloaded or picked (a cached copy that no longer matches is refetched there
+ *  without an error), and has already deleted the download's cache entry. */
 const isFileError = e => ['format', 'weights', 'config', 'tokenizer'].includes(e?.kind);
 
 /** A trap inside wasm (a panic, an out-of-memory abort): the instance is unusable afterwards. */
 export const isTrap = e => e instanceof WebAssembly.RuntimeError || /unreachable|RuntimeError/.test(String(e?.stack ?? e));
 
 export class Engine {
-  constructor(m3) {
+  constructor(m3, dtype) {
     this.m3 = m3;
+    this.dtype = dtype;
     this.broken = null;
   }
 
-  static async load(source, { device = 'auto', limits = 'default', encoderFile, cache = DEFAULT_CACHE, onProgress, signal } = {}) {
+  static async load(source, { device = 'auto', limits = 'default', encoderFile, dtype, cache = DEFAULT_CACHE, onProgress, signal } = {}) {
     if (!['auto', 'webgpu', 'cpu'].includes(device)) throw new TypeError(`device must be "auto", "webgpu" or "cpu" (got ${JSON.stringify(device)})`);
     if (!['default', 'adapter'].includes(limits)) throw new TypeError(`limits must be "default" or "adapter" (got ${JSON.stringify(limits)})`);
+    if (dtype !== undefined && !DTYPES.includes(dtype)) throw new TypeError(`dtype must be ${DTYPES.map(d => `"${d}"`).join(', ')} (got ${JSON.stringify(dtype)})`);
     // Asked for WebGPU where no adapter exists: fail before downloading gigabytes, and touch no
     // cached file. (Only this early check is here; src/gpu.rs chooses the device.)
     if (device === 'webgpu' && !(await navigator.gpu?.requestAdapter?.().catch(() => null))) {
@@ -59,11 +65,11 @@ export class Engine {
     }
     await initWasm();
     const build = async () => {
-      const { files, cached, urls } = await resolveFiles(source, { encoderFile, cache, onProgress, signal });
+      const { files, dtype: stored, cached, urls } = await resolveFiles(source, { encoderFile, dtype, cache, onProgress, signal });
       throwIfAborted(signal);
       const progress = (done, total) => onProgress?.({ file: 'model', phase: 'build', loaded: done, total });
       try {
-        return new Engine(await M3.load(await toBytesIfNeeded(files), device, limits, progress));
+        return new Engine(await M3.load(await toBytesIfNeeded(files), device, limits, progress), stored);
       } catch (e) {
         e.cached = cached;
         e.urls = urls;
@@ -73,6 +79,10 @@ export class Engine {
     try {
       return await build();
     } catch (e) {
+      if (e?.kind === 'integrity') {
+        if (e.url) await evict(cache, [e.url]).catch(() => {}); // gone already: this also drops its record
+        throw e;
+      }
       // A cached copy that no longer parses (changed on disk, partial write): fetch once more.
       if (e.cached?.length && isFileError(e)) {
         await evict(cache, Object.values(e.urls));
@@ -84,7 +94,7 @@ export class Engine {
 
   get info() {
     const m = this.m3;
-    return { backend: m.backend, adapter: m.adapter, hiddenSize: m.hiddenSize, maxTokens: m.maxTokens };
+    return { backend: m.backend, adapter: m.adapter, hiddenSize: m.hiddenSize, maxTokens: m.maxTokens, dtype: this.dtype };
   }
 
   check() {

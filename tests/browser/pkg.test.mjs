@@ -94,8 +94,9 @@ test('second load is served from the Cache API; a damaged cached file is fetched
   assert.ok(r.thirdPhases.includes('pytorch_model.bin:download') && r.thirdPhases.includes('config.json:cache'));
   assert.ok(r.restored);
   assert.ok(r.same);
-  // 5 files the first time, none the second, the damaged one again the third.
-  assert.equal(model() - before, 6);
+  // 5 files and the m3-pack.json probe (HTTP 404, remembered in the cache) the first time, none
+  // the second, the damaged one again the third.
+  assert.equal(model() - before, 7);
 });
 
 test('abort rejects with AbortError and the model stays usable', { timeout: 300_000 }, async () => {

@@ -1,6 +1,7 @@
 // Test helpers: a static file server for the repo (plus ../shared/fixtures at /fixtures/,
-// $M3_MODELS at /models/, and /truncated/X = the first half of /fixtures/X) and a headless
-// Chromium with WebGPU on SwiftShader. `server.requests` lists every path asked for.
+// $M3_MODELS at /models/, /truncated/X = the first half of /fixtures/X, and the folders of
+// `mounts`) and a headless Chromium with WebGPU on SwiftShader. `server.requests` lists every
+// path asked for.
 // It is also the demo's server (scripts/serve.mjs): what the demo page loads gets the demo's
 // Content-Security-Policy as an HTTP header (www/csp.js owns it; docs/deploy.md).
 import http from 'node:http';
@@ -35,8 +36,10 @@ const demoRequest = (req, url) => {
 };
 
 /** `csp: false` leaves out the demo's headers (to show what they change); `cors: true` lets pages
- *  of other origins fetch the files (a second server as "another site"). */
-export function serve({ root: top = root, port = 0, host = '127.0.0.1', csp = true, cors = false } = {}) {
+ *  of other origins fetch the files (a second server as "another site"); `mounts`: URL prefix ->
+ *  folder (e.g. `{ '/packs/': dir }`), looked up on every request, so a test may repoint one
+ *  (the returned `mounts` is the same object). */
+export function serve({ root: top = root, port = 0, host = '127.0.0.1', csp = true, cors = false, mounts = {} } = {}) {
   const requests = [];
   const server = http.createServer((req, res) => {
     const url = decodeURIComponent(new URL(req.url, 'http://x').pathname);
@@ -45,11 +48,14 @@ export function serve({ root: top = root, port = 0, host = '127.0.0.1', csp = tr
     if (csp && demoRequest(req, url)) Object.assign(headers, DEMO_HEADERS);
     if (cors) headers['access-control-allow-origin'] = '*';
     let file, half = false;
-    if (url.startsWith('/fixtures/')) file = path.join(fixtures, url.slice('/fixtures/'.length));
+    const mount = Object.keys(mounts).find(prefix => url.startsWith(prefix));
+    const mountDir = mount && path.resolve(mounts[mount]);
+    if (mount) file = path.join(mountDir, url.slice(mount.length));
+    else if (url.startsWith('/fixtures/')) file = path.join(fixtures, url.slice('/fixtures/'.length));
     else if (url.startsWith('/truncated/')) { file = path.join(fixtures, url.slice('/truncated/'.length)); half = true; }
     else if (url.startsWith('/models/') && process.env.M3_MODELS) file = path.join(process.env.M3_MODELS, url.slice('/models/'.length));
     else file = path.join(top, url.endsWith('/') ? url + 'index.html' : url);
-    if (!file.startsWith(top) && !file.startsWith(fixtures) && !(process.env.M3_MODELS && file.startsWith(path.resolve(process.env.M3_MODELS)))) {
+    if (mount ? !file.startsWith(mountDir + path.sep) : !file.startsWith(top) && !file.startsWith(fixtures) && !(process.env.M3_MODELS && file.startsWith(path.resolve(process.env.M3_MODELS)))) {
       res.writeHead(403, headers).end();
       return;
     }
@@ -63,7 +69,7 @@ export function serve({ root: top = root, port = 0, host = '127.0.0.1', csp = tr
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => resolve({ server, requests, base: `http://${host.includes(':') ? `[${host}]` : host}:${server.address().port}` }));
+    server.listen(port, host, () => resolve({ server, requests, mounts, base: `http://${host.includes(':') ? `[${host}]` : host}:${server.address().port}` }));
   });
 }
 

@@ -4,7 +4,7 @@ import {
   load, isCached, clearCache, HF_BGE_M3, DEFAULT_WEIGHTS, denseScore, lexicalScore, colbertScore,
   weightedScore, hybridScores, reciprocalRankFusion,
 } from 'bge-m3-web';
-import type { Embedding, ErrorKind, Model, ScoreWeights, Scores, WindowEmbedding } from 'bge-m3-web';
+import type { Embedding, ErrorKind, Model, ScoreWeights, Scores, WeightsDtype, WindowEmbedding } from 'bge-m3-web';
 
 export async function quickStart(): Promise<number> {
   const cached: boolean = await isCached(HF_BGE_M3, { encoderFile: 'pytorch_model.bin' });
@@ -35,6 +35,15 @@ export async function quickStart(): Promise<number> {
   await model.encode(42);
   // @ts-expect-error: the device is one of three
   await load(HF_BGE_M3, { device: 'tpu' });
+  // A pack made by `m3 convert --dtype int8`, by URL or as picked files with its manifest.
+  const pack: Model = await load('/models/bge-m3-int8/', { dtype: 'int8' });
+  const stored: WeightsDtype = pack.dtype;
+  const bytes = new Uint8Array(0);
+  await load({ config: bytes, tokenizer: bytes, encoder: bytes, colbert: bytes, sparse: bytes, manifest: bytes });
+  const integrity: ErrorKind = 'integrity'; // a pack file that is not what m3-pack.json lists
+  console.log(stored, integrity);
+  // @ts-expect-error: no such storage type
+  await load('/models/bge-m3-int8/', { dtype: 'int4' });
   await model.dispose();
   await clearCache();
   return span[0] + mean + scored.length + fused.length + d;
