@@ -322,48 +322,42 @@ impl<R: ReadAt> Checkpoint<R> {
         Ok(())
     }
 
-    /// Tensor `name` as stored, when it is a contiguous f16 matrix: the f16 bit patterns.
-    pub fn read_f16(&self, name: &str) -> Result<Option<F16Matrix>> {
+    /// Tensor `name` as stored, when it is a contiguous 2-D tensor of `dtype`: its shape and stored
+    /// elements (`E` of the dtype's size, little-endian). `None` for another dtype or layout.
+    fn stored_matrix<E: bytemuck::Pod>(&self, name: &str, dtype: DType) -> Result<Option<([usize; 2], Vec<E>)>> {
         let e = self.lookup(name)?;
-        if e.dtype != DType::F16 || e.shape.len() != 2 || Some(&e.strides) != contiguous_strides(&e.shape).as_ref() {
+        if e.dtype != dtype || e.shape.len() != 2 || Some(&e.strides) != contiguous_strides(&e.shape).as_ref() {
             return Ok(None);
         }
         let (rows, cols) = (e.shape[0], e.shape[1]);
-        let bytes = rows.checked_mul(cols).and_then(|n| n.checked_mul(2));
+        let bytes = rows.checked_mul(cols).and_then(|n| n.checked_mul(size_of::<E>()));
         let Some(bytes) = bytes.filter(|&b| b as u64 <= e.storage_bytes) else {
             return Err(Error::Format(format!(
                 "tensor {name}: shape {:?} needs more than its {} stored bytes (file truncated or corrupt)",
                 e.shape, e.storage_bytes
             )));
         };
-        let mut bits = vec![0u16; bytes / 2];
-        self.source.read_at(e.base, bytemuck::cast_slice_mut(&mut bits))?;
+        let mut values = vec![E::zeroed(); bytes / size_of::<E>()];
+        self.source.read_at(e.base, bytemuck::cast_slice_mut(&mut values))?;
+        Ok(Some(([rows, cols], values)))
+    }
+
+    /// Tensor `name` as stored, when it is a contiguous f16 matrix: the f16 bit patterns.
+    pub fn read_f16(&self, name: &str) -> Result<Option<F16Matrix>> {
+        let Some((shape, mut bits)) = self.stored_matrix::<u16>(name, DType::F16)? else { return Ok(None) };
         if cfg!(target_endian = "big") {
             bits.iter_mut().for_each(|b| *b = u16::from_le(*b));
         }
-        Ok(Some(F16Matrix { shape: [rows, cols], bits }))
+        Ok(Some(F16Matrix { shape, bits }))
     }
 
     /// Tensor `name` as stored, when it is a contiguous int8 matrix with per-row scales (an int8
     /// pack's linear weights and word embeddings): the model keeps these compact. `None` for any
     /// other dtype or layout (read those with [`Checkpoint::read`]).
     pub fn read_int8(&self, name: &str) -> Result<Option<Int8Rows>> {
-        let e = self.lookup(name)?;
-        if e.dtype != DType::I8 || e.shape.len() != 2 || Some(&e.strides) != contiguous_strides(&e.shape).as_ref() {
-            return Ok(None);
-        }
-        let (rows, cols) = (e.shape[0], e.shape[1]);
-        let numel = rows.checked_mul(cols).ok_or_else(|| Error::Format(format!("tensor {name}: shape overflows")))?;
-        if numel as u64 > e.storage_bytes {
-            return Err(Error::Format(format!(
-                "tensor {name} needs {numel} bytes but its storage holds {} (file truncated or corrupt)",
-                e.storage_bytes
-            )));
-        }
-        let mut q = vec![0i8; numel];
-        self.source.read_at(e.base, bytemuck::cast_slice_mut(&mut q))?;
-        let scales = self.scales(name, e, 0, rows)?;
-        Ok(Some(Int8Rows { shape: [rows, cols], q, scales }))
+        let Some((shape, q)) = self.stored_matrix::<i8>(name, DType::I8)? else { return Ok(None) };
+        let scales = self.scales(name, self.lookup(name)?, 0, shape[0])?;
+        Ok(Some(Int8Rows { shape, q, scales }))
     }
 
     fn lookup(&self, name: &str) -> Result<&TensorEntry> {
