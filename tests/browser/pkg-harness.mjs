@@ -92,6 +92,8 @@ export async function windows({ device = 'cpu' } = {}) {
     midDenseDiff: maxDiff(alone.dense, mid.dense),
     midColbertDiff: maxDiff(alone.colbert.data, mid.colbert.data),
     truncated: await model.encode(text, { truncate: true, dense: true, sparse: false, colbert: false }).then(r => ({ windows: r.windows.length, ids: r.inputIds.length, truncated: r.truncated, end: r.windows[0].end })),
+    // Every output, for the comparison with `m3 encode` (tests/browser/pkg.test.mjs).
+    outputs: plainOutputs(text, doc),
   };
   await model.dispose();
   return result;
@@ -207,16 +209,8 @@ export async function responsive({ device = 'cpu' } = {}) {
   return { encodeMs, ticks, worstGapMs: worst, clicks };
 }
 
-/** The package's outputs for the 20,000-token text of `windows()` (default options), as plain
- *  arrays, for tests/browser/cli.test.mjs to hold against `m3 encode` of the same text. */
-export async function longTextOutputs() {
-  const model = await load('/fixtures/tiny-m3/', { device: 'cpu', cache: false });
-  const ref = await (await fetch('/fixtures/tiny-m3-reference.json')).json();
-  const longText = ref.items.slice(-3).map(i => i.text).join('\n\n');
-  let text = longText;
-  while ((await model.tokenize(text)).ids.length < 20000) text += '\n\n' + longText;
-  const doc = await model.encode(text);
-  await model.dispose();
+/** A text's encode() result as plain arrays (sparse as { id: weight }), to compare with the CLI's JSON. */
+function plainOutputs(text, doc) {
   const sparse = s => Object.fromEntries([...s.ids].map((id, i) => [String(id), s.weights[i]]));
   return {
     text,
