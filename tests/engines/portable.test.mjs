@@ -1,0 +1,170 @@
+// The portable export (pkg/src/index/portable.js) loaded into real engines through their own
+// clients: the demo's sample corpus encoded by the package in headless Chromium (tiny-m3 fixture,
+// wasm CPU), exported by toJsonl, loaded by tests/engines/test_portable.py into Qdrant (qdrant-client
+// local mode) and Milvus Lite; 20 queries' dense-only and sparse-only top-10 (and, in Qdrant,
+// ColBERT MaxSim) must be ours: exact scores computed here with the package's scoring helpers on
+// the exported vectors. Needs python3; scripts/engines-setup.sh installs the pinned clients.
+//
+//   node --test tests/engines/portable.test.mjs
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { serve, launch, requireFixtures, root } from '../browser/server.mjs';
+import { toJsonl, portableSchema } from '../../pkg/src/index/portable.js';
+import { denseScore, lexicalScore, colbertScore } from '../../pkg/src/scoring.js';
+import { Sha256 } from '../../pkg/src/sha256.js';
+
+/** The corpus is cut into windows of this many tokens (<s> and </s> included), so that the 13
+ *  documents give a few hundred windows to rank (the demo's 8192 would give 17). */
+const MAX_LENGTH = 128;
+/** Top-k compared per query and mode. */
+const K = 10;
+/** Questions about the sample corpus, in its languages (the demo ships no query list). */
+const QUERIES = [
+  'How do I keep a sourdough starter alive in the fridge?',
+  'What lives in a tide pool at low tide?',
+  'Wie schütze ich mein Fahrrad im Winter vor Rost?',
+  'Comment réussir son compost au jardin ?',
+  '¿Qué necesito para observar las estrellas por primera vez?',
+  'Quando si raccolgono le olive?',
+  '绿茶应该用多少度的水泡？',
+  '図書館で本を予約するにはどうすればいいですか',
+  '가을 산행에 무엇을 챙겨야 하나요?',
+  'Когда лучше ехать на Байкал зимой?',
+  'كيف أوفر الماء في المنزل؟',
+  'How can I search my own documents privately without a cloud service?',
+  'When should a beekeeper add a honey super?',
+  'How do I treat varroa mites in the autumn?',
+  'Which embedding model works for many languages?',
+  'How much flour and water does a starter need each day?',
+  'Is the ice on Lake Baikal safe to walk on?',
+  'What should go into a compost bin and what should not?',
+  'How do I store a bicycle chain over the winter?',
+  'What does a hybrid of dense and lexical retrieval give me?',
+];
+
+const f32 = a => Float32Array.from(a);
+const typedWindow = w => ({
+  ...w, inputIds: Uint32Array.from(w.inputIds), dense: f32(w.dense),
+  sparse: { ids: Uint32Array.from(w.sparse.ids), weights: f32(w.sparse.weights) },
+  colbert: { data: f32(w.colbert.data), rows: w.colbert.rows, dim: w.colbert.dim },
+});
+
+let data, setupMs, encodeTotalMs, dir;
+before(async () => {
+  requireFixtures();
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'm3-portable-'));
+  const t0 = performance.now();
+  const { server, base } = await serve();
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    page.on('pageerror', e => console.log('[page error]', e.message));
+    await page.goto(`${base}/tests/browser/harness.html`);
+    data = await page.evaluate(async args => (await import('/tests/engines/portable-harness.mjs')).encodeCorpus(args), { queries: QUERIES, maxLength: MAX_LENGTH });
+  } finally {
+    await browser.close();
+    server.close();
+  }
+  encodeTotalMs = performance.now() - t0;
+  data.docs = data.docs.map(d => ({ ...d, windows: d.windows.map(typedWindow) }));
+});
+after(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); });
+
+async function collect(iterable) {
+  const out = [];
+  for await (const x of iterable) out.push(x);
+  return out;
+}
+
+test('toJsonl writes the same lines in Node as in the browser, one per window', { timeout: 600_000 }, async () => {
+  const windows = data.docs.reduce((s, d) => s + d.windows.length, 0);
+  console.log(`${data.docs.length} documents, ${windows} windows of <= ${MAX_LENGTH} tokens; ${QUERIES.length} queries; encode ${data.encodeMs.toFixed(0)} ms in Chromium (${encodeTotalMs.toFixed(0)} ms with start-up)`);
+  assert.equal(data.docs.length, 13);
+  assert.ok(windows > 100, `${windows} windows`);
+  for (const format of ['qdrant', 'milvus']) {
+    const lines = await collect(toJsonl(data.docs, { format }));
+    assert.equal(lines.length, windows);
+    assert.equal(data.lines[format], windows);
+    const h = new Sha256(), enc = new TextEncoder();
+    for (const l of lines) h.update(enc.encode(l));
+    assert.equal(h.digestHex(), data.sha256[format], `${format}: Node and the browser wrote different JSONL`);
+    fs.writeFileSync(path.join(dir, `${format}.jsonl`), lines.join(''));
+  }
+});
+
+/** The exported points, parsed back: id -> { dense, sparse: Map, colbert (flat), doc, window }. */
+function readPoints(file) {
+  const points = new Map();
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    if (!line) continue;
+    const p = JSON.parse(line);
+    const c = p.vector.colbert;
+    points.set(p.id, {
+      dense: f32(p.vector.dense),
+      sparse: new Map(p.vector.sparse.indices.map((id, i) => [id, Math.fround(p.vector.sparse.values[i])])),
+      colbert: f32(c.flat()), rows: c.length,
+      doc: p.payload.doc_id, window: p.payload.window,
+    });
+  }
+  return points;
+}
+
+/** [id, score] best first; equal scores by id, so that the list is one order. */
+const ranked = scores => [...scores].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+
+test('Qdrant and Milvus Lite, loaded through their own clients, rank as we do (dense, sparse; ColBERT in Qdrant)', { timeout: 900_000 }, async () => {
+  assert.ok(fs.existsSync(path.join(dir, 'qdrant.jsonl')), 'the export test did not write the JSONL');
+  const points = readPoints(path.join(dir, 'qdrant.jsonl'));
+  const dim = data.docs[0].windows[0].dense.length;
+  // The Milvus rows carry the same vectors as the Qdrant points of the same id (zeros left out).
+  const milvusLines = fs.readFileSync(path.join(dir, 'milvus.jsonl'), 'utf8').split('\n').filter(Boolean);
+  assert.equal(milvusLines.length, points.size);
+  for (const line of milvusLines) {
+    const r = JSON.parse(line), p = points.get(r.id);
+    assert.ok(p, `Milvus row ${r.id} has no Qdrant point`);
+    assert.deepEqual(f32(r.dense), p.dense);
+    assert.deepEqual(new Map(Object.entries(r.sparse).map(([id, w]) => [+id, Math.fround(w)])), new Map([...p.sparse].filter(([, w]) => w !== 0)));
+    assert.equal(r.doc_id, p.doc);
+    assert.equal(r.window, p.window);
+  }
+  // Ours: exact scores of every window, with the package's helpers, on the exported vectors.
+  const expected = data.queries.map(q => {
+    const qd = f32(q.dense), qs = new Map(q.sparse.ids.map((id, i) => [id, Math.fround(q.sparse.weights[i])])), qc = f32(q.colbert.data);
+    const all = [...points].map(([id, p]) => ({ id, dense: denseScore(qd, p.dense), sparse: lexicalScore(qs, p.sparse), colbert: colbertScore(qc, p.colbert, dim) }));
+    return {
+      text: q.text,
+      dense: ranked(all.map(s => [s.id, s.dense])),
+      // Engines return only points sharing a token with the query: a score of 0 is no match.
+      sparse: ranked(all.filter(s => s.sparse > 0).map(s => [s.id, s.sparse])),
+      colbert: ranked(all.map(s => [s.id, s.colbert])),
+    };
+  });
+  fs.writeFileSync(path.join(dir, 'queries.json'), JSON.stringify({
+    k: K, dim,
+    queries: data.queries.map((q, i) => ({ text: q.text, dense: q.dense, sparse: q.sparse, colbert: q.colbert, expected: expected[i] })),
+  }));
+  fs.writeFileSync(path.join(dir, 'schema-qdrant.json'), JSON.stringify(portableSchema('qdrant', dim, { exact: true })));
+  fs.writeFileSync(path.join(dir, 'schema-milvus.json'), JSON.stringify(portableSchema('milvus', dim, { exact: true, name: 'bge_m3_test' })));
+
+  const t0 = performance.now();
+  const python = execFileSync('bash', ['-c', 'source scripts/engines-setup.sh && engines_setup'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1);
+  setupMs = performance.now() - t0;
+  const run = spawnSync(python, [path.join(root, 'tests/engines/test_portable.py'), '-v'], {
+    cwd: dir, env: { ...process.env, PORTABLE_DATA: dir }, encoding: 'utf8', timeout: 600_000,
+  });
+  console.log(run.stderr.trim());
+  assert.equal(run.status, 0, `test_portable.py failed (status ${run.status}${run.error ? `, ${run.error.message}` : ''})`);
+  const report = JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8'));
+  console.log(`engines-setup ${(setupMs / 1000).toFixed(1)} s;`, JSON.stringify(report));
+  assert.deepEqual(Object.keys(report).sort(), ['milvus', 'qdrant']);
+  for (const [engine, r] of Object.entries(report)) {
+    assert.equal(r.points, points.size, `${engine}: points loaded`);
+    for (const mode of engine === 'qdrant' ? ['dense', 'sparse', 'colbert'] : ['dense', 'sparse']) {
+      assert.equal(r[mode].queries, QUERIES.length, `${engine} ${mode}: queries checked`);
+    }
+  }
+});
