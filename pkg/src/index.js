@@ -5,6 +5,7 @@ import { abortError, crashError, clearCache, isCached, HF_BGE_M3 } from './files
 
 export { HF_BGE_M3, clearCache, isCached };
 export { DEFAULT_WEIGHTS, RRF_K, denseScore, lexicalScore, colbertScore, weightedScore, hybridScores, reciprocalRankFusion } from './scoring.js';
+export { toJsonl, portableSchema, pointId, PORTABLE_FORMATS } from './index/portable.js';
 
 function checkOptions(options) {
   if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
