@@ -269,3 +269,91 @@ export const RRF_K: number;
 /** Reciprocal-rank fusion: `rankings` are lists of keys, best first; returns [key, score] best first,
  *  score = sum over rankings of 1 / (k + rank), rank from 1. */
 export function reciprocalRankFusion<K>(rankings: K[][], k?: number): [K, number][];
+
+// Portable export (pkg/src/index/portable.js; the repository's docs/portable-export.md): the
+// windows of embedded documents as JSON lines for a server engine, when a corpus outgrows the
+// device.
+//
+//   const lines = toJsonl(index.documents(), { format: 'qdrant' });   // or [{ id, text, meta, windows: emb.windows }]
+//   const file = new Blob(await Array.fromAsync(lines), { type: 'application/jsonl' });
+//   const schema = portableSchema('qdrant', model.hiddenSize);         // PUT /collections/{name} body
+
+/** The engines `toJsonl` and `portableSchema` write for. */
+export type PortableFormat = 'qdrant' | 'milvus';
+export const PORTABLE_FORMATS: readonly PortableFormat[];
+
+/** A document as `toJsonl` reads it: the shape of `index.documents()`'s items, or of `encode()`'s
+ *  output with an id (`{ id, text, meta, windows: embedding.windows }`). */
+export interface PortableDocument {
+  /** A non-empty string (well-formed UTF-16) or a safe integer; unique within one export. In
+   *  Milvus rows, a number becomes its decimal string (`doc_id` is a VARCHAR). */
+  id: string | number;
+  /** The whole text; each window's `[start, end)` slice goes into its point. */
+  text: string;
+  /** Any JSON value (written as `JSON.stringify` writes it); left out: null. */
+  meta?: unknown;
+  /** Each needs start/end (inside `text`), tokenStart/tokenEnd, `dense` and `sparse`; `colbert`
+   *  where it is to be exported. Dequantized values are exported as they are. */
+  windows: Array<Pick<WindowEmbedding, 'start' | 'end' | 'tokenStart' | 'tokenEnd'> & {
+    dense: Float32Array | number[];
+    sparse: { ids: Uint32Array | number[]; weights: Float32Array | number[] };
+    colbert?: MultiVector;
+  }>;
+}
+
+export interface ToJsonlOptions {
+  format: PortableFormat;
+  /** ColBERT rows in each point (`vector.colbert`, Qdrant only): default true for 'qdrant' (a
+   *  window without `colbert` gets no ColBERT vector), false for 'milvus'; true with 'milvus'
+   *  throws (kind 'input'): Milvus' common releases have no multi-vector field type. */
+  colbert?: boolean;
+  /** The dense size every window must have (default: the first window's). */
+  dim?: number;
+}
+
+/** One JSON line (ending in "\n") per window, documents in order, windows in order. Numbers are
+ *  float32 values written with 9 significant digits (the same float32 when read back). Per window:
+ *  - 'qdrant': `{"id": <pointId>, "vector": {"dense": [dim], "sparse": {"indices": [...],
+ *    "values": [...]}, "colbert"?: [[dim], ...]}, "payload": {"doc_id", "window", "start", "end",
+ *    "token_start", "token_end", "text", "meta"}}` — a point for `upsert` / `upload_points`;
+ *  - 'milvus': `{"id": <pointId>, "dense": [dim], "sparse": {"<token id>": weight, ...},
+ *    "doc_id": "<string>", "window", "start", "end", "token_start", "token_end", "text", "meta"}` —
+ *    a row for `insert`; zero sparse weights are left out (Milvus drops them).
+ *  `start`/`end`: the window's UTF-16 span in the text, `text` that slice; `window`: the
+ *  window's index in its document. A document is checked whole before its lines come; a bad
+ *  one rejects with kind 'input' naming the document, window and field: a repeated document id,
+ *  a span outside the text, a missing or non-finite vector, a dense size unlike the others,
+ *  repeated sparse ids; for Milvus also a negative sparse weight, a window whose sparse vector
+ *  has no weight above 0 (Milvus refuses such a row) and a window text over 65,535 UTF-8 bytes.
+ *  Bad options: TypeError with kind 'input'. */
+export function toJsonl(documents: Iterable<PortableDocument> | AsyncIterable<PortableDocument>, options: ToJsonlOptions): AsyncIterable<string>;
+
+/** The point / row id of window `window` of document `docId`: a UUID (version 8) from the first
+ *  16 bytes of the SHA-256 of the UTF-8 of `JSON.stringify([docId, window])`, e.g.
+ *  `pointId('a.txt', 0)` = "6815090d-3c7f-8b67-9085-e8d2724581e9". The same in every export. */
+export function pointId(docId: string | number, window: number): string;
+
+export interface PortableSchemaOptions {
+  /** Qdrant's `colbert` multivector (MAX_SIM, no HNSW graph): default true for 'qdrant'; 'milvus'
+   *  takes false only. */
+  colbert?: boolean;
+  /** Exact dense search: Qdrant `hnsw_config: { m: 0 }` (a full scan), Milvus index FLAT; default
+   *  false (Qdrant's HNSW, Milvus AUTOINDEX: approximate, faster on large collections). */
+  exact?: boolean;
+  /** Milvus `collectionName` (default "bge_m3"); Qdrant names the collection in the URL. */
+  name?: string;
+}
+
+/** The collection JSON `toJsonl`'s lines need, for `dim`-dimensional vectors (1024 for BAAI/bge-m3):
+ *  - 'qdrant': the body of `PUT /collections/{name}`: `{ vectors: { dense: { size, distance:
+ *    'Dot' }, colbert: { size, distance: 'Dot', multivector_config: { comparator: 'max_sim' },
+ *    hnsw_config: { m: 0 } } }, sparse_vectors: { sparse: {} } }`. Dot, as the package scores
+ *    (the vectors are unit length: cosine). Qdrant's MAX_SIM is the sum over query rows, the
+ *    package's ColBERT score the mean: the same order, scores times the query's row count.
+ *  - 'milvus': the body of REST v2 `collections/create`: `{ collectionName, schema: { autoId:
+ *    false, enableDynamicField: false, fields: [id VarChar(36) primary, dense FloatVector(dim),
+ *    sparse SparseFloatVector, doc_id VarChar, window/start/end/token_start/token_end Int64,
+ *    text VarChar(65535), meta JSON nullable] }, indexParams: [dense IP, sparse IP
+ *    SPARSE_INVERTED_INDEX] }`.
+ *  Bad arguments: TypeError with kind 'input'. */
+export function portableSchema(format: PortableFormat, dim: number, options?: PortableSchemaOptions): object;
