@@ -32,9 +32,16 @@ export function f32Text(x) {
   if (x === 0) return '0';
   const s = Math.fround(x).toPrecision(9);
   const e = s.indexOf('e');
-  let m = e < 0 ? s : s.slice(0, e);
-  if (m.includes('.')) m = m.replace(/\.?0+$/, '');
-  return e < 0 ? m : m + s.slice(e);
+  return e < 0 ? trimZeros(s) : trimZeros(s.slice(0, e)) + s.slice(e);
+}
+
+/** "0.500000000" -> "0.5", "3.00000000" -> "3"; digits without a point stay. */
+function trimZeros(m) {
+  if (m.indexOf('.') < 0) return m;
+  let end = m.length;
+  while (m.charCodeAt(end - 1) === 48) end--; // '0'
+  if (m.charCodeAt(end - 1) === 46) end--; // '.'
+  return m.slice(0, end);
 }
 
 /** A document id the exports can carry: a non-empty string of well-formed UTF-16 (a Rust String,
@@ -161,9 +168,9 @@ function checkWindow(w, text, where, dim, colbert, format) {
       throw inputError(`${where}: colbert must be { data, rows, dim } with dim ${dim} and rows x dim values`);
     }
     if (c.rows === 0) throw inputError(`${where}: colbert has no rows (a window has at least its </s> row)`);
-    const flat = numbers(c.data, `${where}: colbert`);
+    const row = r => (Array.isArray(c.data) ? c.data.slice(r * dim, (r + 1) * dim) : c.data.subarray(r * dim, (r + 1) * dim));
     rowsText = [];
-    for (let r = 0; r < c.rows; r++) rowsText.push(`[${flat.slice(r * dim, (r + 1) * dim).join(',')}]`);
+    for (let r = 0; r < c.rows; r++) rowsText.push(`[${numbers(row(r), `${where}: colbert row ${r}`).join(',')}]`);
   }
   return { dim, dense: dense.join(','), sparseIds, sparseValues, colbert: rowsText };
 }
