@@ -5,6 +5,8 @@ import { abortError, crashError, clearCache, isCached, HF_BGE_M3 } from './files
 
 export { HF_BGE_M3, clearCache, isCached };
 export { DEFAULT_WEIGHTS, RRF_K, denseScore, lexicalScore, colbertScore, weightedScore, hybridScores, reciprocalRankFusion } from './scoring.js';
+export { openIndex, deleteIndex, DEFAULT_CANDIDATES } from './index/hybrid.js';
+export { modelFingerprint, sameModel, PROBE_TEXT } from './index/fingerprint.js';
 export { toJsonl, portableSchema, pointId, PORTABLE_FORMATS } from './index/portable.js';
 
 function checkOptions(options) {
