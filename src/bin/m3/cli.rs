@@ -18,6 +18,8 @@ use bge_m3_web::tokenizer::OffsetMap;
 use bge_m3_web::{BgeM3, Document, Embedding, EncodeOptions, Progress, ScoreWeights};
 use serde_json::{Value, json};
 
+use crate::portable::{self, Format};
+
 const USAGE: &str = "usage:
   m3 encode --model DIR [options]
       reads {\"text\": ...} JSON lines on stdin; writes one line per text: {\"input_ids\", \"dense\", \"sparse\",
@@ -36,6 +38,10 @@ options:
   --overlap N                tokens shared by neighbouring windows (default min(256, half a window))
   --truncate                 keep only the first window of a long text (FlagEmbedding's behaviour)
   --window-vectors           (encode) each window's own dense / sparse / colbert in \"windows\" too
+  --format qdrant|milvus     (encode) instead: one line per window, a Qdrant point or a Milvus row, as the
+                             package's portable export (docs/portable-export.md); input lines need an \"id\"
+                             (string or integer) and may have a \"meta\" (any JSON)
+  --no-colbert               (encode --format qdrant) leave the ColBERT multivector out
   --batch-size N             most windows per forward pass (default 16)
   --max-batch-tokens N       most tokens per forward pass (default 8192)";
 
@@ -51,6 +57,8 @@ struct Args {
     opts: EncodeOptions,
     weights: ScoreWeights,
     window_vectors: bool,
+    format: Option<Format>,
+    colbert: bool,
     tokens: usize,
     runs: usize,
     out: Option<PathBuf>,
@@ -74,6 +82,8 @@ fn parse_args() -> Result<Args, String> {
     let mut opts = EncodeOptions::default();
     let mut weights = ScoreWeights::default();
     let mut window_vectors = false;
+    let mut format = None;
+    let mut colbert = true;
     let mut tokens = 512;
     let mut runs = 2;
     let mut out = None;
@@ -94,6 +104,8 @@ fn parse_args() -> Result<Args, String> {
             "--overlap" => opts.overlap = Some(number(value()?, 0)?),
             "--truncate" => opts.truncate = true,
             "--window-vectors" => window_vectors = true,
+            "--format" => format = Some(value()?.parse::<Format>()?),
+            "--no-colbert" => colbert = false,
             "--batch-size" => opts.batch_size = number(value()?, 1)?,
             "--max-batch-tokens" => opts.max_batch_tokens = number(value()?, 1)?,
             "--tokens" => tokens = number(value()?, 3)?,
@@ -131,7 +143,28 @@ fn parse_args() -> Result<Args, String> {
     if command == "convert" && (out.is_none() || dtype.is_none()) {
         return Err("convert needs --out DIR and --dtype f16|int8".into());
     }
-    Ok(Args { command, model, device, kernel, encoder_file, opts, weights, window_vectors, tokens, runs, out, dtype })
+    if format.is_some() && (command != "encode" || window_vectors) {
+        return Err("--format goes with encode, without --window-vectors".into());
+    }
+    if format == Some(Format::Milvus) && colbert {
+        colbert = false; // Milvus rows carry no multivector (docs/portable-export.md)
+    }
+    Ok(Args {
+        command,
+        model,
+        device,
+        kernel,
+        encoder_file,
+        opts,
+        weights,
+        window_vectors,
+        format,
+        colbert,
+        tokens,
+        runs,
+        out,
+        dtype,
+    })
 }
 
 /// Reads stdin as JSON lines, `GROUP_LINES` at a time, taking the string fields `keys`.
@@ -146,8 +179,9 @@ impl LineReader {
         LineReader { lines: std::io::stdin().lock().lines(), keys, n: 0 }
     }
 
-    /// The next group of rows (empty at the end of the input).
-    fn next_group(&mut self) -> Result<Vec<Vec<String>>, String> {
+    /// The next group of rows (empty at the end of the input): the `keys` strings, the whole line
+    /// and its number.
+    fn next_group(&mut self) -> Result<Vec<(Vec<String>, Value, usize)>, String> {
         let mut rows = Vec::new();
         while rows.len() < GROUP_LINES {
             let Some(line) = self.lines.next() else { break };
@@ -171,7 +205,7 @@ impl LineReader {
                     None => Err(format!("line {n}: missing \"{k}\"")),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            rows.push(row);
+            rows.push((row, v, n));
         }
         Ok(rows)
     }
@@ -403,13 +437,25 @@ fn run() -> Result<(), String> {
     while !rows.is_empty() {
         let mut lines = Vec::with_capacity(rows.len());
         if args.command == "encode" {
-            let texts: Vec<String> = rows.into_iter().map(|mut r| r.remove(0)).collect();
-            for (text, doc) in texts.iter().zip(encode_group(&model, &texts, &args.opts)?) {
-                lines.push(document_line(text, &doc, dim, args.window_vectors));
+            let ids = match args.format {
+                Some(_) => rows
+                    .iter()
+                    .map(|(_, v, n)| portable::doc_id(v.get("id"), *n).map(Some))
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => vec![None; rows.len()],
+            };
+            let (texts, lines_in): (Vec<String>, Vec<Value>) =
+                rows.into_iter().map(|(mut r, v, _)| (r.remove(0), v)).unzip();
+            let docs = encode_group(&model, &texts, &args.opts)?;
+            for (((text, doc), id), v) in texts.iter().zip(&docs).zip(&ids).zip(&lines_in) {
+                lines.push(match (args.format, id) {
+                    (Some(f), Some(id)) => portable::lines(f, args.colbert, id, text, v.get("meta"), doc, dim)?,
+                    _ => document_line(text, doc, dim, args.window_vectors),
+                });
             }
         } else {
             // All pairs of the group in one encode (query, passage, query, ...), scored pairwise.
-            let texts: Vec<String> = rows.into_iter().flatten().collect();
+            let texts: Vec<String> = rows.into_iter().flat_map(|(r, _, _)| r).collect();
             let docs = encode_group(&model, &texts, &args.opts)?;
             for pair in docs.chunks_exact(2) {
                 let s = model.scores(pair, args.weights).map_err(|e| e.to_string())?[0];
@@ -424,7 +470,7 @@ fn run() -> Result<(), String> {
             }
         }
         for l in lines {
-            writeln!(out, "{l}").map_err(|e| format!("writing stdout: {e}"))?;
+            writeln!(out, "{}", l.trim_end_matches('\n')).map_err(|e| format!("writing stdout: {e}"))?;
         }
         out.flush().map_err(|e| format!("writing stdout: {e}"))?;
         rows = reader.next_group()?;

@@ -3,6 +3,8 @@
 
 #[cfg(not(target_family = "wasm"))]
 mod cli;
+#[cfg(not(target_family = "wasm"))]
+mod portable;
 
 fn main() {
     #[cfg(not(target_family = "wasm"))]
