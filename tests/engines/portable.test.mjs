@@ -5,7 +5,7 @@
 // ColBERT MaxSim) must be ours: exact scores computed here with the package's scoring helpers on
 // the exported vectors. Needs python3; scripts/engines-setup.sh installs the pinned clients.
 //
-//   node --test tests/engines/portable.test.mjs
+//   node --test tests/engines/portable.test.mjs        (PORTABLE_KEEP=1: keep the files, path printed)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -72,7 +72,12 @@ before(async () => {
   encodeTotalMs = performance.now() - t0;
   data.docs = data.docs.map(d => ({ ...d, windows: d.windows.map(typedWindow) }));
 });
-after(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); });
+// PORTABLE_KEEP=1 keeps the exports, schemas and queries (to try the docs' snippets on them).
+after(() => {
+  if (!dir) return;
+  if (process.env.PORTABLE_KEEP) console.log(`kept ${dir}`);
+  else fs.rmSync(dir, { recursive: true, force: true });
+});
 
 async function collect(iterable) {
   const out = [];
