@@ -163,6 +163,20 @@ test('scores on an empty lane and after removing every vector write nothing', ()
   }
 });
 
+test('DenseLaneSimd.codes follows every change (a view for dims of 16s, a copy remade after a change otherwise)', () => {
+  for (const dim of [7, 32]) {
+    const lane = new K.DenseLaneSimd(dim, 1);
+    const row = v => new Int8Array(dim).fill(v);
+    lane.push(row(1), 1);
+    assert.deepEqual(lane.codes.subarray(0, dim), row(1));
+    lane.push(row(2), 1); // grows
+    assert.deepEqual(lane.codes.subarray(0, 2 * dim), Int8Array.from([...row(1), ...row(2)]));
+    assert.equal(lane.remove(0), 1);
+    assert.deepEqual(lane.codes.subarray(0, dim), row(2));
+    if (dim % 16) assert.equal(lane.codes, lane.codes, 'one copy between changes');
+  }
+});
+
 test('maxSimInt8Simd matches maxSimInt8JS: query and passage row counts around the tile sizes, odd dims', () => {
   const rand = rng(3);
   for (const dim of [1, 9, 16, 128, 1024, 1040]) {

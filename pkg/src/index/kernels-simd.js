@@ -77,6 +77,7 @@ export class DenseLaneSimd {
     this.count = 0;
     this.capacity = 0;
     this.scalesAt = 0;
+    this.version = 0; // bumped by every change of the codes (the codes getter's copy)
     this.wasm = instance();
     this.layout((capacity + 3) & ~3);
   }
@@ -90,6 +91,7 @@ export class DenseLaneSimd {
     // the scales move (memmove); slot codes stay where they are
     new Uint8Array(this.wasm.memory.buffer).copyWithin(scalesAt, this.scalesAt, this.scalesAt + this.count * 4);
     Object.assign(this, { capacity, scalesAt, outAt, qfAt, qiAt, qsAt });
+    this.version++;
   }
   /** Appends a vector (codes: Int8Array [dim], scale); returns its slot. */
   push(codes, scale) {
@@ -100,6 +102,7 @@ export class DenseLaneSimd {
     row.set(codes);
     if (this.dimP > this.dim) row.fill(0, this.dim);
     new Float32Array(buf, this.scalesAt, this.capacity)[this.count] = scale;
+    this.version++;
     return this.count++;
   }
   /** Frees `slot`: the last slot's vector moves into it. Returns the slot that moved (its old
@@ -107,6 +110,7 @@ export class DenseLaneSimd {
   remove(slot) {
     checkSlot(slot, this.count);
     const last = --this.count;
+    this.version++;
     if (slot === last) return -1;
     const buf = this.wasm.memory.buffer, { dimP } = this;
     new Int8Array(buf).copyWithin(slot * dimP, last * dimP, (last + 1) * dimP);
@@ -133,14 +137,18 @@ export class DenseLaneSimd {
     out.set(new Float32Array(buf, this.outAt, this.count));
     return out;
   }
-  /** The codes, Int8Array [capacity, dim]: a view of the wasm memory when dim is a multiple of
-   *  16 (valid until the lane grows), else a copy. */
+  /** The codes, Int8Array [capacity, dim], to read: a view of the wasm memory when dim is a
+   *  multiple of 16 (valid until the lane grows), else a copy (rows are stored 16-aligned) made
+   *  once per change of the lane. */
   get codes() {
     const buf = this.wasm.memory.buffer, { dim, dimP, capacity } = this;
     if (dim === dimP) return new Int8Array(buf, 0, capacity * dim);
-    const out = new Int8Array(capacity * dim);
-    for (let s = 0; s < capacity; s++) out.set(new Int8Array(buf, s * dimP, dim), s * dim);
-    return out;
+    if (this.copy?.version !== this.version) {
+      const out = new Int8Array(capacity * dim);
+      for (let s = 0; s < this.count; s++) out.set(new Int8Array(buf, s * dimP, dim), s * dim);
+      this.copy = { version: this.version, codes: out };
+    }
+    return this.copy.codes;
   }
   /** The scales, Float32Array [capacity]: a view, valid until the lane grows. */
   get scales() {
