@@ -6,7 +6,9 @@
 #  3. the wasm32 build (clippy too) and `wasm-pack test --headless --chrome --release`
 #     (tests/web.rs: the wasm-bindgen API on WebGPU/SwiftShader and on the wasm CPU backend);
 #  4. a TypeScript check of pkg/index.d.ts against tests/types/usage.ts;
-#  5. the browser tests (tests/browser/*.test.mjs: the package, the demo, a Vite app).
+#  5. the package's JS unit tests under Node (tests/js: the index, its kernels, the portable export);
+#  6. the browser tests (tests/browser/*.test.mjs: the package, its index, the demo, a Vite app);
+#  7. the portable export loaded into real engines (tests/engines: Qdrant local mode, Milvus Lite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
@@ -23,6 +25,10 @@ step() { echo; echo "== test: $* ($(date +%T))"; }
 tools_log="$(mktemp)"
 bash scripts/install-tools.sh --test > "$tools_log" 2>&1 &
 tools=$!
+# The engines' Python clients (pinned, in a reused venv; ~1 min cold) install meanwhile too.
+engines_log="$(mktemp)"
+bash scripts/engines-setup.sh > "$engines_log" 2>&1 &
+engines=$!
 
 step "cargo fmt --check"
 cargo fmt --check
@@ -49,5 +55,12 @@ XDG_CONFIG_HOME="$scratch" XDG_CACHE_HOME="$scratch" TMPDIR="$scratch" WASM_BIND
 step "TypeScript: pkg/index.d.ts against tests/types/usage.ts"
 node_modules/.bin/tsc -p tests/types
 
+step "JS unit tests (Node): tests/js"
+node --test --test-concurrency=1 tests/js/
+
 step "browser tests"
 node --test --test-concurrency=1 tests/browser/*.test.mjs
+
+step "the portable export in Qdrant and Milvus Lite: tests/engines"
+wait "$engines" || { cat "$engines_log"; echo "test: installing the engines' Python clients failed" >&2; exit 1; }
+node --test --test-concurrency=1 tests/engines/
