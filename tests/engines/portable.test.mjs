@@ -14,6 +14,7 @@ import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { serve, launch, requireFixtures, root } from '../browser/server.mjs';
 import { toJsonl, portableSchema } from '../../pkg/src/index/portable.js';
+import { openIndex, deleteIndex } from '../../pkg/src/index.js';
 import { denseScore, lexicalScore, colbertScore } from '../../pkg/src/scoring.js';
 import { Sha256 } from '../../pkg/src/sha256.js';
 
@@ -51,9 +52,10 @@ const typedWindow = w => ({
   ...w, inputIds: Uint32Array.from(w.inputIds), dense: f32(w.dense),
   sparse: { ids: Uint32Array.from(w.sparse.ids), weights: f32(w.sparse.weights) },
   colbert: { data: f32(w.colbert.data), rows: w.colbert.rows, dim: w.colbert.dim },
+  colbertSpans: Uint32Array.from(w.colbertSpans),
 });
 
-let data, setupMs, encodeTotalMs, dir;
+let data, encodeTotalMs, dir;
 before(async () => {
   requireFixtures();
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'm3-portable-'));
@@ -97,7 +99,8 @@ test('toJsonl writes the same lines in Node as in the browser, one per window', 
     const h = new Sha256(), enc = new TextEncoder();
     for (const l of lines) h.update(enc.encode(l));
     assert.equal(h.digestHex(), data.sha256[format], `${format}: Node and the browser wrote different JSONL`);
-    fs.writeFileSync(path.join(dir, `${format}.jsonl`), lines.join(''));
+    fs.mkdirSync(path.join(dir, 'encode'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'encode', `${format}.jsonl`), lines.join(''));
   }
 });
 
@@ -121,12 +124,14 @@ function readPoints(file) {
 /** [id, score] best first; equal scores by id, so that the list is one order. */
 const ranked = scores => [...scores].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
 
-test('Qdrant and Milvus Lite, loaded through their own clients, rank as we do (dense, sparse; ColBERT in Qdrant)', { timeout: 900_000 }, async () => {
-  assert.ok(fs.existsSync(path.join(dir, 'qdrant.jsonl')), 'the export test did not write the JSONL');
-  const points = readPoints(path.join(dir, 'qdrant.jsonl'));
+/** Loads `{format}.jsonl` of `sub` (under the test's folder) into both engines through
+ *  test_portable.py and checks its report; `label` names the run. */
+async function engineCheck(label, sub) {
+  const where = path.join(dir, sub);
+  const points = readPoints(path.join(where, 'qdrant.jsonl'));
   const dim = data.docs[0].windows[0].dense.length;
   // The Milvus rows carry the same vectors as the Qdrant points of the same id (zeros left out).
-  const milvusLines = fs.readFileSync(path.join(dir, 'milvus.jsonl'), 'utf8').split('\n').filter(Boolean);
+  const milvusLines = fs.readFileSync(path.join(where, 'milvus.jsonl'), 'utf8').split('\n').filter(Boolean);
   assert.equal(milvusLines.length, points.size);
   for (const line of milvusLines) {
     const r = JSON.parse(line), p = points.get(r.id);
@@ -148,28 +153,67 @@ test('Qdrant and Milvus Lite, loaded through their own clients, rank as we do (d
       colbert: ranked(all.map(s => [s.id, s.colbert])),
     };
   });
-  fs.writeFileSync(path.join(dir, 'queries.json'), JSON.stringify({
+  fs.writeFileSync(path.join(where, 'queries.json'), JSON.stringify({
     k: K, dim,
     queries: data.queries.map((q, i) => ({ text: q.text, dense: q.dense, sparse: q.sparse, colbert: q.colbert, expected: expected[i] })),
   }));
-  fs.writeFileSync(path.join(dir, 'schema-qdrant.json'), JSON.stringify(portableSchema('qdrant', dim, { exact: true })));
-  fs.writeFileSync(path.join(dir, 'schema-milvus.json'), JSON.stringify(portableSchema('milvus', dim, { exact: true, name: 'bge_m3_test' })));
+  fs.writeFileSync(path.join(where, 'schema-qdrant.json'), JSON.stringify(portableSchema('qdrant', dim, { exact: true })));
+  fs.writeFileSync(path.join(where, 'schema-milvus.json'), JSON.stringify(portableSchema('milvus', dim, { exact: true, name: 'bge_m3_test' })));
 
   const t0 = performance.now();
   const python = execFileSync('bash', ['-c', 'source scripts/engines-setup.sh && engines_setup'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1);
-  setupMs = performance.now() - t0;
+  const setupMs = performance.now() - t0;
   const run = spawnSync(python, [path.join(root, 'tests/engines/test_portable.py'), '-v'], {
-    cwd: dir, env: { ...process.env, PORTABLE_DATA: dir }, encoding: 'utf8', timeout: 600_000,
+    cwd: where, env: { ...process.env, PORTABLE_DATA: where }, encoding: 'utf8', timeout: 600_000,
   });
   console.log(run.stderr.trim());
-  assert.equal(run.status, 0, `test_portable.py failed (status ${run.status}${run.error ? `, ${run.error.message}` : ''})`);
-  const report = JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8'));
-  console.log(`engines-setup ${(setupMs / 1000).toFixed(1)} s;`, JSON.stringify(report));
+  assert.equal(run.status, 0, `${label}: test_portable.py failed (status ${run.status}${run.error ? `, ${run.error.message}` : ''})`);
+  const report = JSON.parse(fs.readFileSync(path.join(where, 'report.json'), 'utf8'));
+  console.log(`${label}: engines-setup ${(setupMs / 1000).toFixed(1)} s;`, JSON.stringify(report));
   assert.deepEqual(Object.keys(report).sort(), ['milvus', 'qdrant']);
   for (const [engine, r] of Object.entries(report)) {
-    assert.equal(r.points, points.size, `${engine}: points loaded`);
+    assert.equal(r.points, points.size, `${label}, ${engine}: points loaded`);
     for (const mode of engine === 'qdrant' ? ['dense', 'sparse', 'colbert'] : ['dense', 'sparse']) {
-      assert.equal(r[mode].queries, QUERIES.length, `${engine} ${mode}: queries checked`);
+      assert.equal(r[mode].queries, QUERIES.length, `${label}, ${engine} ${mode}: queries checked`);
     }
   }
+  return points;
+}
+
+test('Qdrant and Milvus Lite, loaded through their own clients, rank as we do (dense, sparse; ColBERT in Qdrant)', { timeout: 900_000 }, async () => {
+  assert.ok(fs.existsSync(path.join(dir, 'encode/qdrant.jsonl')), 'the export test did not write the JSONL');
+  await engineCheck('encode() windows', 'encode');
 });
+
+test('the same through a hybrid index: index.documents() (int8, dequantized) exported and ranked as we do', { timeout: 900_000 }, async () => {
+  // A memory index of the same embeddings (int8 dense and ColBERT, the defaults).
+  const index = await openIndex('portable-engines', { storage: 'memory', fingerprint: { dim: data.fingerprint.dim, probe: f32(data.fingerprint.probe) } });
+  try {
+    await index.add(data.docs.map(d => ({ id: d.id, text: d.text, meta: d.meta, embedding: { windows: d.windows } })));
+    const sub = path.join(dir, 'index');
+    fs.mkdirSync(sub);
+    for (const format of ['qdrant', 'milvus']) {
+      fs.writeFileSync(path.join(sub, `${format}.jsonl`), (await collect(toJsonl(index.documents(), { format }))).join(''));
+    }
+    const points = await engineCheck('index.documents()', 'index');
+    const windows = data.docs.reduce((s, d) => s + d.windows.length, 0);
+    assert.equal(points.size, windows);
+    // The index's values are its int8 codes dequantized: close to the model's, not equal.
+    const direct = readPoints(path.join(dir, 'encode/qdrant.jsonl'));
+    let worst = 0, differ = 0;
+    for (const [id, p] of points) {
+      const d = direct.get(id);
+      assert.ok(d, `index point ${id} (${p.doc} window ${p.window}) is not in the encode() export`);
+      assert.equal(p.rows, d.rows);
+      for (let i = 0; i < p.dense.length; i++) { worst = Math.max(worst, Math.abs(p.dense[i] - d.dense[i])); if (p.dense[i] !== d.dense[i]) differ++; }
+    }
+    console.log(`index export vs encode() export: dense differs by <= ${worst.toExponential(2)} (${differ} of ${points.size * dimOf(points)} values differ)`);
+    assert.ok(differ > 0, 'the index export should carry dequantized int8 values, not the model\'s');
+    assert.ok(worst < 0.01, `dense values differ by ${worst}`);
+  } finally {
+    index.close();
+    await deleteIndex('portable-engines', { storage: 'memory' });
+  }
+});
+
+const dimOf = points => points.values().next().value.dense.length;
