@@ -7,8 +7,8 @@
 #   source scripts/engines-setup.sh && engines_setup     # prints the venv's python on stdout
 #   bash scripts/engines-setup.sh                        # the same, run as a script
 #
-# Cost on the 2-core CI VM (measured, docs/portable-export.md): ~1 min and ~0.5 GB the first time
-# (wheels only, nothing compiled), a second or two when the venv is reused.
+# Cost on the 2-core CI VM (measured, docs/portable-export.md): ~25 s and ~0.5 GB the first time
+# (wheels only, nothing compiled), nothing (a stamp compared) when the venv is reused.
 
 ENGINES_VENV="${ENGINES_VENV:-$HOME/.cache/bge-m3-engines-venv}"
 # One line per pin: the stamp in the venv must equal these lines for the venv to be reused.

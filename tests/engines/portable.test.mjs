@@ -12,8 +12,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { serve, launch, requireFixtures, root } from '../browser/server.mjs';
-import { toJsonl, portableSchema } from '../../pkg/src/index/portable.js';
+import { serve, launch, requireFixtures, root, fixtures } from '../browser/server.mjs';
+import { toJsonl, portableSchema, pointId } from '../../pkg/src/index/portable.js';
 import { openIndex, deleteIndex } from '../../pkg/src/index.js';
 import { denseScore, lexicalScore, colbertScore } from '../../pkg/src/scoring.js';
 import { Sha256 } from '../../pkg/src/sha256.js';
@@ -99,9 +99,66 @@ test('toJsonl writes the same lines in Node as in the browser, one per window', 
     const h = new Sha256(), enc = new TextEncoder();
     for (const l of lines) h.update(enc.encode(l));
     assert.equal(h.digestHex(), data.sha256[format], `${format}: Node and the browser wrote different JSONL`);
+    // The lines carry the encoded values exactly (as float32), window by window.
+    const windowsInOrder = data.docs.flatMap(d => d.windows.map((w, k) => ({ d, w, k })));
+    lines.forEach((l, n) => {
+      const p = JSON.parse(l), { d, w, k } = windowsInOrder[n];
+      const v = format === 'qdrant' ? p.vector : p;
+      assert.equal(p.id, pointId(d.id, k));
+      assert.deepEqual(f32(v.dense), w.dense, `${format} line ${n}: dense`);
+      const sparse = format === 'qdrant' ? new Map(v.sparse.indices.map((id, i) => [id, Math.fround(v.sparse.values[i])])) : new Map(Object.entries(v.sparse).map(([id, x]) => [+id, Math.fround(x)]));
+      assert.deepEqual(sparse, new Map([...w.sparse.ids].map((id, i) => [id, w.sparse.weights[i]]).filter(([, x]) => format === 'qdrant' || x !== 0)), `${format} line ${n}: sparse`);
+      if (format === 'qdrant') assert.deepEqual(f32(v.colbert.flat()), w.colbert.data, `${format} line ${n}: colbert`);
+    });
     fs.mkdirSync(path.join(dir, 'encode'), { recursive: true });
     fs.writeFileSync(path.join(dir, 'encode', `${format}.jsonl`), lines.join(''));
   }
+});
+
+// `m3 encode --format` (src/bin/m3/portable.rs) writes this spec natively: the same lines for the
+// same documents, up to the native and wasm backends' float differences (pkg.test.mjs holds the two
+// backends to 1e-5).
+const m3 = path.join(process.env.CARGO_TARGET_DIR ?? path.join(os.homedir(), '.cache/bge-m3-target'), 'release/m3');
+const CLI_TOL = 1e-5;
+const maxDiff = (a, b, what) => {
+  assert.equal(a.length, b.length, `${what}: lengths differ`);
+  return a.reduce((d, x, i) => Math.max(d, Math.abs(x - b[i])), 0);
+};
+
+test('m3 encode --format qdrant|milvus writes the lines toJsonl writes (ids, payloads; vectors within 1e-5)', { timeout: 300_000 }, async () => {
+  assert.ok(fs.existsSync(m3), `${m3} is missing: build it with cargo build --release --bin m3`);
+  const input = data.docs.map(d => JSON.stringify({ id: d.id, text: d.text, meta: d.meta })).join('\n') + '\n';
+  const worst = { dense: 0, sparse: 0, colbert: 0 };
+  for (const format of ['qdrant', 'milvus']) {
+    const run = spawnSync(m3, ['encode', '--model', path.join(fixtures, 'tiny-m3'), '--max-length', String(MAX_LENGTH), '--format', format],
+      { input, encoding: 'utf8', maxBuffer: 1 << 30 });
+    assert.equal(run.status, 0, run.stderr);
+    const cli = run.stdout.split('\n').filter(Boolean).map(l => JSON.parse(l));
+    const ours = fs.readFileSync(path.join(dir, 'encode', `${format}.jsonl`), 'utf8').split('\n').filter(Boolean).map(l => JSON.parse(l));
+    assert.equal(cli.length, ours.length, `${format}: lines`);
+    cli.forEach((c, n) => {
+      const o = ours[n], at = `${format} line ${n}`;
+      assert.equal(c.id, o.id, `${at}: id`);
+      const sparse = x => (format === 'qdrant' ? Object.fromEntries(x.vector.sparse.indices.map((id, i) => [id, x.vector.sparse.values[i]])) : x.sparse);
+      const [cs, os] = [sparse(c), sparse(o)];
+      assert.deepEqual(Object.keys(cs).sort(), Object.keys(os).sort(), `${at}: sparse ids`);
+      worst.sparse = Math.max(worst.sparse, ...Object.keys(os).map(k => Math.abs(cs[k] - os[k])));
+      if (format === 'qdrant') {
+        assert.deepEqual(Object.keys(c).sort(), ['id', 'payload', 'vector']);
+        assert.deepEqual(Object.keys(c.vector).sort(), Object.keys(o.vector).sort(), `${at}: vectors`);
+        assert.deepEqual(c.payload, o.payload, `${at}: payload`);
+        worst.dense = Math.max(worst.dense, maxDiff(c.vector.dense, o.vector.dense, at));
+        assert.equal(c.vector.colbert.length, o.vector.colbert.length, `${at}: ColBERT rows`);
+        worst.colbert = Math.max(worst.colbert, maxDiff(c.vector.colbert.flat(), o.vector.colbert.flat(), at));
+      } else {
+        const { dense: cd, sparse: _c, ...crest } = c, { dense: od, sparse: _o, ...orest } = o;
+        assert.deepEqual(crest, orest, `${at}: row fields`);
+        worst.dense = Math.max(worst.dense, maxDiff(cd, od, at));
+      }
+    });
+  }
+  console.log(`m3 encode --format vs toJsonl: ${data.docs.length} documents, largest differences`, worst);
+  for (const [what, d] of Object.entries(worst)) assert.ok(d <= CLI_TOL, `${what} differs by ${d}`);
 });
 
 /** The exported points, parsed back: id -> { dense, sparse: Map, colbert (flat), doc, window }. */
