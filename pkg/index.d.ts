@@ -292,11 +292,12 @@ export interface PortableDocument {
   text: string;
   /** Any JSON value (written as `JSON.stringify` writes it); left out: null. */
   meta?: unknown;
-  /** Each needs start/end (inside `text`), tokenStart/tokenEnd, `dense` and `sparse`; `colbert`
-   *  where it is to be exported. Dequantized values are exported as they are. */
+  /** Each needs start/end (inside `text`), tokenStart/tokenEnd, and `dense` and `sparse` (optional
+   *  in the type, as in `encode()`'s, but a window without them is refused, kind 'input');
+   *  `colbert` where it is to be exported. Dequantized values are exported as they are. */
   windows: Array<Pick<WindowEmbedding, 'start' | 'end' | 'tokenStart' | 'tokenEnd'> & {
-    dense: Float32Array | number[];
-    sparse: { ids: Uint32Array | number[]; weights: Float32Array | number[] };
+    dense?: Float32Array | number[];
+    sparse?: { ids: Uint32Array | number[]; weights: Float32Array | number[] };
     colbert?: MultiVector;
   }>;
 }
