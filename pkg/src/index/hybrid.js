@@ -467,7 +467,13 @@ class HybridIndex {
     const t0 = now(), s = this.#state, rev = this.#rev, dim = this.#fingerprint.dim;
     const timings = { dense: 0, sparse: 0, read: 0, colbert: 0, total: 0 };
     const empty = () => ({ hits: [], candidates: 0, colbert: o.colbertMode, timings: { ...timings, total: now() - t0 } });
-    if (!s.windows) return empty();
+    if (!s.windows) {
+      // Nothing here; unless another instance has written since this one last read.
+      const storedRev = (await this.#backend.read(r => r.get('meta', 'rev'))) ?? 0;
+      if (storedRev === rev) return empty();
+      if (storedRev !== this.#rev) await this.#reload();
+      return null;
+    }
     const C = Math.max(o.candidates, o.k);
     // Which lanes propose candidates: those weighted; a ColBERT-only search uses dense (else sparse).
     let useDense = o.weights.dense > 0, useSparse = o.weights.sparse > 0;
