@@ -1,14 +1,21 @@
-// The index file format (export / import of the whole index as one `.m3index` file) and the checks
-// every stored document passes: an imported file (untrusted: anyone can hand one over) and each
-// record read back from IndexedDB (a damaged store must not break the page). Each check names the
-// document and the field; nothing is stored unless the whole file passes.
+// The previous version of this page kept its own index (IndexedDB 'bge-m3-demo', db.js) and its
+// own export format (`.m3index` files, format 1). This module reads both, so that nothing of them
+// is lost: a v1 file is read and checked here, and each of its documents (like each record of the
+// old store, migrate.js) becomes an item of the package index's `add` (`toItem`). Every check
+// names the document and the field; nothing is stored unless the whole file passes (and `add`
+// checks the vectors again, with its own rules).
 //
-// File layout: "BGEM3IDX" (8 bytes), u32 LE header length, header JSON (UTF-8), zero padding to a
-// multiple of 8, then the typed arrays' bytes, each at an 8-aligned offset. In the header every
-// typed array is replaced by { "$a": "f32" | "u32", "o": byte offset in the data, "n": length }.
+// v1 file layout: "BGEM3IDX" (8 bytes), u32 LE header length, header JSON (UTF-8), zero padding
+// to a multiple of 8, then the typed arrays' bytes, each at an 8-aligned offset. In the header
+// every typed array is replaced by { "$a": "f32" | "u32", "o": byte offset in the data, "n":
+// length }. Header: { format: 1, app, exportedAt, fingerprint: { hiddenSize, probe, source, … },
+// docs: [{ id, name, lang, origin, text, tokens, addedAt, windows: [{ start, end, tokenStart,
+// tokenEnd, inputIds, dense, sparse: { ids, weights }, colbert: { data, rows, dim },
+// colbertSpans }] }] }.
+import { MAX_TEXT, MAX_WINDOW_TOKENS, VOCAB_SIZE, MAX_DIM, MAX_SPARSE_WEIGHT } from '../pkg/src/index/checks.js';
 
 export const FORMAT_VERSION = 1;
-const MAGIC = 'BGEM3IDX';
+export const V1_MAGIC = 'BGEM3IDX';
 
 // ── Limits ────────────────────────────────────────────────────────────────────────────────────
 /** Largest file imported: the page reads it whole into memory (1 GiB holds ~250,000 tokens of
@@ -17,62 +24,31 @@ export const MAX_FILE_BYTES = 1024 ** 3;
 /** Largest header (the JSON: texts, names and array references). */
 const MAX_HEADER_BYTES = 256 * 1024 ** 2;
 const MAX_DOCS = 100_000;
-/** Longest document text in UTF-16 units (the page reads files of up to 50 MB), and longest name:
- *  the page stores nothing longer (indexing.js). */
-export const MAX_TEXT = 50_000_000;
-export const MAX_NAME = 1000;
+/** Longest name the previous page stored. (Text, window and vocabulary limits: the index's.) */
+const MAX_NAME = 1000;
 /** Most windows per document: a window moves on by at least half of 8192 tokens. */
 const MAX_WINDOWS = 100_000;
-/** Longest window in tokens, `<s>` and `</s>` included: the longest input of BAAI/bge-m3. The
- *  page never encodes longer windows (indexing.js asks for at most this). */
-export const MAX_WINDOW_TOKENS = 8192;
-/** The vocabulary of BGE-M3's tokenizer (XLM-R): token ids are below this. */
-export const VOCAB_SIZE = 250_002;
-/** Widest vector (BAAI/bge-m3: 1024). */
-const MAX_DIM = 8192;
-/** Largest lexical weight accepted (real weights are below 1; a random-weight model's a few). */
-const MAX_SPARSE_WEIGHT = 1e4;
 /** Dense and ColBERT vectors are unit vectors: no component above 1 (plus rounding). */
 const UNIT = 1 + 1e-3;
 const ORIGINS = ['file', 'paste', 'sample'];
 
-// ── Export ────────────────────────────────────────────────────────────────────────────────────
-export function exportIndex(fingerprint, docs) {
-  const chunks = [];
-  let offset = 0;
-  const pack = v => {
-    if (v instanceof Float32Array || v instanceof Uint32Array) {
-      const kind = v instanceof Float32Array ? 'f32' : 'u32';
-      const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-      const ref = { $a: kind, o: offset, n: v.length };
-      chunks.push(bytes);
-      const pad = (8 - (bytes.byteLength % 8)) % 8;
-      if (pad) chunks.push(new Uint8Array(pad));
-      offset += bytes.byteLength + pad;
-      return ref;
-    }
-    if (Array.isArray(v)) return v.map(pack);
-    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, pack(x)]));
-    return v;
-  };
-  // The store's own key (`gen`) stays behind: an imported document gets the importer's.
-  const header = pack({ format: FORMAT_VERSION, app: 'bge-m3-web demo', exportedAt: new Date().toISOString(), fingerprint, docs: docs.map(({ gen, ...d }) => d) });
-  const json = new TextEncoder().encode(JSON.stringify(header));
-  const head = new Uint8Array(12);
-  head.set(new TextEncoder().encode(MAGIC));
-  new DataView(head.buffer).setUint32(8, json.byteLength, true);
-  const pad = (8 - ((12 + json.byteLength) % 8)) % 8;
-  return new Blob([head, json, new Uint8Array(pad), ...chunks], { type: 'application/octet-stream' });
+// ── Import ────────────────────────────────────────────────────────────────────────────────────
+/** Reads and checks a v1 index file: { fingerprint, docs } (documents as records, checked field by
+ *  field), or throws an Error with kind 'format' whose message says what is wrong and where. */
+export async function readIndexFile(blob) {
+  try {
+    return await readV1(blob);
+  } catch (e) {
+    e.kind ??= 'format';
+    throw e;
+  }
 }
 
-// ── Import ────────────────────────────────────────────────────────────────────────────────────
-/** Reads and checks an index file: { fingerprint, docs } (documents as records, checked field by
- *  field), or throws an Error whose message says what is wrong and where. */
-export async function readIndexFile(blob) {
+async function readV1(blob) {
   if (blob.size > MAX_FILE_BYTES) throw new Error(`the file is ${fmtSize(blob.size)}; index files up to ${fmtSize(MAX_FILE_BYTES)} can be imported`);
   if (blob.size < 12) throw new Error('this file is not an index exported from this page');
   const magic = new TextDecoder().decode(new Uint8Array(await blob.slice(0, 12).arrayBuffer()).subarray(0, 8));
-  if (magic !== MAGIC) throw new Error('this file is not an index exported from this page');
+  if (magic !== V1_MAGIC) throw new Error('this file is not an index exported from this page');
   const buf = await blob.arrayBuffer();
   const len = new DataView(buf).getUint32(8, true);
   if (len > MAX_HEADER_BYTES) throw new Error(`the index file's header is ${fmtSize(len)}; at most ${fmtSize(MAX_HEADER_BYTES)} is read`);
@@ -238,6 +214,16 @@ function ids(v, where, field, len, max = Infinity, below = VOCAB_SIZE) {
   if (v.length > max) fail(where, field, `holds ${v.length} values; at most ${max}`);
   for (let i = 0; i < v.length; i++) if (v[i] >= below) fail(where, field, `holds ${v[i]} at [${i}]; values are below ${below}`);
   return v;
+}
+
+/** A checked v1 document (file or old store) as an item of the index's `add`: its text, its
+ *  vectors as they were stored (f32), the rest as `meta` (what the page's list shows). */
+export function toItem(d) {
+  return {
+    id: d.id, text: d.text,
+    meta: { name: d.name, lang: d.lang, origin: d.origin, tokens: d.tokens, addedAt: d.addedAt },
+    embedding: { windows: d.windows },
+  };
 }
 
 /** "document 7 (“Title”)", for messages (the title only when it is text). */

@@ -1,20 +1,24 @@
 // Step 2, documents in: files (text and HTML, checked and decoded here), pasted text and the
-// sample corpus; the indexing job (save groups of documents through the model, each document stored
-// as a record with the vectors of its windows); re-indexing with the loaded model.
-import * as store from './db.js';
+// sample corpus; the indexing job (save groups of documents through the model, each group one
+// `add` to the package's index); re-indexing (another model, another ColBERT option) into a
+// staging index that replaces the current one only when it is complete (library.js).
 import { state } from './state.js';
 import { $, show, fmtBytes, fmtInt, isAbort } from './ui.js';
 import { setReady, checkFingerprint } from './model-panel.js';
-import { renderDocs, renderStorage, askPersist, writeFailure } from './storage.js';
-import { MAX_WINDOW_TOKENS, MAX_TEXT, MAX_NAME } from './index-file.js';
+import { ensureIndex, refreshDocs, docEntry, renderAll, renderDocs, renderStats, renderStorage, askPersist, writeFailure, plural } from './storage.js';
+import { beginStaging } from './library.js';
+import { MAX_WINDOW_TOKENS, MAX_TEXT } from '../pkg/src/index/checks.js';
 import { rescoreLast } from './results.js';
 
 const TEXT_EXTENSIONS = new Set(['txt', 'md', 'markdown', 'html', 'htm', 'xhtml', 'csv', 'tsv', 'json', 'xml', 'rst', 'tex', 'log', 'org', 'adoc', 'srt', 'vtt', 'yaml', 'yml']);
 const MAX_FILE_BYTES = 50 * 1024 * 1024;
-/** A save group: the documents encoded together and written to IndexedDB at once (the page holds
- *  their vectors until then). Not a batch: the package batches windows by its own rules. */
+/** A save group: the documents encoded together and added to the index in one `add` (the page
+ *  holds their vectors until then; the add is whole or nothing). Not a batch: the package batches
+ *  windows by its own rules. */
 const SAVE_GROUP_DOCS = 32;
 const SAVE_GROUP_CHARS = 200_000;
+/** Longest document name kept (names are meta of the index's documents). */
+const MAX_NAME = 1000;
 
 // ── Documents in ──────────────────────────────────────────────────────────────────────────────
 function htmlToText(html) {
@@ -76,6 +80,7 @@ export async function addFiles(fileList) {
 function guardIndexing() {
   if (!state.model) { show($('index-msg'), 'Load the model first (step 1): it is what turns your documents into vectors.'); return false; }
   if (state.mismatch) { show($('index-msg'), 'Re-index or clear the current index first: it was made with another model.'); return false; }
+  if (state.damaged) { show($('index-msg'), 'The stored index could not be opened: clear it first.'); return false; }
   return true;
 }
 
@@ -127,85 +132,104 @@ export function showSampleInfo() {
 }
 
 // ── Indexing ──────────────────────────────────────────────────────────────────────────────────
-/** Encodes `items` ({ name, text, origin, lang?, id?, addedAt? }) and stores them; one job at a time. */
+/** Encodes `items` ({ name, text, origin, lang? }) and adds them; one job at a time. */
 function indexItems(items, opts = {}) {
   const job = state.queue.then(() => runIndexing(items, opts));
   state.queue = job.catch(() => {});
   return job;
 }
 
-async function runIndexing(items, { keepMessage = false, reindex = false } = {}) {
+/** Save groups of `items`: at most SAVE_GROUP_DOCS documents and SAVE_GROUP_CHARS characters
+ *  (`chars(item)`), a longer document alone. */
+function saveGroups(items, chars) {
+  const groups = [];
+  let cur = [], curChars = 0;
+  for (const it of items) {
+    if (cur.length && (cur.length >= SAVE_GROUP_DOCS || curChars + chars(it) > SAVE_GROUP_CHARS)) { groups.push(cur); cur = []; curChars = 0; }
+    cur.push(it); curChars += chars(it);
+  }
+  if (cur.length) groups.push(cur);
+  return groups;
+}
+
+/** The indexing job. `reindex`: { colbert } — every document of the index again, with the loaded
+ *  model, into a staging index with that ColBERT option (items then carry id, meta and no text:
+ *  the text is read from the index a group at a time). */
+async function runIndexing(items, { keepMessage = false, reindex = null } = {}) {
   const model = state.model;
   if (!model) return;
-  const empty = items.filter(i => !i.text.trim());
-  items = items.filter(i => i.text.trim());
-  if (empty.length && !keepMessage) show($('index-msg'), `Skipped ${empty.map(i => `“${i.name}”`).join(', ')}: no text in ${empty.length > 1 ? 'them' : 'it'}.`, 'warn');
-  else if (!keepMessage) show($('index-msg'), '');
+  if (!reindex) {
+    const empty = items.filter(i => !i.text.trim());
+    items = items.filter(i => i.text.trim());
+    if (empty.length && !keepMessage) show($('index-msg'), `Skipped ${empty.map(i => `“${i.name}”`).join(', ')}: no text in ${empty.length > 1 ? 'them' : 'it'}.`, 'warn');
+    else if (!keepMessage) show($('index-msg'), '');
+  } else show($('index-msg'), '');
   if (!items.length) return;
   const ac = new AbortController();
   state.indexing = ac;
+  state.reindexing = !!reindex;
   setReady();
   const box = $('indexing'), bar = $('indexing-bar'), label = $('indexing-label'), stats = $('indexing-stats');
   box.hidden = false;
   $('index-cancel').hidden = false;
-  state.reindexing = reindex;
   document.body.dataset.indexing = 'yes';
   bar.value = 0;
-  label.textContent = `Reading ${items.length} document${items.length > 1 ? 's' : ''}…`;
+  label.textContent = `Reading ${plural(items.length, 'document')}…`;
   stats.textContent = '';
   const t0 = performance.now();
   const n = items.length, docsWord = `document${n > 1 ? 's' : ''}`;
-  let docsDone = 0, tokensDone = 0, run = null;
+  const verb = reindex ? 'Re-indexing' : 'Indexing';
+  let docsDone = 0, tokensDone = 0, staging = null;
   try {
-    // The run's records are written under a generation of their own (db.js) and become the index
-    // only when all of them are written: a failure or a cancel leaves the index as it was.
-    run = await store.beginRun();
-    // Documents go to the model in save groups: what the page holds before writing the records to
-    // IndexedDB. Windows and batches are the package's business (one encode per group); progress
-    // comes from it in tokens, the bar moves by characters across groups.
-    const groups = [];
-    let cur = [], curChars = 0;
-    for (const it of items) {
-      if (cur.length && (cur.length >= SAVE_GROUP_DOCS || curChars + it.text.length > SAVE_GROUP_CHARS)) { groups.push(cur); cur = []; curChars = 0; }
-      cur.push(it); curChars += it.text.length;
-    }
-    if (cur.length) groups.push(cur);
-    const totalChars = items.reduce((s, i) => s + i.text.length, 0) || 1;
+    // The documents go to the model a save group at a time (windows and batches are the
+    // package's business: one encode per group); each group is one add, whole or not at all.
+    // A re-index adds to a staging index, which becomes the index only when all are in it.
+    let target;
+    if (reindex) {
+      staging = await beginStaging(state.fingerprint, reindex.colbert);
+      target = staging.index;
+    } else target = await ensureIndex();
+    const groups = saveGroups(items, it => it.chars ?? it.text.length);
+    const totalChars = items.reduce((s, i) => s + (i.chars ?? i.text.length), 0) || 1;
     let charsDone = 0;
     const update = (groupChars = 0, p = null) => {
       const done = tokensDone + (p?.tokensDone ?? 0);
       const secs = (performance.now() - t0) / 1000;
       bar.value = (charsDone + groupChars * (p ? p.tokensDone / Math.max(1, p.tokens) : 0)) / totalChars;
-      label.textContent = `${reindex ? 'Re-indexing' : 'Indexing'}: ${docsDone} / ${n} documents`;
+      label.textContent = `${verb}: ${docsDone} / ${n} documents`;
       stats.textContent = `${fmtInt(done)} tokens · ${fmtInt(done / Math.max(secs, 1e-3))} tokens/s · ${(docsDone / Math.max(secs, 1e-3)).toFixed(docsDone / secs >= 10 ? 0 : 1)} documents/s`;
     };
     update();
-    const records = [];
     for (const group of groups) {
-      const groupChars = group.reduce((s, i) => s + i.text.length, 0);
-      const embs = await model.encode(group.map(i => i.text), {
+      const texts = reindex ? await Promise.all(group.map(async it => (await state.index.getWindow(it.id, 0))?.text ?? '')) : group.map(i => i.text);
+      const groupChars = texts.reduce((s, t) => s + t.length, 0);
+      const embs = await model.encode(texts, {
         colbertSpans: true, signal: ac.signal, maxLength: Math.min(model.maxTokens, MAX_WINDOW_TOKENS),
         onProgress: p => update(groupChars, p),
       });
       ac.signal.throwIfAborted();
-      records.push(...await run.put(group.map((it, k) => toRecord(it, embs[k]))));
+      const added = group.map((it, k) => toItem(it, texts[k], embs[k]));
+      await target.add(added, { signal: ac.signal });
+      if (!reindex) {
+        const byId = new Map(state.docs.map(d => [d.id, d]));
+        for (const a of added) byId.set(a.id, docEntry({ id: a.id, meta: a.meta, windows: a.embedding.windows.length }));
+        state.docs = [...byId.values()].sort((a, b) => a.addedAt - b.addedAt);
+        renderDocs(); renderStats();
+      }
       tokensDone += group.reduce((s, it, k) => s + embs[k].inputIds.length - 2, 0);
       charsDone += groupChars;
       docsDone += group.length;
       update();
     }
     ac.signal.throwIfAborted();
-    await run.commit({ fingerprint: state.fingerprint, replaceAll: reindex });
-    run = null;
-    if (reindex) state.docs = records;
-    else {
-      const byId = new Map(state.docs.map(d => [d.id, d]));
-      for (const r of records) byId.set(r.id, r);
-      state.docs = [...byId.values()];
+    if (reindex) {
+      await staging.commit(state.index);
+      state.index = staging.index;
+      staging = null;
+      state.colbert = reindex.colbert;
+      await refreshDocs();
+      renderAll();
     }
-    state.docs.sort((a, b) => a.addedAt - b.addedAt);
-    if (reindex || !state.indexFingerprint) state.indexFingerprint = state.fingerprint;
-    renderDocs();
     checkFingerprint();
     askPersist();
     const secs = (performance.now() - t0) / 1000;
@@ -214,17 +238,17 @@ async function runIndexing(items, { keepMessage = false, reindex = false } = {})
     document.body.dataset.indexed = String(state.docs.length);
     if (state.last) await rescoreLast();
   } catch (e) {
-    if (run) await run.discard().catch(() => {}); // else left for the clean-up on the next start
-    const kept = reindex
-      ? `The index keeps its ${state.docs.length} document${state.docs.length === 1 ? '' : 's'} as they were (made with the other model): re-index again to search.`
-      : `None of the ${n} ${docsWord} ${n > 1 ? 'were' : 'was'} added; the index is as it was before.`;
-    if (isAbort(e)) {
-      label.textContent = `Cancelled after ${docsDone} of ${n} ${docsWord}.`;
-      stats.textContent = kept;
-    } else {
-      label.textContent = `${reindex ? 'Re-indexing' : 'Indexing'} stopped after ${docsDone} of ${n} ${docsWord}.`;
-      stats.textContent = kept;
-      show($('index-msg'), await writeFailure(`${reindex ? 'Re-indexing' : 'Indexing'} ${n} ${docsWord}`, e));
+    if (staging) await staging.discard().catch(() => {}); // else left for dropLeftovers on the next start
+    let kept;
+    if (reindex) kept = `The index keeps its ${plural(n, 'document')} as they were (${reindex.why}): ${reindex.why === 'made with the other model' ? 're-index again to search' : 're-index again to change it'}.`;
+    else if (!docsDone) kept = `None of the ${n} ${docsWord} ${n > 1 ? 'were' : 'was'} added; the index is as it was before.`;
+    else kept = `The first ${plural(docsDone, 'document')} ${docsDone > 1 ? 'were' : 'was'} added (each save group is stored whole); the other ${n - docsDone} ${n - docsDone > 1 ? 'were' : 'was'} not.`;
+    label.textContent = isAbort(e) ? `Cancelled after ${docsDone} of ${n} ${docsWord}.` : `${verb} stopped after ${docsDone} of ${n} ${docsWord}.`;
+    stats.textContent = kept;
+    if (!isAbort(e)) {
+      const what = reindex ? `the index is as it was before (${plural(n, 'document')})` : docsDone ? `the ${plural(docsDone, 'document')} added before it stay in the index (${plural(state.docs.length, 'document')} in all)` : null;
+      const failed = !reindex && docsDone ? `${verb} the other ${plural(n - docsDone, 'document')}` : `${verb} ${n} ${docsWord}`;
+      show($('index-msg'), await writeFailure(failed, e, what));
     }
   } finally {
     state.indexing = null;
@@ -232,38 +256,32 @@ async function runIndexing(items, { keepMessage = false, reindex = false } = {})
     $('index-cancel').hidden = true;
     document.body.dataset.indexing = 'no';
     setReady();
+    renderStats();
     renderStorage();
   }
 }
 
-/** A stored document: its text and, per window, the vectors (own copies of the typed arrays). */
-function toRecord(item, emb) {
+/** An item of the index's `add`: the text, the encoding, and what the list shows as meta. */
+function toItem(item, text, emb) {
+  const name = item.name.length > MAX_NAME ? item.name.slice(0, MAX_NAME - 1) + '…' : item.name;
   return {
     id: item.id ?? crypto.randomUUID(),
-    name: item.name.length > MAX_NAME ? item.name.slice(0, MAX_NAME - 1) + '…' : item.name,
-    lang: item.lang ?? null,
-    origin: item.origin ?? 'paste',
-    text: item.text,
-    tokens: emb.inputIds.length - 2, // content tokens of the whole text
-    addedAt: item.addedAt ?? Date.now(),
-    windows: emb.windows.map(w => ({
-      start: w.start, end: w.end, tokenStart: w.tokenStart, tokenEnd: w.tokenEnd,
-      inputIds: w.inputIds.slice(),
-      dense: w.dense.slice(),
-      sparse: { ids: w.sparse.ids.slice(), weights: w.sparse.weights.slice() },
-      colbert: { data: w.colbert.data.slice(), rows: w.colbert.rows, dim: w.colbert.dim },
-      colbertSpans: w.colbertSpans.slice(),
-    })),
+    text,
+    meta: { name, lang: item.lang ?? null, origin: item.origin ?? 'paste', tokens: emb.inputIds.length - 2, addedAt: item.addedAt ?? Date.now() },
+    embedding: emb,
   };
 }
 
-/** Every stored document encoded again with the loaded model (their text is stored). */
-export function reindexAll() {
-  if (!state.model) return;
-  const items = state.docs.map(d => ({ id: d.id, name: d.name, text: d.text, lang: d.lang, origin: d.origin, addedAt: d.addedAt }));
-  state.mismatch = false; // allow the job; restored by checkFingerprint if cancelled
+/** Every document of the index encoded again with the loaded model, into a new index with ColBERT
+ *  option `colbert` (default: the index's): after a model change, or to change the option. */
+export function reindexAll(colbert = state.index?.stats().options.colbert ?? state.colbert) {
+  if (!state.model || !state.index) return;
+  const why = state.mismatch ? 'made with the other model' : `with ColBERT “${state.index.stats().options.colbert}”`;
+  const items = state.docs.map(d => ({ id: d.id, name: d.name, lang: d.lang, origin: d.origin, addedAt: d.addedAt, chars: Math.max(1, d.tokens * 4) }));
+  const wasMismatch = state.mismatch;
+  state.mismatch = false; // allow the job; restored by checkFingerprint if it fails
   $('mismatch').hidden = true;
-  indexItems(items, { reindex: true }).finally(() => {
-    if (state.indexFingerprint !== state.fingerprint) { state.mismatch = true; checkFingerprint(); }
+  return indexItems(items, { reindex: { colbert, why } }).finally(() => {
+    if (wasMismatch) checkFingerprint();
   });
 }

@@ -1,13 +1,13 @@
 // Step 1, the model: where it comes from (Hugging Face, a base URL, a folder), loading with a
-// progress row per file, the backend it runs on, and the model fingerprint that says whether the
-// stored index can be searched with it. Also which controls of the page are usable (setReady).
-import { load, isCached, HF_BGE_M3 } from '../pkg/src/index.js';
+// progress row per file, the backend it runs on, and the model fingerprint (the package's) that
+// says whether the stored index can be searched with it. Also which controls of the page are
+// usable (setReady).
+import { load, isCached, HF_BGE_M3, modelFingerprint, sameModel } from '../pkg/src/index.js';
 import { state } from './state.js';
 import { $, el, show, fmtBytes, fmtInt, isAbort } from './ui.js';
 import { renderPrivacy } from './privacy.js';
 import { connectAllowed, MODEL_HOSTS } from './csp.js';
 
-const PROBE_TEXT = 'BGE-M3 index fingerprint · Fingerabdruck · empreinte · 指纹 · отпечаток';
 const params = new URLSearchParams(location.search);
 
 /** The model source chosen on the page: { kind, source, label, encoderFile? }; throws with a
@@ -151,10 +151,10 @@ export async function loadModel({ auto = false } = {}) {
   show($('model-msg'), auto ? `Loading the cached model from ${src.label} — no download needed.` : `Loading from ${src.label}…`, 'info');
   try {
     const model = await load(src.source, { device, signal: ac.signal, onProgress: progressRow, ...fileOptions(src) });
-    const probe = await model.encode(PROBE_TEXT, { sparse: false, colbert: false });
+    const fingerprint = await modelFingerprint(model, { signal: ac.signal });
     state.model = model;
     state.modelLabel = src.label;
-    state.fingerprint = { hiddenSize: model.hiddenSize, probe: probe.dense.slice(), source: src.label, probeText: PROBE_TEXT, createdAt: Date.now() };
+    state.fingerprint = fingerprint;
     if (src.kind !== 'folder') localStorage.setItem('bge-m3-demo:source', JSON.stringify({ kind: src.kind, url: src.source }));
     state.loadedAt = performance.now();
     state.requestsAfterLoad = [];
@@ -204,28 +204,28 @@ function renderBackend(device) {
 /** Enables what the loaded model (and a usable index) allows. */
 export function setReady() {
   const ready = !!state.model && !state.loading;
-  for (const id of ['sample', 'paste-add', 'search']) $(id).disabled = !ready || (id !== 'search' && state.mismatch);
-  $('drop').classList.toggle('disabled', !ready || state.mismatch);
+  const blocked = state.mismatch || !!state.damaged;
+  for (const id of ['sample', 'paste-add', 'search']) $(id).disabled = !ready || (id !== 'search' && blocked);
+  $('drop').classList.toggle('disabled', !ready || blocked);
   $('reindex').disabled = !ready || !!state.indexing;
+  $('colbert-reindex').disabled = !ready || !!state.indexing || state.mismatch;
+  $('scale-run').disabled = !ready || !!state.scaleTest;
   document.body.dataset.model = ready ? 'ready' : state.loading ? 'loading' : 'none';
 }
 
 // ── Fingerprint: vectors from another model can't be compared ─────────────────────────────────
-function cosine(a, b) {
-  if (!a || !b || a.length !== b.length) return -1;
-  let s = 0, na = 0, nb = 0;
-  for (let i = 0; i < a.length; i++) { s += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
-  return s / Math.sqrt(na * nb || 1);
-}
-export const sameModel = (a, b) => a.hiddenSize === b.hiddenSize && cosine(a.probe, b.probe) > 0.999;
+/** The index's model fingerprint, or null when there is no index. */
+export const indexFingerprint = () => (state.index ? state.index.stats().fingerprint : null);
 
+/** Whether the index (with documents) holds another model's vectors than the loaded model's: then
+ *  search and indexing are off until it is re-indexed or cleared. */
 export function checkFingerprint() {
-  const fp = state.fingerprint, ix = state.indexFingerprint;
+  const fp = state.fingerprint, ix = indexFingerprint();
   state.mismatch = !!(fp && ix && state.docs.length && !sameModel(fp, ix));
   $('mismatch').hidden = !state.mismatch;
   document.body.dataset.mismatch = state.mismatch ? 'yes' : 'no';
   if (state.mismatch) {
-    $('mismatch-text').textContent = `This index was built with a different model (${ix.hiddenSize}-dimensional, from ${ix.source}) than the one loaded now (${fp.hiddenSize}-dimensional, from ${fp.source}). Their vectors can't be compared, so search is off. Re-index the ${state.docs.length} document${state.docs.length > 1 ? 's' : ''} with this model (their text is stored), or clear the index.`;
+    $('mismatch-text').textContent = `This index was built with a different model (${ix.dim}-dimensional vectors) than the one loaded now (${fp.dim}-dimensional, from ${state.modelLabel}). Their vectors can't be compared, so search is off. Re-index the ${state.docs.length} document${state.docs.length > 1 ? 's' : ''} with this model (their text is stored), or clear the index.`;
   }
   setReady();
 }

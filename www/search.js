@@ -1,47 +1,7 @@
-// Ranking over stored window embeddings with the package's scoring helpers (the three scores, their
-// weighted sum and reciprocal-rank fusion are the package's), plus what the result view needs:
-// lexical matches and their positions, a snippet around them, ColBERT alignments.
-import { denseScore, lexicalScore, colbertScore, weightedScore, reciprocalRankFusion } from '../pkg/src/index.js';
-
-/** The three scores of every window of every document against the encoded query `q`. */
-export function scoreWindows(q, docs) {
-  const qSparse = toMap(q.sparse);
-  const dim = q.dense.length;
-  const out = [];
-  for (const doc of docs) {
-    const windows = doc.windows.map((w, i) => ({
-      index: i,
-      dense: denseScore(q.dense, w.dense),
-      sparse: lexicalScore(qSparse, w.sparse),
-      colbert: colbertScore(q.colbert.data, w.colbert.data, dim),
-    }));
-    out.push({ doc, windows });
-  }
-  return out;
-}
-
-/** Ranks documents: each document is represented by its best window under the weighted hybrid
- *  score (FlagEmbedding's `colbert+sparse+dense` formula); then either that score, or
- *  reciprocal-rank fusion of the per-mode rankings (modes with weight 0 left out).
- *  Returns [{ doc, window, dense, sparse, colbert, hybrid, score }] best first. */
-export function rank(scored, weights, { rrf = false } = {}) {
-  const sum = weights.dense + weights.sparse + weights.colbert;
-  if (!(sum > 0)) throw new Error('Give at least one of dense, lexical or ColBERT a weight above 0.');
-  const hits = scored.map(({ doc, windows }) => {
-    let best = windows[0], bestScore = -Infinity;
-    for (const w of windows) {
-      const h = weightedScore(w, weights);
-      if (h > bestScore) { bestScore = h; best = w; }
-    }
-    return { doc, window: best.index, dense: best.dense, sparse: best.sparse, colbert: best.colbert, hybrid: bestScore, score: bestScore };
-  });
-  if (!rrf) return hits.sort((a, b) => b.score - a.score);
-  const modes = ['dense', 'sparse', 'colbert'].filter(m => weights[m] > 0);
-  const rankings = modes.map(m => [...hits].sort((a, b) => b[m] - a[m]).map(h => h.doc.id));
-  const fused = reciprocalRankFusion(rankings);
-  const byId = new Map(hits.map(h => [h.doc.id, h]));
-  return fused.map(([id, s]) => ({ ...byId.get(id), score: s }));
-}
+// What the result view needs of a hit's window (ranking is the package index's): lexical matches
+// and their positions, a snippet around them, ColBERT rows per token and their alignment with the
+// query's. A window is what `index.getWindow` returns: inputIds [T] (<s> … </s>), colbertSpans
+// [2 (T - 1)] (a span per token after <s>), sparse, and ColBERT rows as the index stores them.
 
 export function toMap(sparse) {
   const m = new Map();
@@ -69,11 +29,24 @@ export function rowSpan(w, r) {
   return [w.colbertSpans[2 * r], w.colbertSpans[2 * r + 1]];
 }
 
+/** The window's ColBERT row of each token after <s>: Float32Array [T - 1, dim]. An index with
+ *  pooled rows (`colbertAssign`: the pooled row of each token) gives each token its pooled row;
+ *  one without ColBERT rows gives null. */
+export function tokenRows(w) {
+  if (!w.colbert) return null;
+  if (!w.colbertAssign) return w.colbert.data;
+  const { data, dim } = w.colbert, assign = w.colbertAssign;
+  const out = new Float32Array(assign.length * dim);
+  for (let t = 0; t < assign.length; t++) out.set(data.subarray(assign[t] * dim, (assign[t] + 1) * dim), t * dim);
+  return out;
+}
+
 /** Spans in the document of the window's tokens whose id is in `ids` (a Map id -> weight):
  *  [{ start, end, id }] in text order. */
 export function tokenMarks(w, ids) {
   const marks = [];
-  const rows = w.colbert.rows;
+  if (!w.colbertSpans) return marks;
+  const rows = w.inputIds.length - 1;
   for (let r = 0; r < rows; r++) {
     const id = w.inputIds[r + 1];
     if (!ids.has(id)) continue;
