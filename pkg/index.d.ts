@@ -185,8 +185,12 @@ export interface ScoreOptions extends Omit<EncodeOptions, 'dense' | 'sparse' | '
  *  RangeError), the GPU (`device`: no adapter, a lost device; never a reason to drop cached
  *  files), reading a file (`io`), or the wasm instance died (`crashed`: a panic, a trap, out of
  *  memory; every pending and later call of that model rejects so within seconds, its worker is
- *  ended, and `load()` again gives a working model). */
-export type ErrorKind = 'format' | 'weights' | 'config' | 'tokenizer' | 'integrity' | 'input' | 'range' | 'device' | 'io' | 'crashed';
+ *  ended, and `load()` again gives a working model). The hybrid index (`openIndex`) adds: `model`
+ *  (vectors or a file of another model than the index's: the fingerprints differ), `quota` (the
+ *  browser's storage for the site is full: the write was not kept, the index is as it was), and
+ *  uses `input` (a call's arguments), `format` (an index file, or a damaged stored index) and
+ *  `io` (any other storage failure). */
+export type ErrorKind = 'format' | 'weights' | 'config' | 'tokenizer' | 'integrity' | 'input' | 'range' | 'device' | 'io' | 'crashed' | 'model' | 'quota';
 
 export interface Tokenized {
   ids: Uint32Array;
@@ -269,6 +273,236 @@ export const RRF_K: number;
 /** Reciprocal-rank fusion: `rankings` are lists of keys, best first; returns [key, score] best first,
  *  score = sum over rankings of 1 / (k + rank), rank from 1. */
 export function reciprocalRankFusion<K>(rankings: K[][], k?: number): [K, number][];
+
+// ── The hybrid index (pkg/src/index/) ─────────────────────────────────────────────────────────
+// A corpus of embedded documents kept compactly (IndexedDB in a browser, or memory), searched in
+// two stages: the dense lane (one int8 vector per window, scanned whole) and the sparse postings
+// (token id -> windows) each propose their best `candidates` windows; those are read from storage
+// in one transaction and scored exactly (dense from the stored codes, lexical from the stored
+// list, ColBERT MaxSim over the stored int8 rows); each document is ranked by its best window,
+// with `weightedScore` (FlagEmbedding's formula) or `reciprocalRankFusion`.
+//
+//   import { load, openIndex, modelFingerprint } from 'bge-m3-web';
+//   const model = await load();
+//   const index = await openIndex('my-notes', { fingerprint: await modelFingerprint(model) });
+//   const opts = { colbertSpans: true };                          // the index keeps token spans
+//   await index.add([{ id: 'a.txt', text, meta: { title: 'A' }, embedding: await model.encode(text, opts) }]);
+//   const r = await index.search(await model.encode('query'), { k: 10 });
+//   for (const h of r.hits) console.log(h.id, h.score, h.window.start, h.window.end);
+//   const best = await index.getWindow(r.hits[0].id, r.hits[0].window.index); // text, ids, spans, rows
+//
+// In page memory between queries: the dense lane (dim bytes + 4 a window, int8; 2 * dim for f16),
+// the postings (6 bytes an entry, plus a tail of recent ones until merged) and a few bytes a
+// window; nothing per token. Per token in storage (dim 1024): ~1.04 KB with int8 ColBERT rows,
+// ~0.53 KB pooled, ~18 B without (measured: tests/js/index.test.mjs).
+
+/** Which model made an index's vectors: `dim` (its hidden size) and `probe`, its unit dense
+ *  vector of `PROBE_TEXT`. */
+export interface ModelFingerprint {
+  dim: number;
+  probe: Float32Array;
+}
+/** The text whose dense vector is a model's fingerprint (several scripts). */
+export const PROBE_TEXT: string;
+/** A loaded model's fingerprint (one encode of `PROBE_TEXT`, dense only). */
+export function modelFingerprint(model: Model, options?: { signal?: AbortSignal }): Promise<ModelFingerprint>;
+/** Whether two fingerprints are of the same model: the same `dim` and probe vectors whose cosine
+ *  is above 0.999 (backends and hardware differ in the 6th decimal; another model or revision by
+ *  far more). The package owns this rule. */
+export function sameModel(a: ModelFingerprint, b: ModelFingerprint): boolean;
+
+/** 'indexeddb': a database per index (`bge-m3-index:<name>`), kept across page loads; 'memory':
+ *  Maps in this JS realm (Node, workers, tests), kept until `deleteIndex` or the realm ends;
+ *  opening the same name again in the realm gives the same records. */
+export type IndexStorage = 'indexeddb' | 'memory';
+
+export interface IndexOptions {
+  /** Default: 'indexeddb' where `indexedDB` exists, else 'memory'. */
+  storage?: IndexStorage;
+  /** Needed to create an index (kind 'input' without it); stored then. Given when opening an
+   *  existing index, it must be the same model's (`sameModel`), else kind 'model'. */
+  fingerprint?: ModelFingerprint;
+  /** Dense vectors: 'int8' (default; one f32 scale per vector, ~1 KB a window at 1024 dims) or
+   *  'f16' (2 KB a window, closer to f32). */
+  dense?: 'int8' | 'f16';
+  /** ColBERT rows kept per window: 'int8' (default; one row per token, per-row f32 scale),
+   *  'pooled' (rows -> ceil(rows / poolFactor) by merging the most similar rows, centroid
+   *  linkage, means re-normalised; then int8; about half the storage, a coarser MaxSim; pooling
+   *  costs O(rows² · dim) per window when adding), or 'none' (no rows: search scores dense +
+   *  sparse, or re-encodes the candidates with `reencode`). */
+  colbert?: 'int8' | 'pooled' | 'none';
+  /** Pooling factor for 'pooled', a whole number from 2 to 16 (default 2). */
+  poolFactor?: number;
+}
+// The options of an existing index are its stored ones: options given when opening it are
+// ignored (stats().options says what they are); an import with mode 'replace' takes the file's.
+
+/** A document to add: `embedding` is `model.encode(text, { colbertSpans: true })`'s result (all
+ *  windows; each window needs dense, sparse, and colbert + colbertSpans unless the index keeps
+ *  no ColBERT rows). */
+export interface IndexItem {
+  /** 1 to 1000 characters; adding an id that is present replaces that document. */
+  id: string;
+  /** The text the embedding was made from (window and token spans must lie inside it). */
+  text: string;
+  /** Any JSON value (a JSON copy is stored; at most 1 MiB of JSON); left out: null. */
+  meta?: unknown;
+  embedding: { windows: WindowEmbedding[] };
+}
+
+export interface IndexWriteOptions {
+  /** Aborting rejects with a DOMException named "AbortError" and nothing of the call is kept
+   *  (unless the write had already committed, then the call resolves). */
+  signal?: AbortSignal;
+}
+
+export interface IndexSearchOptions {
+  /** Documents returned, 1 to 10000 (default 10). */
+  k?: number;
+  /** A mode of weight 0 proposes no candidates and is left out of the hybrid score (its ColBERT
+   *  rows are not read); default `DEFAULT_WEIGHTS`. With dense and sparse both 0, the dense lane
+   *  (else the sparse) still proposes the candidates. */
+  weights?: Partial<ScoreWeights>;
+  /** Rank documents by reciprocal-rank fusion of the per-mode rankings (modes of weight > 0) of
+   *  their best windows, instead of the weighted score. */
+  rrf?: boolean;
+  /** Windows each lane proposes for exact scoring (default `DEFAULT_CANDIDATES`, 64; at least
+   *  k is used). On the synthetic agreement corpus (2,000 windows of 1024 dims, int8), 64 gave
+   *  the exhaustive f32 top-10 in 20 of 20 queries, 32 in 20, 16 in 18. */
+  candidates?: number;
+  /** For an index without ColBERT rows: re-encodes the candidates' window texts (e.g.
+   *  `texts => model.encode(texts, { dense: false, sparse: false })`) to score them with ColBERT
+   *  (f32). Without it such an index scores dense + sparse only (`colbert: 'skipped'`). */
+  reencode?: (texts: string[]) => Promise<Array<{ colbert?: MultiVector }>>;
+  signal?: AbortSignal;
+}
+
+export interface IndexHit {
+  id: string;
+  meta: unknown;
+  /** What the hits are ordered by: `hybrid`, or the fused score with `rrf`. */
+  score: number;
+  /** weightedScore of the best window's scores over the modes used (see `IndexSearchResult.colbert`). */
+  hybrid: number;
+  /** The best window's scores: dense (query · stored int8/f16 vector), sparse (lexical, from the
+   *  stored weights), colbert (MaxSim over the stored rows, or re-encoded); null where the query
+   *  had no such output, or for ColBERT when it was not scored. */
+  dense: number | null;
+  sparse: number | null;
+  colbert: number | null;
+  /** The best window: its index in the document, its UTF-16 span [start, end) in the text and
+   *  its token span (see WindowEmbedding). */
+  window: { index: number; start: number; end: number; tokenStart: number; tokenEnd: number };
+}
+
+export interface IndexSearchResult {
+  /** Best first, one per document. An index with no documents gives no hits (not an error). */
+  hits: IndexHit[];
+  /** Windows scored exactly (the union of the lanes' candidates). */
+  candidates: number;
+  /** How ColBERT was scored: 'stored' (the index's rows), 'reencoded' (`reencode`), 'skipped'
+   *  (an index without rows and no `reencode`: the hybrid is over dense and sparse), 'off'
+   *  (weight 0). */
+  colbert: 'stored' | 'reencoded' | 'skipped' | 'off';
+  /** Milliseconds: the dense lane, the sparse postings, reading the candidates' records, ColBERT
+   *  scoring (or re-encoding), and the whole search. */
+  timings: { dense: number; sparse: number; read: number; colbert: number; total: number };
+}
+
+/** A stored window, as `get` returns it (vectors dequantized: int8/f16 values as f32). */
+export interface IndexedWindow {
+  start: number;
+  end: number;
+  tokenStart: number;
+  tokenEnd: number;
+  inputIds: Uint32Array;
+  /** Each token's UTF-16 span in the text, per ColBERT position (token `inputIds[r + 1]` is
+   *  position r; `</s>` has an empty span at the window's end); absent for a window added
+   *  without them (an index without ColBERT rows). */
+  colbertSpans?: Uint32Array;
+  dense: Float32Array;
+  sparse: SparseVector;
+  /** The stored rows: one per token after `<s>`, or the pooled rows; absent without ColBERT. */
+  colbert?: MultiVector;
+  /** 'pooled': for each token position, the pooled row that stands for it. */
+  colbertAssign?: Uint16Array;
+}
+
+export interface IndexedDocument {
+  id: string;
+  text: string;
+  meta: unknown;
+  windows: IndexedWindow[];
+}
+
+export interface IndexStats {
+  name: string;
+  storage: IndexStorage;
+  documents: number;
+  windows: number;
+  /** Tokens of all windows, `<s>` and `</s>` included (an overlap counts in each window). */
+  tokens: number;
+  /** Stored bytes by part: the bytes of the stored typed arrays and texts (IndexedDB's own
+   *  overhead and compression are not counted): dense (codes + scale), sparse (ids + f32 weights),
+   *  colbert (codes + scales + pooled assignment), tokens (inputIds + coded spans), text (UTF-8),
+   *  docs (ids, meta JSON, window spans), and their total. */
+  bytes: { dense: number; sparse: number; colbert: number; tokens: number; text: number; docs: number; total: number };
+  /** Bytes this instance holds in page memory between calls (lanes, postings, tables, search
+   *  scratch, per-document entries estimated). */
+  memoryBytes: number;
+  options: Required<Omit<IndexOptions, 'storage' | 'fingerprint'>> & { dim: number };
+  fingerprint: ModelFingerprint;
+}
+
+/** An open index. Writes (add, remove, import, clear) are each one atomic transaction: all of it
+ *  or nothing, in storage and in memory (memory changes only once storage has committed); a
+ *  full storage rejects with kind 'quota' and leaves the index as it was. Writes of one instance
+ *  run one after another. Another instance or tab writing the same index is noticed by the next
+ *  call (the index reloads itself from storage); `stats()` shows this instance's view until then. */
+export interface HybridIndex {
+  readonly name: string;
+  readonly storage: IndexStorage;
+  /** Adds documents, replacing those of the same ids; everything is checked first (kind 'input'
+   *  naming the item and field: vectors of another width, NaN / Infinity, a non-unit dense vector
+   *  or ColBERT row, ids outside the 250,002-token vocabulary, spans outside the text, missing
+   *  outputs, an empty or repeated id, meta that is not JSON). */
+  add(items: IndexItem[], options?: IndexWriteOptions): Promise<{ added: number; replaced: number }>;
+  /** Removes documents by id (ids not present are ignored). */
+  remove(ids: string[], options?: IndexWriteOptions): Promise<{ removed: number }>;
+  /** Searches with a query's `encode()` output (dense and sparse as the weights need them;
+   *  colbert when ColBERT is scored). A query without an output its weight needs: kind 'input'. */
+  search(query: Pick<Embedding, 'dense' | 'sparse' | 'colbert'>, options?: IndexSearchOptions): Promise<IndexSearchResult>;
+  /** A document with all its windows, or null. */
+  get(id: string): Promise<IndexedDocument | null>;
+  /** One window of a document (a hit's `window.index`), with the document's text and meta; or null. */
+  getWindow(id: string, index: number): Promise<{ id: string; text: string; meta: unknown; index: number; window: IndexedWindow } | null>;
+  /** Every document, as `get` gives it, in id order (one read per document). */
+  documents(): AsyncIterable<IndexedDocument>;
+  stats(): IndexStats;
+  /** The whole index as one file (one read snapshot; built in memory): the stored records as
+   *  they are (int8/f16 codes, not f32), the options and the fingerprint. */
+  export(): Promise<Blob>;
+  /** Reads a file of `export()`. Everything is checked before anything is written (kind 'format'
+   *  naming the document and field: sizes, offsets, array types, dims, NaN, token ids, repeated
+   *  ids, scales, spans inside the text, pooled rows; kind 'model' for another model's file).
+   *  'replace' (default): the index becomes the file (its options too); 'merge': the file's
+   *  documents are added, replacing those of the same ids (the options must be the index's, else
+   *  kind 'format'). Files up to 2 GiB (read whole into memory). */
+  import(file: Blob, options?: IndexWriteOptions & { mode?: 'replace' | 'merge' }): Promise<{ added: number; replaced: number }>;
+  /** Removes every document (the options and fingerprint stay). */
+  clear(options?: IndexWriteOptions): Promise<void>;
+  /** Closes this instance (later calls: kind 'input'); the stored index stays. */
+  close(): void;
+}
+
+/** Opens the index `name` (1 to 200 characters), creating it when it does not exist (then
+ *  `options.fingerprint` is needed), and reads its dense and sparse lanes into memory. */
+export function openIndex(name: string, options?: IndexOptions): Promise<HybridIndex>;
+/** Deletes the index `name` from `options.storage` (default as `openIndex`); open instances of
+ *  it stop working (kind 'input'). Resolves true when deleted (memory: false when there was none). */
+export function deleteIndex(name: string, options?: { storage?: IndexStorage }): Promise<boolean>;
+/** The default candidate budget per lane (64). */
+export const DEFAULT_CANDIDATES: number;
 
 // Portable export (pkg/src/index/portable.js; the repository's docs/portable-export.md): the
 // windows of embedded documents as JSON lines for a server engine, when a corpus outgrows the

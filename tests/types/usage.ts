@@ -3,8 +3,10 @@
 import {
   load, isCached, clearCache, HF_BGE_M3, DEFAULT_WEIGHTS, denseScore, lexicalScore, colbertScore,
   weightedScore, hybridScores, reciprocalRankFusion,
+  openIndex, deleteIndex, modelFingerprint, sameModel, PROBE_TEXT, DEFAULT_CANDIDATES,
 } from 'bge-m3-web';
 import type { Embedding, ErrorKind, Model, ScoreWeights, Scores, WeightsDtype, WindowEmbedding } from 'bge-m3-web';
+import type { HybridIndex, IndexHit, IndexSearchResult, IndexedDocument, IndexedWindow, IndexStats, ModelFingerprint } from 'bge-m3-web';
 
 export async function quickStart(): Promise<number> {
   const cached: boolean = await isCached(HF_BGE_M3, { encoderFile: 'pytorch_model.bin' });
@@ -47,4 +49,45 @@ export async function quickStart(): Promise<number> {
   await model.dispose();
   await clearCache();
   return span[0] + mean + scored.length + fused.length + d;
+}
+
+// The hybrid index: create with a fingerprint, add encode() results, search, show a hit's window.
+export async function hybridIndex(model: Model): Promise<number> {
+  const fp: ModelFingerprint = await modelFingerprint(model);
+  const index: HybridIndex = await openIndex('my-notes', { fingerprint: fp, colbert: 'pooled', poolFactor: 2 });
+  const text = 'BGE M3 is an embedding model ...';
+  const embedding = await model.encode(text, { colbertSpans: true });
+  const ctl = new AbortController();
+  const { added, replaced } = await index.add([{ id: 'a.txt', text, meta: { title: 'A' }, embedding }], { signal: ctl.signal });
+  const q = await model.encode('what is bge m3?');
+  const r: IndexSearchResult = await index.search(q, { k: 5, weights: { colbert: 0.5 }, rrf: false, candidates: DEFAULT_CANDIDATES });
+  const hit: IndexHit | undefined = r.hits[0];
+  if (hit) {
+    const shown = await index.getWindow(hit.id, hit.window.index);
+    const w: IndexedWindow | undefined = shown?.window;
+    console.log(hit.score, hit.colbert ?? 'not scored', w?.colbertSpans?.length, shown?.text.slice(hit.window.start, hit.window.end));
+  }
+  const how: 'stored' | 'reencoded' | 'skipped' | 'off' = r.colbert;
+  const plain = await openIndex('no-colbert', { storage: 'memory', fingerprint: fp, colbert: 'none', dense: 'f16' });
+  await plain.search(q, { reencode: texts => model.encode(texts, { dense: false, sparse: false }) });
+  const doc: IndexedDocument | null = await index.get('a.txt');
+  for await (const d of index.documents()) console.log(d.id, d.windows.length);
+  const st: IndexStats = index.stats();
+  const file: Blob = await index.export();
+  await index.import(file, { mode: 'merge' });
+  await index.remove(['a.txt']);
+  try {
+    await openIndex('my-notes', { fingerprint: { dim: 32, probe: new Float32Array(32) } });
+  } catch (e) {
+    const kind = (e as { kind?: ErrorKind }).kind;
+    if (kind === 'model' || kind === 'quota') console.log('another model, or storage full');
+  }
+  // @ts-expect-error: no such ColBERT storage
+  await openIndex('x', { colbert: 'fp4' });
+  // @ts-expect-error: ids are strings
+  await index.remove([1]);
+  console.log(sameModel(fp, st.fingerprint), PROBE_TEXT.length, how, doc?.text);
+  await index.clear();
+  index.close();
+  return added + replaced + st.bytes.total + st.memoryBytes + (await deleteIndex('my-notes') ? 1 : 0);
 }
