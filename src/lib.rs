@@ -15,7 +15,6 @@ pub mod windows;
 
 #[cfg(not(target_family = "wasm"))]
 pub mod native;
-#[cfg(not(target_family = "wasm"))]
 pub mod pack;
 #[cfg(target_family = "wasm")]
 pub mod web;

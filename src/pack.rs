@@ -16,15 +16,23 @@
 //! `pooler.*` is not written: BGE-M3 does not use XLM-R's pooler.
 
 use std::collections::BTreeMap;
+#[cfg(not(target_family = "wasm"))]
 use std::io::{Read, Write};
+#[cfg(not(target_family = "wasm"))]
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+#[cfg(not(target_family = "wasm"))]
 use crate::native::{WeightsFile, encoder_path, head_path};
-use crate::weights::{Checkpoint, DType, SCALE_SUFFIX, TensorSource};
+#[cfg(not(target_family = "wasm"))]
+use crate::weights::{Checkpoint, TensorSource};
+use crate::weights::{DType, SCALE_SUFFIX};
+
+mod stream;
+pub use stream::StreamConverter;
 
 /// Version of the pack layout written in `m3-pack.json`.
 pub const PACK_VERSION: u32 = 1;
@@ -111,6 +119,7 @@ pub struct ConvertReport {
     pub tensors: Vec<TensorReport>,
 }
 
+#[cfg(not(target_family = "wasm"))]
 fn io_err(path: &Path, e: std::io::Error) -> Error {
     Error::Io(format!("{}: {e}", path.display()))
 }
@@ -120,6 +129,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// SHA-256 of a file, streamed.
+#[cfg(not(target_family = "wasm"))]
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
     let mut h = Sha256::new();
@@ -135,6 +145,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// A file being written with its SHA-256 and size computed on the way.
+#[cfg(not(target_family = "wasm"))]
 struct HashedWriter {
     out: std::io::BufWriter<std::fs::File>,
     hash: Sha256,
@@ -142,6 +153,7 @@ struct HashedWriter {
     path: PathBuf,
 }
 
+#[cfg(not(target_family = "wasm"))]
 impl HashedWriter {
     fn create(path: PathBuf) -> Result<Self> {
         let f = std::fs::File::create(&path).map_err(|e| io_err(&path, e))?;
@@ -173,18 +185,31 @@ pub fn quantize_rows(data: &[f32], row: usize) -> (Vec<i8>, Vec<f32>) {
     (q, scales)
 }
 
-fn errors(orig: &[f32], back: impl Iterator<Item = f32>) -> (f32, f32) {
-    let (mut max, mut num, mut den) = (0f32, 0f64, 0f64);
-    for (&a, b) in orig.iter().zip(back) {
-        let d = a - b;
-        max = max.max(d.abs());
-        num += (d as f64) * (d as f64);
-        den += (a as f64) * (a as f64);
+/// A tensor's conversion error, accumulated over its chunks.
+#[derive(Default)]
+struct ErrorSum {
+    max: f32,
+    num: f64,
+    den: f64,
+}
+
+impl ErrorSum {
+    fn add(&mut self, orig: &[f32], back: impl Iterator<Item = f32>) {
+        for (&a, b) in orig.iter().zip(back) {
+            let d = a - b;
+            self.max = self.max.max(d.abs());
+            self.num += (d as f64) * (d as f64);
+            self.den += (a as f64) * (a as f64);
+        }
     }
-    (max, if den > 0.0 { (num / den).sqrt() as f32 } else { 0.0 })
+    /// (max |w - w'|, ||w - w'|| / ||w||)
+    fn result(&self) -> (f32, f32) {
+        (self.max, if self.den > 0.0 { (self.num / self.den).sqrt() as f32 } else { 0.0 })
+    }
 }
 
 /// One tensor as it will be written: its safetensors entries (the tensor, and its scales).
+#[derive(Debug, Clone)]
 struct Planned {
     name: String,
     shape: Vec<usize>,
@@ -210,32 +235,19 @@ impl Planned {
     }
 }
 
-/// Writes the float tensors of `src` (all but `skip`) to a safetensors file at `path`, each
-/// converted as [`stored_as`] says, reading one tensor at a time.
-fn write_safetensors<R: crate::weights::ReadAt>(
-    src: &Checkpoint<R>,
-    path: PathBuf,
-    file: &'static str,
-    dtype: PackDtype,
-    metadata: &BTreeMap<String, String>,
-    report: &mut Vec<TensorReport>,
-    progress: &mut dyn FnMut(&str),
-) -> Result<PackFile> {
-    let mut plan = Vec::new();
-    for name in src.names() {
-        let Some(e) = src.entry(name) else { continue };
-        if name.starts_with("pooler.") || name.starts_with("roberta.pooler.") || name.ends_with(SCALE_SUFFIX) {
-            continue;
-        }
-        if !matches!(e.dtype, DType::F32 | DType::F16 | DType::BF16 | DType::I8) {
-            continue; // int64 buffers (position_ids)
-        }
-        plan.push(Planned { name: name.to_string(), shape: e.shape.clone(), stored: stored_as(name, &e.shape, dtype) });
-    }
-    // Header: entries in the order their data follows.
+/// Whether a checkpoint tensor goes into a pack: float tensors, not the pooler (BGE-M3 does not use
+/// it), not int64 buffers (position_ids), not an int8 tensor's scales (written with the tensor).
+fn packed(name: &str, dtype: &DType) -> bool {
+    !(name.starts_with("pooler.") || name.starts_with("roberta.pooler.") || name.ends_with(SCALE_SUFFIX))
+        && matches!(dtype, DType::F32 | DType::F16 | DType::BF16 | DType::I8)
+}
+
+/// A safetensors header (length prefix included) for `plan`, entries in the order their data
+/// follows.
+fn safetensors_header(plan: &[Planned], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
     let mut header = serde_json::Map::new();
     let mut offset = 0usize;
-    for p in &plan {
+    for p in plan {
         for (name, dt, shape, bytes) in p.entries() {
             header.insert(name, json!({"dtype": dt, "shape": shape, "data_offsets": [offset, offset + bytes]}));
             offset += bytes;
@@ -246,46 +258,137 @@ fn write_safetensors<R: crate::weights::ReadAt>(
     while header.len() % 8 != 0 {
         header.push(b' ');
     }
-    let mut out = HashedWriter::create(path)?;
-    out.write(&(header.len() as u64).to_le_bytes())?;
-    out.write(&header)?;
-    for p in &plan {
-        progress(&p.name);
-        let t = src.tensor(&p.name)?;
-        let (max_abs_err, rel_rms_err) = match p.stored {
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header);
+    Ok(out)
+}
+
+/// One tensor being converted: takes its values in order (any number of whole rows at a time)
+/// and gives the bytes of its safetensors entries; the int8 scales come at the end.
+struct TensorSink {
+    p: Planned,
+    /// Elements per row (int8 scales are per row).
+    row: usize,
+    scales: Vec<f32>,
+    err: ErrorSum,
+    done: usize,
+}
+
+impl TensorSink {
+    fn new(p: Planned) -> Self {
+        let row = p.numel() / p.shape.first().copied().unwrap_or(1).max(1);
+        TensorSink { p, row: row.max(1), scales: Vec::new(), err: ErrorSum::default(), done: 0 }
+    }
+    /// Converts `data` (whole rows) and appends the bytes to `out`.
+    fn push(&mut self, data: &[f32], out: &mut Vec<u8>) -> Result<()> {
+        match self.p.stored {
             Stored::F16 => {
-                let h: Vec<half::f16> = t.data.iter().map(|&v| half::f16::from_f32(v)).collect();
+                let h: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v)).collect();
                 if let Some(i) = h.iter().position(|v| !v.is_finite()) {
                     return Err(Error::Input(format!(
-                        "tensor {} holds {} at element {i}, beyond f16's range (65504): convert to int8 instead",
-                        p.name, t.data[i]
+                        "tensor {} holds {} at element {}, beyond f16's range (65504): convert to int8 instead",
+                        self.p.name,
+                        data[i],
+                        self.done + i
                     )));
                 }
-                out.write(bytemuck::cast_slice(&h))?;
-                errors(&t.data, h.iter().map(|v| v.to_f32()))
+                out.extend_from_slice(bytemuck::cast_slice(&h));
+                self.err.add(data, h.iter().map(|v| v.to_f32()));
             }
             Stored::I8Rows => {
-                let row = p.numel() / p.shape[0].max(1);
-                let (q, scales) = quantize_rows(&t.data, row);
-                out.write(bytemuck::cast_slice(&q))?;
-                out.write(bytemuck::cast_slice(&scales))?;
-                errors(&t.data, q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / row.max(1)]))
+                let (q, scales) = quantize_rows(data, self.row);
+                out.extend_from_slice(bytemuck::cast_slice(&q));
+                let row = self.row;
+                self.err.add(data, q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / row]));
+                self.scales.extend(scales);
             }
-        };
-        report.push(TensorReport {
-            file,
-            name: p.name.clone(),
-            shape: p.shape.clone(),
-            stored: p.stored,
-            max_abs_err,
-            rel_rms_err,
-        });
+        }
+        self.done += data.len();
+        Ok(())
+    }
+    /// The scales (int8) and the tensor's report.
+    fn finish(self, file: &'static str, out: &mut Vec<u8>) -> TensorReport {
+        out.extend_from_slice(bytemuck::cast_slice(&self.scales));
+        let (max_abs_err, rel_rms_err) = self.err.result();
+        TensorReport { file, name: self.p.name, shape: self.p.shape, stored: self.p.stored, max_abs_err, rel_rms_err }
+    }
+}
+
+/// Writes the float tensors of `src` to a safetensors file at `path`, each converted as
+/// [`stored_as`] says, reading one tensor at a time.
+#[cfg(not(target_family = "wasm"))]
+fn write_safetensors<R: crate::weights::ReadAt>(
+    src: &Checkpoint<R>,
+    path: PathBuf,
+    file: &'static str,
+    dtype: PackDtype,
+    metadata: &BTreeMap<String, String>,
+    report: &mut Vec<TensorReport>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PackFile> {
+    let plan: Vec<Planned> = src
+        .names()
+        .filter_map(|name| {
+            let e = src.entry(name)?;
+            packed(name, &e.dtype).then(|| Planned {
+                name: name.to_string(),
+                shape: e.shape.clone(),
+                stored: stored_as(name, &e.shape, dtype),
+            })
+        })
+        .collect();
+    let mut out = HashedWriter::create(path)?;
+    out.write(&safetensors_header(&plan, metadata)?)?;
+    let mut bytes = Vec::new();
+    for p in plan {
+        progress(&p.name);
+        let t = src.tensor(&p.name)?;
+        let mut sink = TensorSink::new(p);
+        sink.push(&t.data, &mut bytes)?;
+        report.push(sink.finish(file, &mut bytes));
+        out.write(&bytes)?;
+        bytes.clear();
     }
     out.finish()
 }
 
+/// The safetensors metadata of a pack's encoder file (`head: false`) or head file.
+pub fn metadata(dtype: PackDtype, head: bool) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    m.insert("format".to_string(), "pt".to_string());
+    m.insert("m3.pack_version".to_string(), PACK_VERSION.to_string());
+    m.insert("m3.dtype".to_string(), dtype.name().to_string());
+    m.insert("m3.quantization".to_string(), quantization(if head { PackDtype::F16 } else { dtype }));
+    m
+}
+
+/// How a pack of `dtype` stores the encoder's tensors, in words (metadata and manifest).
+fn quantization(dtype: PackDtype) -> String {
+    match dtype {
+        PackDtype::F16 => "every float tensor f16 (round to nearest)".to_string(),
+        PackDtype::Int8 => format!(
+            "linear weights of every layer int8 per output channel, word embeddings int8 per row: symmetric, \
+             scale = max|row|/127 in <name>{SCALE_SUFFIX} (f32), value = q * scale; other tensors f16"
+        ),
+    }
+}
+
+/// `m3-pack.json`: `sources` are the source files' (name, SHA-256), `files` the pack's.
+pub fn manifest(dtype: PackDtype, sources: &[(String, String)], files: &[PackFile]) -> String {
+    let manifest = json!({
+        "format": "bge-m3-pack",
+        "version": PACK_VERSION,
+        "dtype": dtype.name(),
+        "quantization": quantization(dtype),
+        "source": sources.iter().map(|(n, h)| (n.clone(), json!(h))).collect::<serde_json::Map<_, _>>(),
+        "files": files.iter().map(|f| (f.name.clone(), json!({"size": f.size, "sha256": f.sha256}))).collect::<serde_json::Map<_, _>>(),
+    });
+    serde_json::to_string_pretty(&manifest).expect("strings and numbers always serialise") + "\n"
+}
+
 /// Converts the model folder `src` (BAAI's layout, or another pack) into a pack at `out`.
 /// `progress` gets each tensor's name as it is converted.
+#[cfg(not(target_family = "wasm"))]
 pub fn convert(src: &Path, out: &Path, dtype: PackDtype, progress: &mut dyn FnMut(&str)) -> Result<ConvertReport> {
     if !src.is_dir() {
         return Err(Error::Io(format!("model folder {} does not exist", src.display())));
@@ -307,29 +410,14 @@ pub fn convert(src: &Path, out: &Path, dtype: PackDtype, progress: &mut dyn FnMu
     let sparse_src = head_path(src, "sparse_linear")?;
     let (encoder, colbert, sparse) = (open(&encoder_src)?, open(&colbert_src)?, open(&sparse_src)?);
 
-    let mut source_hashes = serde_json::Map::new();
+    let mut sources = Vec::new();
     for p in [&src.join("config.json"), &src.join("tokenizer.json"), &encoder_src, &colbert_src, &sparse_src] {
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        source_hashes.insert(name, json!(sha256_file(p)?));
+        sources.push((name, sha256_file(p)?));
     }
 
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
-    let mut metadata = BTreeMap::new();
-    metadata.insert("format".to_string(), "pt".to_string());
-    metadata.insert("m3.pack_version".to_string(), PACK_VERSION.to_string());
-    metadata.insert("m3.dtype".to_string(), dtype.name().to_string());
-    metadata.insert(
-        "m3.quantization".to_string(),
-        match dtype {
-            PackDtype::F16 => "every float tensor f16 (round to nearest)".to_string(),
-            PackDtype::Int8 => format!(
-                "linear weights of every layer int8 per output channel, word embeddings int8 per row: symmetric, \
-                 scale = max|row|/127 in <name>{SCALE_SUFFIX} (f32), value = q * scale; other tensors f16"
-            ),
-        },
-    );
-    let mut heads_meta = metadata.clone();
-    heads_meta.insert("m3.quantization".into(), "f16 (round to nearest)".into());
+    let (encoder_meta, heads_meta) = (metadata(dtype, false), metadata(dtype, true));
 
     let mut files = Vec::new();
     let mut tensors = Vec::new();
@@ -343,7 +431,7 @@ pub fn convert(src: &Path, out: &Path, dtype: PackDtype, progress: &mut dyn FnMu
         out.join("model.safetensors"),
         "model.safetensors",
         dtype,
-        &metadata,
+        &encoder_meta,
         &mut tensors,
         progress,
     )?;
@@ -351,15 +439,7 @@ pub fn convert(src: &Path, out: &Path, dtype: PackDtype, progress: &mut dyn FnMu
     for (ckpt, name) in [(&colbert, "colbert_linear.safetensors"), (&sparse, "sparse_linear.safetensors")] {
         files.push(write_safetensors(ckpt, out.join(name), name, PackDtype::F16, &heads_meta, &mut tensors, progress)?);
     }
-    let manifest = json!({
-        "format": "bge-m3-pack",
-        "version": PACK_VERSION,
-        "dtype": dtype.name(),
-        "quantization": metadata["m3.quantization"],
-        "source": source_hashes,
-        "files": files.iter().map(|f| (f.name.clone(), json!({"size": f.size, "sha256": f.sha256}))).collect::<serde_json::Map<_, _>>(),
-    });
-    let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Io(e.to_string()))?;
-    std::fs::write(out.join(MANIFEST), text + "\n").map_err(|e| io_err(&out.join(MANIFEST), e))?;
+    std::fs::write(out.join(MANIFEST), manifest(dtype, &sources, &files))
+        .map_err(|e| io_err(&out.join(MANIFEST), e))?;
     Ok(ConvertReport { files, tensors })
 }

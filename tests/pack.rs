@@ -12,7 +12,7 @@
 mod common;
 
 use bge_m3_web::native::{PickedDevice, WeightsFile, block_on, load_dir};
-use bge_m3_web::pack::{MANIFEST, PackDtype, Stored, convert};
+use bge_m3_web::pack::{MANIFEST, PackDtype, Stored, StreamConverter, convert};
 use bge_m3_web::weights::{Checkpoint, DType};
 use bge_m3_web::{EncodeOptions, ScoreWeights, compute_scores};
 use common::*;
@@ -180,4 +180,123 @@ fn int8_scales_are_checked() {
 fn convert_refuses_a_non_empty_output_folder() {
     let err = convert(&tiny_dir(), &tiny_dir(), PackDtype::F16, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("not empty"), "{err}");
+}
+
+/// Feeds `bytes` to a stream converter in chunks of pseudo-random sizes (1 byte to 64 KiB).
+fn stream_convert(file: &str, dtype: PackDtype, bytes: &[u8], seed: u64) -> bge_m3_web::Result<(Vec<u8>, String)> {
+    let mut conv = StreamConverter::new(file, dtype)?;
+    let mut out = Vec::new();
+    let (mut at, mut x) = (0usize, seed);
+    while at < bytes.len() {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let n = match (x >> 33) % 4 {
+            0 => 1 + (x >> 40) as usize % 7,
+            1 => 1 + (x >> 40) as usize % 4096,
+            _ => 1 + (x >> 40) as usize % 65536,
+        };
+        let end = (at + n).min(bytes.len());
+        out.extend(conv.push(&bytes[at..end])?);
+        at = end;
+    }
+    let (file, source, _) = conv.finish()?;
+    assert_eq!(file.size, out.len() as u64);
+    Ok((out, source))
+}
+
+#[test]
+fn streamed_conversion_equals_m3_convert() {
+    // What the browser does with BAAI's files while they download: every tensor of the streamed
+    // pack equals m3 convert's (int8 codes and scales, f16 bits), for any chunking.
+    for (fixture, dtype) in [("tiny-m3", PackDtype::Int8), ("tiny-m3-h16", PackDtype::F16)] {
+        let out = std::env::temp_dir().join(format!("m3-pack-stream-{}-{}", std::process::id(), dtype.name()));
+        let _ = std::fs::remove_dir_all(&out);
+        convert(&fixtures().join(fixture), &out, dtype, &mut |_| {}).unwrap();
+        for (src, file) in [
+            ("pytorch_model.bin", "model.safetensors"),
+            ("colbert_linear.pt", "colbert_linear.safetensors"),
+            ("sparse_linear.pt", "sparse_linear.safetensors"),
+        ] {
+            let bytes = std::fs::read(fixtures().join(fixture).join(src)).unwrap();
+            let want = Checkpoint::open(std::fs::read(out.join(file)).unwrap()).unwrap();
+            for seed in [1, 2] {
+                let (streamed, source) = stream_convert(file, dtype, &bytes, seed).unwrap();
+                assert_eq!(source, bge_m3_web::pack::sha256_file(&fixtures().join(fixture).join(src)).unwrap());
+                let got = Checkpoint::open(streamed).unwrap();
+                let names: Vec<&str> = want.names().collect();
+                assert_eq!(got.names().collect::<Vec<_>>(), names, "{fixture} {file}: tensor names");
+                for name in names {
+                    let (w, g) = (want.entry(name).unwrap(), got.entry(name).unwrap());
+                    assert_eq!((&w.dtype, &w.shape), (&g.dtype, &g.shape), "{fixture} {file} {name}");
+                    assert_eq!(want.read(name).unwrap(), got.read(name).unwrap(), "{fixture} {file} {name}: values");
+                    if w.dtype == DType::I8 {
+                        assert_eq!(want.read_int8(name).unwrap(), got.read_int8(name).unwrap(), "{name}: codes");
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
+
+#[test]
+fn streamed_conversion_refuses_what_it_cannot_stream() {
+    let bytes = std::fs::read(tiny_dir().join("pytorch_model.bin")).unwrap();
+    // Cut short: an error at the end, naming where it stopped.
+    let err = stream_convert("model.safetensors", PackDtype::Int8, &bytes[..bytes.len() / 2], 3).unwrap_err();
+    assert!(err.to_string().contains("cut short"), "{err}");
+    // Not a zip.
+    let err = stream_convert("model.safetensors", PackDtype::Int8, b"{\"not\": \"a checkpoint\"}", 3).unwrap_err();
+    assert!(err.to_string().contains("not a zip member"), "{err}");
+    // The data before data.pkl (members reordered is the same as a storage first).
+    let mut swapped = bytes.clone();
+    let at = swapped.windows(8).position(|w| w == b"data.pkl").unwrap();
+    swapped[at..at + 8].copy_from_slice(b"data.pkx");
+    let err = stream_convert("model.safetensors", PackDtype::Int8, &swapped, 3).unwrap_err();
+    assert!(err.to_string().contains("before data.pkl"), "{err}");
+    // Another file name.
+    assert!(StreamConverter::new("config.json", PackDtype::F16).is_err());
+}
+
+#[test]
+fn streamed_conversion_takes_older_archives() {
+    // Older torch.save wrote sizes in the local headers (no data descriptors) and the storages
+    // sorted as strings ("0", "1", "10", "11", ..., "2", ...): the same archive rewritten so by
+    // Python's zipfile converts to the same tensors.
+    let dir = std::env::temp_dir().join(format!("m3-pack-old-zip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = dir.join("pytorch_model.bin");
+    let script = r#"
+import sys, zipfile
+src, dst = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(src) as z:
+    names = z.namelist()
+    pkl = [n for n in names if n.endswith('data.pkl')]
+    data = sorted(n for n in names if '/data/' in n)
+    rest = [n for n in names if n not in pkl and n not in data]
+    with zipfile.ZipFile(dst, 'w', zipfile.ZIP_STORED) as out:
+        for n in pkl + data + rest:
+            out.writestr(n, z.read(n))
+"#;
+    let status = std::process::Command::new("python3")
+        .args(["-c", script, tiny_dir().join("pytorch_model.bin").to_str().unwrap(), old.to_str().unwrap()])
+        .status()
+        .expect("python3 runs");
+    assert!(status.success());
+    let bytes = std::fs::read(&old).unwrap();
+    let from_old =
+        Checkpoint::open(stream_convert("model.safetensors", PackDtype::Int8, &bytes, 5).unwrap().0).unwrap();
+    let new = std::fs::read(tiny_dir().join("pytorch_model.bin")).unwrap();
+    let from_new = Checkpoint::open(stream_convert("model.safetensors", PackDtype::Int8, &new, 6).unwrap().0).unwrap();
+    for name in from_new.names() {
+        assert_eq!(from_old.read(name).unwrap(), from_new.read(name).unwrap(), "{name}");
+    }
+    // A flipped byte inside a storage: the member's CRC-32 gives it away.
+    for archive in [&bytes, &new] {
+        let mut damaged = archive.clone();
+        let mid = damaged.len() / 2;
+        damaged[mid] ^= 0x40;
+        let err = stream_convert("model.safetensors", PackDtype::Int8, &damaged, 7).unwrap_err().to_string();
+        assert!(err.contains("damaged download"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,7 +4,7 @@
 //! browser) a `Blob`, and tensors are materialised one at a time: loading never holds a second
 //! copy of the whole file.
 
-mod pickle;
+pub(crate) mod pickle;
 mod safetensors;
 mod zip;
 
@@ -70,7 +70,7 @@ pub enum DType {
 }
 
 impl DType {
-    fn size(&self) -> Option<usize> {
+    pub(crate) fn size(&self) -> Option<usize> {
         match self {
             DType::F32 => Some(4),
             DType::F16 | DType::BF16 => Some(2),
@@ -399,7 +399,7 @@ impl<R: ReadAt> Checkpoint<R> {
     }
 }
 
-fn decode(raw: &[u8], dtype: &DType) -> Vec<f32> {
+pub(crate) fn decode(raw: &[u8], dtype: &DType) -> Vec<f32> {
     match dtype {
         DType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
         DType::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
