@@ -22,6 +22,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
+#[cfg(not(target_family = "wasm"))]
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};

@@ -529,3 +529,90 @@ impl M3 {
         self.model.tokenizer.id_to_token(id)
     }
 }
+
+/// Converts one of BAAI's PyTorch checkpoint files into a pack file while it downloads (see
+/// [`crate::pack::StreamConverter`]): `push` each chunk, write what it returns, then `finish`.
+///
+/// ```js
+/// const conv = new PackConverter('model.safetensors', 'int8');
+/// for await (const chunk of response.body) sink.write(conv.push(chunk));
+/// const { size, sha256, sourceSha256, worstTensor } = conv.finish();
+/// const manifest = PackConverter.manifest('int8', { 'pytorch_model.bin': sourceSha256, ... }, { 'model.safetensors': { size, sha256 }, ... });
+/// ```
+#[wasm_bindgen]
+pub struct PackConverter {
+    inner: Option<crate::pack::StreamConverter>,
+}
+
+#[wasm_bindgen]
+impl PackConverter {
+    /// `file`: "model.safetensors" (from pytorch_model.bin), "colbert_linear.safetensors" or
+    /// "sparse_linear.safetensors" (from the heads' .pt, always f16); `dtype`: "f16" or "int8".
+    #[wasm_bindgen(constructor)]
+    pub fn new(file: &str, dtype: &str) -> JsResult<PackConverter> {
+        let dtype: crate::pack::PackDtype = dtype.parse().map_err(js_err)?;
+        Ok(PackConverter { inner: Some(crate::pack::StreamConverter::new(file, dtype).map_err(js_err)?) })
+    }
+
+    /// The next bytes of the checkpoint in; the next bytes of the pack file out (often empty).
+    pub fn push(&mut self, chunk: &[u8]) -> JsResult<Vec<u8>> {
+        let inner = self.inner.as_mut().ok_or_else(|| type_err("this PackConverter has finished"))?;
+        inner.push(chunk).map_err(js_err)
+    }
+
+    /// The end of the checkpoint: `{ name, size, sha256, sourceSha256, tensors, worstTensor:
+    /// { name, maxAbsErr, relRmsErr } }` (the worst by relative RMS error). An archive cut short
+    /// is a `format` error.
+    pub fn finish(&mut self) -> JsResult<Object> {
+        let inner = self.inner.take().ok_or_else(|| type_err("this PackConverter has finished"))?;
+        let (file, source, reports) = inner.finish().map_err(js_err)?;
+        let o = Object::new();
+        set(&o, "name", &JsValue::from_str(&file.name));
+        set(&o, "size", &JsValue::from(file.size as f64));
+        set(&o, "sha256", &JsValue::from_str(&file.sha256));
+        set(&o, "sourceSha256", &JsValue::from_str(&source));
+        set(&o, "tensors", &JsValue::from(reports.len() as u32));
+        if let Some(w) = reports.iter().max_by(|a, b| a.rel_rms_err.total_cmp(&b.rel_rms_err)) {
+            let t = Object::new();
+            set(&t, "name", &JsValue::from_str(&w.name));
+            set(&t, "maxAbsErr", &JsValue::from(w.max_abs_err));
+            set(&t, "relRmsErr", &JsValue::from(w.rel_rms_err));
+            set(&o, "worstTensor", &t);
+        }
+        Ok(o)
+    }
+
+    /// `m3-pack.json`'s text, as `m3 convert` writes it: `sources` maps each source file to its
+    /// SHA-256, `files` each pack file to `{ size, sha256 }`.
+    pub fn manifest(dtype: &str, sources: JsValue, files: JsValue) -> JsResult<String> {
+        let dtype: crate::pack::PackDtype = dtype.parse().map_err(js_err)?;
+        let entries = |v: &JsValue, what: &str| -> JsResult<Vec<(String, JsValue)>> {
+            let o = v.dyn_ref::<Object>().ok_or_else(|| type_err(&format!("{what} must be an object")))?;
+            Ok(Object::entries(o)
+                .iter()
+                .map(|e| {
+                    let pair = Array::from(&e);
+                    (pair.get(0).as_string().unwrap_or_default(), pair.get(1))
+                })
+                .collect())
+        };
+        let sources = entries(&sources, "sources")?
+            .into_iter()
+            .map(|(k, v)| {
+                v.as_string().map(|h| (k.clone(), h)).ok_or_else(|| type_err(&format!("sources.{k} must be a string")))
+            })
+            .collect::<JsResult<Vec<_>>>()?;
+        let files = entries(&files, "files")?
+            .into_iter()
+            .map(|(name, v)| {
+                let size = Reflect::get(&v, &"size".into()).ok().and_then(|s| s.as_f64());
+                let sha256 = Reflect::get(&v, &"sha256".into()).ok().and_then(|s| s.as_string());
+                match (size, sha256) {
+                    (Some(size), Some(sha256)) => Ok(crate::pack::PackFile { name, size: size as u64, sha256 }),
+                    _ => Err(type_err(&format!("files.{name} must be {{ size, sha256 }}"))),
+                }
+            })
+            .collect::<JsResult<Vec<_>>>()?;
+        Ok(crate::pack::manifest(dtype, &sources, &files))
+    }
+}

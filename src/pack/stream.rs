@@ -19,7 +19,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use sha2::{Digest, Sha256};
 
-use super::{PackDtype, PackFile, Planned, TensorReport, TensorSink, metadata, packed, safetensors_header, stored_as};
+use super::{
+    PackDtype, PackFile, Planned, TensorReport, TensorSink, hex, metadata, packed, safetensors_header, stored_as,
+};
 use crate::error::{Error, Result};
 use crate::weights::DType;
 use crate::weights::pickle::{PickledTensor, load_state_dict};
@@ -248,8 +250,7 @@ impl StreamConverter {
                 self.in_size
             )));
         }
-        let sha: String = self.out_hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        let source: String = self.in_hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let (sha, source) = (hex(&self.out_hash.finalize()), hex(&self.in_hash.finalize()));
         Ok((PackFile { name: self.file.to_string(), size: self.out_size, sha256: sha }, source, self.reports))
     }
 
@@ -348,7 +349,7 @@ impl StreamConverter {
                 Some(i) => {
                     let slot = &self.plan[i];
                     let elem = slot.dtype.size().unwrap_or(1);
-                    let want = (slot.planned.numel() * elem) as u64;
+                    let want = slot.planned.numel() as u64 * elem as u64;
                     if *known.get_or_insert(want) != want {
                         return Err(Error::Format(format!(
                             "tensor {}: its storage {key} holds {size} bytes, the tensor {want} ({:?}, {:?}): a view into a larger storage cannot be converted while streaming (use m3 convert)",
@@ -580,7 +581,7 @@ impl StreamConverter {
                     "tensor {name} is a strided or offset view of its storage: it cannot be converted while streaming (use m3 convert)"
                 )));
             }
-            if t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).is_none_or(|n| n > 1 << 40) {
+            if t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).is_none_or(|n| n as u64 > 1u64 << 40) {
                 return Err(Error::Format(format!("tensor {name}: shape {:?} is too large", t.shape)));
             }
             let stored = stored_as(&name, &t.shape, self.dtype);
