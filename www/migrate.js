@@ -5,7 +5,7 @@
 // deleted only after that add is committed. A failed add (a full storage: kind 'quota') leaves the
 // old database as it was, and the next start tries again; an add that committed but whose old
 // database was not deleted yet is repeated harmlessly (an add replaces documents of the same id).
-import { sameModel } from '../pkg/src/index.js';
+import { sameModel, openIndex, deleteIndex } from '../pkg/src/index.js';
 import { validDoc, validFingerprint, docLabel, toItem } from './index-file.js';
 import { openCurrent, createCurrent, deleteCurrent, COLBERT_OPTIONS } from './library.js';
 
@@ -60,8 +60,9 @@ function deleteOld() {
 }
 
 /** Moves the old store into the current index (see above). Returns null when there was nothing
- *  to move, else { moved, dropped: [problem] } (records that failed their checks: they could not
- *  be searched before either). Throws (the old store kept) when the move failed: the index's
+ *  to move, else { moved, dropped: [problem] }: records that fail the old checks (the previous
+ *  version left them out too) or that the index refuses (its own checks: unit vectors, …), each
+ *  named with its problem for the person. Throws (the old store kept) when the move failed: the index's
  *  error (kind 'quota', …), or kind 'model' when the current index holds another model's vectors,
  *  or kind 'format' when the old store's fingerprint is damaged. */
 export async function migrateOldStore() {
@@ -75,7 +76,7 @@ export async function migrateOldStore() {
     try { docs.push(validDoc(value, { dim: fp.hiddenSize, where: docLabel(value, i) })); } catch (e) { dropped.push(e.message); }
   });
   const fingerprint = { dim: fp.hiddenSize, probe: fp.probe };
-  let index = await openCurrent();
+  let index = await openCurrent(), moved = 0;
   try {
     if (index && !sameModel(index.stats().fingerprint, fingerprint)) {
       if (index.stats().documents > 0) {
@@ -86,10 +87,43 @@ export async function migrateOldStore() {
       await deleteCurrent();
     }
     index ??= await createCurrent(fingerprint, COLBERT_OPTIONS[0]);
-    if (docs.length) await index.add(docs.map(toItem));
+    let items = docs.map(toItem);
+    try {
+      if (items.length) await index.add(items);
+      moved = items.length;
+    } catch (e) {
+      if (e?.kind !== 'input') throw e;
+      // A record the old checks passed but the index refuses (its own rules: unit vectors, …):
+      // found by adding each alone to a scratch memory index; the others are added.
+      const bad = await refused(items, fingerprint);
+      for (const { item, error } of bad) dropped.push(`${item.meta.name} (${item.id}): ${error}`);
+      items = items.filter(it => !bad.some(b => b.item === it));
+      if (items.length) await index.add(items);
+      moved = items.length;
+    }
   } finally {
     index?.close();
   }
   await deleteOld();
-  return { moved: docs.length, dropped };
+  return { moved, dropped };
+}
+
+/** The items the index refuses, each with the index's message: each added alone to a memory
+ *  index of the same model (deleted after). */
+async function refused(items, fingerprint) {
+  const name = 'bge-m3-demo migration check';
+  const scratch = await openIndex(name, { storage: 'memory', fingerprint });
+  const bad = [];
+  try {
+    for (const item of items) {
+      try { await scratch.add([item]); await scratch.clear(); } catch (error) {
+        if (error?.kind !== 'input') throw error;
+        bad.push({ item, error: error.message });
+      }
+    }
+  } finally {
+    scratch.close();
+    await deleteIndex(name, { storage: 'memory' });
+  }
+  return bad;
 }

@@ -77,6 +77,8 @@ export async function rescoreLast() {
  *  are rendered. Answers of an older call (sliders moved meanwhile) are dropped. */
 async function searchIndex() {
   const seq = ++state.searchSeq;
+  const stats = $('search-stats');
+  stats.dataset.asked = String(seq); // `done` follows once this search's hits are shown
   renderWeights();
   const w = weights(), rrf = $('rrf').checked;
   if (!(w.dense + w.sparse + w.colbert > 0)) {
@@ -84,7 +86,8 @@ async function searchIndex() {
     show($('search-msg'), 'Give at least one of dense, lexical or ColBERT a weight above 0.', 'warn');
     state.last.result = null;
     $('results').textContent = '';
-    $('search-stats').textContent = '';
+    stats.textContent = '';
+    stats.dataset.done = String(seq);
     return;
   }
   const t0 = performance.now();
@@ -97,12 +100,15 @@ async function searchIndex() {
   show($('search-msg'), '');
   state.last.result = { ...result, searchMs, windows, weights: w, rrf };
   renderResults();
+  stats.dataset.done = String(seq);
 }
 
 /** A slider or the fusion switch moved: the same query, searched again. */
 export function reweigh() {
   renderWeights();
-  if (state.last && state.index && !state.mismatch && !state.reindexing) searchIndex().catch(e => show($('search-msg'), `The search failed: ${e?.message ?? e}`));
+  if (state.last && state.index && !state.mismatch && !state.reindexing) {
+    searchIndex().catch(e => { show($('search-msg'), `The search failed: ${e?.message ?? e}`); $('search-stats').dataset.done = $('search-stats').dataset.asked; });
+  }
 }
 
 // ── Hits ──────────────────────────────────────────────────────────────────────────────────────
