@@ -255,6 +255,7 @@ test('bad input to search(), openIndex() and the fingerprint check', async () =>
   await rejectsKind(openIndex(name, { storage: 'memory', fingerprint: other }), 'model', /another model/);
   await rejectsKind(openIndex(name, { storage: 'memory', fingerprint: { dim: 32, probe: randomUnit(rng(1), 32) } }), 'model');
   await rejectsKind(openIndex(`${name}-new`, { storage: 'memory' }), 'input', /does not exist yet: give options\.fingerprint/);
+  assert.equal(await deleteIndex(`${name}-new`, { storage: 'memory' }), false, 'a refused open leaves nothing behind');
   await rejectsKind(openIndex('x', { storage: 'memory', fingerprint: { dim: DIM, probe: new Float32Array(DIM) } }), 'input', /probe has length 0/);
   await rejectsKind(openIndex('x', { storage: 'memory', fingerprint, colbert: 'float' }), 'input', /options\.colbert/);
   await rejectsKind(openIndex('', { storage: 'memory', fingerprint }), 'input', /name/);

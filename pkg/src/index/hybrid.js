@@ -60,6 +60,8 @@ export async function openIndex(name, options = {}) {
     await index._open(given, fingerprint);
   } catch (e) {
     backend.close();
+    // Refused before anything was stored: leave no empty database (or memory entry) behind.
+    if (backend.fresh && index._empty) await Promise.resolve(storage === 'memory' ? deleteMemory(name) : deleteIdb(name)).catch(() => {});
     throw e;
   }
   return index;
@@ -97,6 +99,7 @@ class HybridIndex {
         }
         return;
       }
+      this._empty = this.#rev === 0;
       if (!fingerprint) throw indexError('input', `the index "${this.name}" does not exist yet: give options.fingerprint (modelFingerprint(model)) to create it`);
       const header = { format: FORMAT_NAME, version: FORMAT_VERSION, options: given, fingerprint, createdAt: Date.now() };
       try {

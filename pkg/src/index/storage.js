@@ -78,9 +78,11 @@ class MemoryBackend {
   close() {}
 }
 
+/** The backend of memory index `name`; `fresh` when this call made it. */
 export function openMemory(name) {
   let b = memoryIndexes.get(name);
-  if (!b) { b = new MemoryBackend(name); memoryIndexes.set(name, b); }
+  if (b) b.fresh = false;
+  else { b = new MemoryBackend(name); b.fresh = true; memoryIndexes.set(name, b); }
   return b;
 }
 
@@ -181,13 +183,16 @@ export function hasIndexedDB() {
   return typeof indexedDB !== 'undefined' && indexedDB !== null;
 }
 
+/** The backend of IndexedDB index `name`; `fresh` when this call made the database. */
 export function openIdb(name) {
   return new Promise((resolve, reject) => {
     const req = indexedDB.open(DB_PREFIX + name, DB_VERSION);
-    req.onupgradeneeded = () => {
+    let fresh = false;
+    req.onupgradeneeded = e => {
+      fresh = e.oldVersion === 0;
       for (const s of STORES) if (!req.result.objectStoreNames.contains(s)) req.result.createObjectStore(s);
     };
-    req.onsuccess = () => resolve(new IdbBackend(name, req.result));
+    req.onsuccess = () => resolve(Object.assign(new IdbBackend(name, req.result), { fresh }));
     req.onerror = () => reject(storageError(req.error, 'open'));
     req.onblocked = () => reject(indexError('io', `the index "${name}" is open with another version elsewhere; close that tab`));
   });
