@@ -434,13 +434,21 @@ fn run() -> Result<(), String> {
     eprintln!("m3: loaded {} in {:.1} s", args.model.display(), t0.elapsed().as_secs_f32());
     let dim = model.config.hidden_size;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut seen_ids = std::collections::HashSet::new();
     while !rows.is_empty() {
         let mut lines = Vec::with_capacity(rows.len());
         if args.command == "encode" {
             let ids = match args.format {
                 Some(_) => rows
                     .iter()
-                    .map(|(_, v, n)| portable::doc_id(v.get("id"), *n).map(Some))
+                    .map(|(_, v, n)| {
+                        let id = portable::doc_id(v.get("id"), *n)?;
+                        // A repeated id would give points that overwrite each other.
+                        if !seen_ids.insert(id.to_string()) {
+                            return Err(format!("line {n}: document id {id} comes a second time"));
+                        }
+                        Ok(Some(id))
+                    })
                     .collect::<Result<Vec<_>, _>>()?,
                 None => vec![None; rows.len()],
             };
