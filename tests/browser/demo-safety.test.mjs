@@ -1,11 +1,14 @@
-// The demo page's data safety (issue 12, point 4), on the wasm CPU backend with the tiny fixture
-// model: crafted `.m3index` files are refused with a message naming the document and field, and
-// the stored index is unchanged (also after a reload) and still searched quickly; a damaged store
-// is restored without its damaged records; a full storage (CDP Storage.overrideQuotaForOrigin) in
-// the middle of an indexing run, during an import and in the middle of a re-index leaves the index
-// as it was, says so, and asks for persistent storage; the Content-Security-Policy comes as an HTTP header on the page and the
-// worker (the worker's header is what blocks a download from another host); a ?model= link to
-// another site asks before anything is fetched from it.
+// The demo page's data safety (issue 12, point 4; on the package's hybrid index, issue 13), on the
+// wasm CPU backend with the tiny fixture model: crafted index files (the package's format, and the
+// previous version's v1 format, which still imports) are refused with a message naming the
+// document and field, and the stored index is unchanged (also after a reload) and still searched
+// quickly; a damaged store is said so and can be cleared; a full storage (CDP
+// Storage.overrideQuotaForOrigin, set once for three writes) in the middle of an indexing run,
+// during an import and in the middle of a re-index loses nothing, says so, and asks for
+// persistent storage; the previous version's IndexedDB store moves into the index (records its
+// checks or the index's refuse are named); the Content-Security-Policy comes as an HTTP header on
+// the page and the worker (the worker's header is what blocks a download from another host); a
+// ?model= link to another site asks before anything is fetched from it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -15,7 +18,7 @@ import { policy } from '../../www/csp.js';
 
 const PAGE = '/www/?model=/fixtures/tiny-m3/&device=cpu';
 const artifacts = path.join(root, 'test-results');
-let main, other, open, browser, context, page, cdp, origin;
+let main, other, open, browser, context, page, cdp, origin, baseline;
 const pageErrors = [];
 
 before(async () => {
@@ -44,20 +47,23 @@ after(async () => { await browser?.close(); for (const s of [main, other, open])
 const docIds = () => page.$$eval('#docs li.doc', l => l.map(d => d.dataset.id).sort());
 const msg = () => page.textContent('#index-msg');
 
-/** What IndexedDB holds: every record key, the live generations, the fingerprint's width. */
-const stored = () => page.evaluate(() => new Promise((resolve, reject) => {
-  const req = indexedDB.open('bge-m3-demo');
+/** What the current index holds in IndexedDB: its name, its revision (one more per committed
+ *  write) and every record key of each store. */
+const stored = (p = page) => p.evaluate(() => new Promise((resolve, reject) => {
+  const name = `bge-m3-index:${localStorage.getItem('bge-m3-demo:index') || 'bge-m3-demo'}`;
+  const req = indexedDB.open(name);
   req.onsuccess = () => {
-    const d = req.result, tx = d.transaction(['records', 'meta']);
-    const out = {};
-    tx.objectStore('records').getAllKeys().onsuccess = e => { out.keys = e.target.result.map(k => k.join('/')).sort(); };
-    tx.objectStore('meta').get('live').onsuccess = e => { out.live = e.target.result; };
-    tx.objectStore('meta').get('fingerprint').onsuccess = e => { out.hiddenSize = e.target.result?.hiddenSize ?? null; };
+    const d = req.result, stores = [...d.objectStoreNames], tx = d.transaction(stores);
+    const out = { name };
+    for (const s of stores) tx.objectStore(s).getAllKeys().onsuccess = e => { out[s] = e.target.result.map(k => [k].flat().join('/')).sort(); };
+    tx.objectStore('meta').get('rev').onsuccess = e => { out.rev = e.target.result; };
     tx.oncomplete = () => { d.close(); resolve(out); };
     tx.onerror = () => reject(tx.error);
   };
   req.onerror = () => reject(req.error);
 }));
+/** The demo's databases in this origin. */
+const databases = (p = page) => p.evaluate(async () => (await indexedDB.databases()).map(d => d.name).filter(n => /bge-m3/.test(n)).sort());
 
 async function reload() {
   await page.reload();
@@ -73,28 +79,35 @@ async function importFile(file) {
   await page.waitForFunction(() => document.body.dataset.importing === 'no' && !document.querySelector('#index-msg').hidden, null, { timeout: 60_000 });
   return { text: await msg(), ms: Date.now() - t0 };
 }
+const blobFile = (name, buffer) => ({ name, mimeType: 'application/octet-stream', buffer });
 
-/** Searches and returns { hits, scoreMs, wallMs }: the page's own timing of the ranking, and
- *  the whole round trip. */
+/** Searches and returns { hits, searchMs, wallMs }: the index's own time for the search, and the
+ *  whole round trip (the query encoded too). */
 async function search(q) {
   const t0 = Date.now();
   await page.fill('#query', q);
   await page.click('#search');
   await page.waitForFunction(() => document.body.dataset.searching === 'no' && document.querySelector('#results .hit'), null, { timeout: 30_000 });
-  const stats = await page.textContent('#search-stats');
-  const scoreMs = +stats.match(/scored in ([\d,]+) ms/)[1].replace(/,/g, '');
-  return { hits: await page.$$eval('#results .hit', l => l.length), scoreMs, wallMs: Date.now() - t0 };
+  const searchMs = +(await page.getAttribute('#search-stats', 'data-total-ms'));
+  return { hits: await page.$$eval('#results .hit', l => l.length), searchMs, wallMs: Date.now() - t0 };
 }
 
-/** Sets this origin's quota `extra` bytes above what it uses now (the cached model included), and
- *  waits until IndexedDB asks for it: IndexedDB keeps the space it was last allotted for up to
- *  30 s before it asks the quota manager again (Chromium's
- *  BucketContext::kBucketSpaceCacheTimeLimit). */
+/** Sets this origin's quota `extra` bytes above what it uses now (the cached model included).
+ *  IndexedDB keeps the space it was last allotted for up to 30 s before it asks the quota manager
+ *  again (Chromium's BucketContext::kBucketSpaceCacheTimeLimit), so the lower quota holds for
+ *  writes 31 s later (`quotaHolds`): the suite lowers it once, and runs two tests that write
+ *  nothing in this origin meanwhile. */
+let quotaLoweredAt = null;
 async function quotaAbove(extra) {
   const { usage } = await page.evaluate(() => navigator.storage.estimate());
   await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: usage + extra });
   assert.equal((await cdp.send('Storage.getUsageAndQuota', { origin })).overrideActive, true);
-  await page.waitForTimeout(31_000);
+  quotaLoweredAt = Date.now();
+}
+async function quotaHolds() {
+  const wait = 31_000 - (Date.now() - quotaLoweredAt);
+  console.log(`waiting ${Math.max(0, wait)} ms more for IndexedDB to ask for the lowered quota`);
+  if (wait > 0) await page.waitForTimeout(wait);
 }
 const resetQuota = () => cdp.send('Storage.overrideQuotaForOrigin', { origin });
 
@@ -116,25 +129,79 @@ async function addFiles(files) {
     .catch(async e => { throw new Error(`${e.message}\nlabel: ${await page.textContent('#indexing-label')}\nmessage: ${await msg()}`); });
 }
 
-// The index file layout (www/index-file.js): magic, u32 header length, header JSON, padding to 8,
-// data. `craft` edits a parsed copy of the baseline export and writes it back.
-let baseline;
+// Index files: magic (8 bytes), u32 header length, header JSON, padding to 8, data. The package's
+// format ("BGEM3HIX", pkg/src/index/format.js: array references { $a: i8|u8|u16|u32|f32, o, n })
+// and the previous version's ("BGEM3IDX", www/index-file.js: { $a: f32|u32, o, n }). `craft`
+// edits a parsed copy of a file and writes it back.
 function parse(buf) {
   const len = buf.readUInt32LE(8);
   const base = 12 + len + ((8 - ((12 + len) % 8)) % 8);
-  return { header: JSON.parse(buf.subarray(12, 12 + len).toString()), data: Buffer.from(buf.subarray(base)) };
+  return { magic: buf.subarray(0, 8).toString(), header: JSON.parse(buf.subarray(12, 12 + len).toString()), data: Buffer.from(buf.subarray(base)) };
 }
-function build(header, data) {
+function build(magic, header, data) {
   const json = Buffer.from(JSON.stringify(header));
   const head = Buffer.alloc(12);
-  head.write('BGEM3IDX');
+  head.write(magic);
   head.writeUInt32LE(json.length, 8);
   return Buffer.concat([head, json, Buffer.alloc((8 - ((12 + json.length) % 8)) % 8), data]);
 }
-function craft(edit) {
-  const { header, data } = parse(baseline);
+function craft(file, edit) {
+  const { magic, header, data } = parse(file);
   edit(header, data);
-  return build(header, data);
+  return build(magic, header, data);
+}
+/** The package's file with its documents `copies` times, under new ids (each copy its own bytes). */
+function copies(file, n) {
+  const { magic, header, data } = parse(file);
+  const shift = (v, by) => (Array.isArray(v) ? v.map(x => shift(x, by)) : v && typeof v === 'object' ? ('$a' in v ? { ...v, o: v.o + by } : Object.fromEntries(Object.entries(v).map(([k, x]) => [k, shift(x, by)]))) : v);
+  const docs = [];
+  for (let c = 0; c < n; c++) docs.push(...header.docs.map(d => ({ ...shift(d, c * data.length), id: `copy-${c}-${d.id}`, meta: { ...d.meta, name: `copy ${c + 1} of ${d.meta.name}` } })));
+  return build(magic, { ...header, docs }, Buffer.concat(Array(n).fill(data)));
+}
+const f32 = (data, ref, i, v) => data.writeFloatLE(v, ref.o + 4 * i);
+
+/** In a page (any origin): records of `texts` as the previous version of the page stored them
+ *  (f32 vectors of the tiny model, its fingerprint as that page wrote it), kept in
+ *  `window.oldStore`; returns the v1 `.m3index` file of them (base64). */
+async function oldRecords(p, texts) {
+  return p.evaluate(async texts => {
+    const { load, PROBE_TEXT } = await import('/pkg/src/index.js');
+    const m = await load('/fixtures/tiny-m3/', { device: 'cpu', worker: false });
+    const probe = (await m.encode(PROBE_TEXT, { sparse: false, colbert: false })).dense;
+    const embs = await m.encode(texts, { colbertSpans: true });
+    const fingerprint = { hiddenSize: m.hiddenSize, probe, source: '/fixtures/tiny-m3/', probeText: PROBE_TEXT, createdAt: 1 };
+    await m.dispose();
+    const docs = embs.map((e, i) => ({
+      id: `old-${i + 1}`, name: `Old note ${i + 1}`, lang: 'en', origin: 'paste', text: texts[i], tokens: e.inputIds.length - 2, addedAt: 1000 + i,
+      windows: e.windows.map(w => ({ start: w.start, end: w.end, tokenStart: w.tokenStart, tokenEnd: w.tokenEnd, inputIds: w.inputIds, dense: w.dense, sparse: { ids: w.sparse.ids, weights: w.sparse.weights }, colbert: { data: w.colbert.data, rows: w.colbert.rows, dim: w.colbert.dim }, colbertSpans: w.colbertSpans })),
+    }));
+    window.oldStore = { docs, fingerprint };
+    // The previous version's export (its index-file.js exportIndex).
+    const chunks = [];
+    let offset = 0;
+    const pack = v => {
+      if (v instanceof Float32Array || v instanceof Uint32Array) {
+        const bytes = new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
+        const ref = { $a: v instanceof Float32Array ? 'f32' : 'u32', o: offset, n: v.length };
+        const pad = (8 - (bytes.byteLength % 8)) % 8;
+        chunks.push(bytes, new Uint8Array(pad));
+        offset += bytes.byteLength + pad;
+        return ref;
+      }
+      if (Array.isArray(v)) return v.map(pack);
+      if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, pack(x)]));
+      return v;
+    };
+    const header = pack({ format: 1, app: 'bge-m3-web demo', exportedAt: new Date().toISOString(), fingerprint, docs });
+    const json = new TextEncoder().encode(JSON.stringify(header));
+    const head = new Uint8Array(12);
+    head.set(new TextEncoder().encode('BGEM3IDX'));
+    new DataView(head.buffer).setUint32(8, json.byteLength, true);
+    const bytes = new Uint8Array(await new Blob([head, json, new Uint8Array((8 - ((12 + json.byteLength) % 8)) % 8), ...chunks]).arrayBuffer());
+    let bin = '';
+    for (let i = 0; i < bytes.length; i += 8192) bin += String.fromCharCode(...bytes.subarray(i, i + 8192));
+    return btoa(bin);
+  }, texts);
 }
 
 // ── Tests ─────────────────────────────────────────────────────────────────────────────────────
@@ -179,53 +246,57 @@ test('set-up: the fixture model, eight documents, an export (the baseline for cr
   const file = path.join(artifacts, 'safety-baseline.m3index');
   await download.saveAs(file);
   baseline = fs.readFileSync(file);
+  assert.equal(parse(baseline).magic, 'BGEM3HIX');
   assert.equal(parse(baseline).header.docs.length, 8);
 });
 
 test('crafted index files: refused whole, naming the document and field; the store is unchanged and search stays fast', { timeout: 240_000 }, async () => {
   const ids = await docIds();
   const before = await stored();
-  assert.equal(before.keys.length, 8);
-  const f32 = (data, ref, i, v) => data.writeFloatLE(v, ref.o + 4 * i);
+  assert.equal(before.docs.length, 8);
+  const d = i => `document ${i} \\(id “[0-9a-f-]{36}”\\)`; // the file's documents are in id order
   const half = 4; // the 5th of 8 documents
   const cases = [
-    ['docs-one', craft(h => { h.docs = [1]; }), /document 1 is not a document record \(it is 1\)/],
-    ['rows', craft(h => { h.docs[0].windows[0].colbert.rows = 1e15; }), /document 1 \(“note-1\.txt”\): windows\[0\]\.colbert\.rows must be \d+, one row per token after <s> \(it is 1000000000000000\)/],
-    ['nan', craft((h, d) => f32(d, h.docs[1].windows[0].colbert.data, 5, NaN)), /document 2 \(“note-2\.txt”\): windows\[0\]\.colbert\.data holds NaN at \[5\], not a finite number/],
-    ['infinity', craft((h, d) => f32(d, h.docs[2].windows[0].dense, 0, Infinity)), /document 3 \(“note-3\.txt”\): windows\[0\]\.dense holds Infinity at \[0\]/],
-    ['huge-value', craft((h, d) => f32(d, h.docs[0].windows[0].colbert.data, 0, 1e30)), /windows\[0\]\.colbert\.data holds 1\.00000001504\d*e\+30 at \[0\]; values are at most 1\.001 in size/],
-    ['wrong-dim', craft(h => { h.docs[0].windows[0].dense.n = 16; }), /document 1 \(“note-1\.txt”\): windows\[0\]\.dense holds 16 values; it must hold 32/],
-    ['colbert-dim', craft(h => { h.docs[0].windows[0].colbert.dim = 64; }), /windows\[0\]\.colbert\.dim must be 32, the width of the model's vectors \(it is 64\)/],
-    ['half-way', craft((h, d) => d.writeUInt32LE(300000, h.docs[half].windows[0].sparse.ids.o)), /document 5 \(“note-5\.txt”\): windows\[0\]\.sparse\.ids holds 300000 at \[0\]; values are below 250002/],
-    ['negative-weight', craft((h, d) => f32(d, h.docs[0].windows[0].sparse.weights, 0, -1)), /windows\[0\]\.sparse\.weights\[0\] must be above 0 \(it is -1\)/],
-    ['duplicate-id', craft(h => { h.docs[7].id = h.docs[0].id; }), /document 8 \(“note-8\.txt”\): id repeats the id of an earlier document/],
-    ['tokens-text', craft(h => { h.docs[0].tokens = '12'; }), /document 1 \(“note-1\.txt”\): tokens must be a whole number from 0 to \d+ \(it is "12"\)/],
-    ['text-number', craft(h => { h.docs[0].text = 42; }), /document 1 \(“note-1\.txt”\): text must be text \(it is 42\)/],
-    ['span', craft((h, d) => d.writeUInt32LE(1e9, h.docs[0].windows[0].colbertSpans.o)), /windows\[0\]\.colbertSpans holds 1000000000 at \[0\]; values are below \d+/],
-    ['fingerprint', craft(h => { h.fingerprint.hiddenSize = 1e9; }), /the model fingerprint: hiddenSize must be a whole number from 1 to 8192 \(it is 1000000000\)/],
-    ['format', craft(h => { h.format = 2; }), /the index file has format 2; this page reads format 1/],
+    ['docs-one', craft(baseline, h => { h.docs = [1]; }), /document 1 is not a document \(it is 1\)/],
+    ['lanes', craft(baseline, h => { h.docs[0].tokens = []; }), new RegExp(`${d(1)}: lanes and tokens must be lists of the same length`)],
+    ['scale', craft(baseline, h => { h.docs[1].lanes[0].scale = -1; }), new RegExp(`${d(2)}: windows\\[0\\]\\.scale must be a finite number from 0 \\(it is -1\\)`)],
+    ['colbert-nan', craft(baseline, (h, data) => f32(data, h.docs[2].tokens[0].scales, 5, NaN)), new RegExp(`${d(3)}: windows\\[0\\]\\.colbertScales\\[5\\] must be a finite number from 0 \\(it is NaN\\)`)],
+    ['wrong-dim', craft(baseline, h => { h.docs[0].lanes[0].dense.n = 16; }), new RegExp(`${d(1)}: windows\\[0\\]\\.dense holds 16 values; it must hold 32`)],
+    ['not-unit', craft(baseline, (h, data) => data.fill(127, h.docs[0].lanes[0].dense.o, h.docs[0].lanes[0].dense.o + 32)), new RegExp(`${d(1)}: windows\\[0\\]\\.dense has length [\\d.]+; it must be a unit vector \\(within 0\\.02\\)`)],
+    ['half-way', craft(baseline, (h, data) => data.writeUInt32LE(300000, h.docs[half].lanes[0].ids.o)), new RegExp(`${d(5)}: windows\\[0\\]\\.sparse\\.ids holds 300000 at \\[0\\]; values are below 250002`)],
+    ['negative-weight', craft(baseline, (h, data) => f32(data, h.docs[0].lanes[0].weights, 0, -1)), /windows\[0\]\.sparse\.weights holds -1 at \[0\]; weights are above 0 and at most 10000/],
+    ['duplicate-id', craft(baseline, h => { h.docs[7].id = h.docs[0].id; }), new RegExp(`${d(8)}: id repeats the id of an earlier document`)],
+    ['text-number', craft(baseline, h => { h.docs[0].text = 42; }), new RegExp(`${d(1)}: text must be an array reference \\(it is 42\\)`)],
+    ['spans', craft(baseline, (h, data) => data.fill(0xff, h.docs[0].tokens[0].spans.o, h.docs[0].tokens[0].spans.o + h.docs[0].tokens[0].spans.n)), /windows\[0\]\.spans is not \d+ coded spans/],
+    ['fingerprint', craft(baseline, h => { h.fingerprint.dim = 1e9; }), /the index file: fingerprint\.dim must be a whole number from 1 to 8192 \(it is 1000000000\)/],
+    ['version', craft(baseline, h => { h.version = 2; }), /the index file: version is 2; this package reads version 1/],
+    ['options', craft(baseline, h => { h.options.colbert = 'fancy'; }), /the index file: options\.colbert must be int8, pooled, none \(it is "fancy"\)/],
     // Every copy points at the first document's arrays: the file claims more bytes than it holds.
-    ['overlap', craft(h => { for (let i = 0; i < 6; i++) h.docs.push({ ...h.docs[0], id: `copy-${i}` }); }), /the arrays before it claim more bytes than the file holds \(overlapping arrays\)/],
+    ['overlap', craft(baseline, h => { for (let i = 0; i < 6; i++) h.docs.push({ ...h.docs[0], id: `copy-${i}` }); }), /the arrays before it claim more bytes than the file holds \(overlapping arrays\)/],
     ['truncated', baseline.subarray(0, baseline.length - 1000), /reaches past the end of the file/],
-    ['not-json', Buffer.concat([Buffer.from('BGEM3IDX'), Buffer.from([20, 0, 0, 0]), Buffer.from('{not json at all!!!!')]), /the index file is damaged \(its header is not JSON\)/],
-    ['not-an-index', Buffer.from('hello, world'), /this file is not an index exported from this page/],
+    ['not-json', Buffer.concat([Buffer.from('BGEM3HIX'), Buffer.from([20, 0, 0, 0]), Buffer.from('{not json at all!!!!')]), /the file is damaged \(its header is not JSON\)/],
+    ['not-an-index', Buffer.from('hello, world'), /this is not an index file \(its first bytes are neither "BGEM3HIX" nor the previous version's "BGEM3IDX"\)/],
   ];
   for (const [name, buffer, want] of cases) {
-    const { text } = await importFile({ name: `${name}.m3index`, mimeType: 'application/octet-stream', buffer });
+    const { text } = await importFile(blobFile(`${name}.m3index`, buffer));
     assert.match(text, new RegExp(`“${name}\\.m3index” could not be imported: `), name);
     assert.match(text, want, `${name}: ${text}`);
     assert.match(text, /Nothing was stored; the index is as it was \(8 documents\)\./, name);
     assert.equal(await page.getAttribute('#index-msg', 'class'), 'msg error', name);
   }
-  // A file over the size limit is refused before it is read: a sparse file of 1.1 GiB.
+  // Another model's file (a different probe vector): refused as such.
+  const otherModel = craft(baseline, (h, data) => { for (let i = 0; i < 32; i++) f32(data, h.fingerprint.probe, i, i === 3 ? 1 : 0); });
+  const om = await importFile(blobFile('other-model.m3index', otherModel));
+  assert.match(om.text, /“other-model\.m3index” was made with a different model than your current index: the file's vectors were made by another model .* Nothing was stored; the index is as it was \(8 documents\)\. Clear the index first to import it\./);
+  // A file over the size limit is refused before it is read: a sparse file of 2.1 GiB.
   const huge = path.join(artifacts, 'safety-huge.m3index');
   const fd = fs.openSync(huge, 'w');
-  fs.writeSync(fd, Buffer.from('BGEM3IDX'));
-  fs.ftruncateSync(fd, Math.round(1.1 * 1024 ** 3));
+  fs.writeSync(fd, Buffer.from('BGEM3HIX'));
+  fs.ftruncateSync(fd, Math.round(2.1 * 1024 ** 3));
   fs.closeSync(fd);
   try {
     const { text, ms } = await importFile(huge);
-    assert.match(text, /“safety-huge\.m3index” could not be imported: the file is 1\.1 GiB; index files up to 1\.0 GiB can be imported/);
+    assert.match(text, /“safety-huge\.m3index” could not be imported: the file is \d+ bytes; index files of up to 2147483647 bytes can be imported/);
     assert.ok(ms < 10_000, `refused without reading it (${ms} ms)`);
   } finally { fs.rmSync(huge, { force: true }); }
   // Nothing was written, then or after a reload; the index is searched, quickly.
@@ -237,201 +308,79 @@ test('crafted index files: refused whole, naming the document and field; the sto
   assert.equal(await page.isHidden('#damaged'), true);
   const s = await search('bees and honey in the garden');
   assert.equal(s.hits, 8);
-  assert.ok(s.scoreMs < 500 && s.wallMs < 15_000, `search: ranked in ${s.scoreMs} ms, ${s.wallMs} ms in all`);
-  // The untouched file still imports (the checks do not refuse a good file).
-  const ok = await importFile({ name: 'baseline.m3index', mimeType: 'application/octet-stream', buffer: baseline });
+  assert.ok(s.searchMs < 500 && s.wallMs < 15_000, `search: ${s.searchMs} ms in the index, ${s.wallMs} ms in all`);
+  // The untouched file still imports (the checks do not refuse a good file): the same documents.
+  const ok = await importFile(blobFile('baseline.m3index', baseline));
   assert.match(ok.text, /Imported 8 documents from “baseline\.m3index”/);
   assert.deepEqual(await docIds(), ids);
-  assert.equal((await stored()).keys.length, 8, 'the same documents, replaced');
+  assert.deepEqual((await stored()).docs, before.docs, 'the same documents, replaced');
   assert.deepEqual(pageErrors, []);
 });
 
-test('a damaged store: damaged records are left out and named, the rest is searched; remove, or clear', { timeout: 180_000 }, async () => {
+test('an index file of the previous version (v1) is converted on import; a crafted one is refused whole', { timeout: 120_000 }, async () => {
   const ids = await docIds();
-  // Two bad records beside the good ones, in the live generation: "windows: 1", and 1e15 ColBERT
-  // rows (which, searched, would never finish). And a good record of a generation that was never
-  // committed (what a run that died half-way leaves): never shown, deleted on the next start.
-  await page.evaluate(() => new Promise((resolve, reject) => {
-    const req = indexedDB.open('bge-m3-demo');
-    req.onsuccess = () => {
-      const d = req.result, tx = d.transaction('records', 'readwrite'), records = tx.objectStore('records');
-      records.getAll().onsuccess = e => {
-        const good = e.target.result[0];
-        records.put({ gen: good.gen, id: 'crafted-windows', name: 'Crafted windows', windows: 1 });
-        records.put({ ...good, id: 'crafted-rows', name: 'Crafted rows', windows: good.windows.map(w => ({ ...w, colbert: { ...w.colbert, rows: 1e15 } })) });
-        records.put({ ...good, gen: good.gen + 1000, id: 'left-over', name: 'Left over' });
-      };
-      tx.oncomplete = () => { d.close(); resolve(); };
-      tx.onerror = () => reject(tx.error);
-    };
-  }));
-  await reload();
-  await page.waitForSelector('#damaged:not([hidden])');
-  const text = await page.textContent('#damaged-text');
-  assert.match(text, /^2 stored documents are damaged and left out of the index: /);
-  assert.match(text, /“Crafted windows”\): text must be text \(it is missing\)/);
-  assert.match(text, /“Crafted rows”\): windows\[0\]\.colbert\.rows must be \d+/);
-  assert.deepEqual(await docIds(), ids, 'the good documents are restored, and nothing that was never committed');
-  for (let i = 0; (await stored()).keys.some(k => k.endsWith('/left-over')); i++) {
-    assert.ok(i < 50, 'the left-over record of an uncommitted generation is deleted');
-    await page.waitForTimeout(100);
+  const v1 = Buffer.from(await oldRecords(page, [text(501, 60), text(502, 60), text(503, 60)]), 'base64');
+  assert.equal(parse(v1).magic, 'BGEM3IDX');
+  const before = await stored();
+  // Its own checks (www/index-file.js), naming the document and field ...
+  const nan = craft(v1, (h, data) => f32(data, h.docs[1].windows[0].colbert.data, 5, NaN));
+  let r = await importFile(blobFile('old-nan.m3index', nan));
+  assert.match(r.text, /“old-nan\.m3index” could not be imported: document 2 \(“Old note 2”\): windows\[0\]\.colbert\.data holds NaN at \[5\], not a finite number\. Nothing was stored; the index is as it was \(8 documents\)\./);
+  // ... and the index's (a dense vector of half length passes the old checks, not the index's).
+  const halfLength = craft(v1, (h, data) => { const ref = h.docs[2].windows[0].dense; for (let i = 0; i < ref.n; i++) f32(data, ref, i, data.readFloatLE(ref.o + 4 * i) / 2); });
+  r = await importFile(blobFile('old-half.m3index', halfLength));
+  assert.match(r.text, /“old-half\.m3index” could not be imported: items\[2\] \(id “old-3”\): embedding\.windows\[0\]\.dense has length 0\.\d+; it must be a unit vector \(within 0\.001\)\. Nothing was stored; the index is as it was \(8 documents\)\./);
+  assert.deepEqual(await stored(), before);
+  r = await importFile(blobFile('old.m3index', v1));
+  assert.match(r.text, /Imported 3 documents from “old\.m3index” \(an index file of the previous version of this page, converted\)\./);
+  assert.deepEqual(await docIds(), [...ids, 'old-1', 'old-2', 'old-3'].sort());
+  assert.ok((await page.$$eval('#docs .doc-name', l => l.map(x => x.textContent))).includes('Old note 2'));
+  // Searched like the others; then removed again.
+  assert.equal((await search('garden bees honey')).hits, 10);
+  for (const id of ['old-1', 'old-2', 'old-3']) {
+    await page.click(`#docs li.doc[data-id="${id}"] .remove`);
+    await page.waitForFunction(id => !document.querySelector(`#docs li.doc[data-id="${id}"]`), id);
   }
-  assert.equal((await stored()).keys.length, 10, 'eight good records and the two damaged ones');
-  const s = await search('bees and honey in the garden');
-  assert.equal(s.hits, 8);
-  assert.ok(s.scoreMs < 500, `ranked in ${s.scoreMs} ms`);
-  await page.click('#damaged-remove');
-  await page.waitForSelector('#damaged', { state: 'hidden' });
-  assert.match(await msg(), /Removed 2 damaged records/);
-  assert.equal((await stored()).keys.length, 8);
-  await reload();
-  assert.equal(await page.isHidden('#damaged'), true);
   assert.deepEqual(await docIds(), ids);
-  // A damaged fingerprint: nothing can be checked; the page offers to clear (and stays usable).
+});
+
+test('a damaged store: said so, the page stays usable; clear, and an export brings it back', { timeout: 120_000 }, async () => {
+  const ids = await docIds();
+  // One window's lexical record of the stored index is made unreadable.
   await page.evaluate(() => new Promise((resolve, reject) => {
-    const req = indexedDB.open('bge-m3-demo');
+    const req = indexedDB.open(`bge-m3-index:${localStorage.getItem('bge-m3-demo:index') || 'bge-m3-demo'}`);
     req.onsuccess = () => {
-      const d = req.result, tx = d.transaction('meta', 'readwrite');
-      tx.objectStore('meta').put('garbage', 'fingerprint');
+      const d = req.result, tx = d.transaction('lanes', 'readwrite'), lanes = tx.objectStore('lanes');
+      lanes.getAllKeys().onsuccess = e => { lanes.put({ dense: 'garbage' }, e.target.result[0]); };
       tx.oncomplete = () => { d.close(); resolve(); };
       tx.onerror = () => reject(tx.error);
     };
   }));
   await reload();
   await page.waitForSelector('#damaged:not([hidden])');
-  assert.match(await page.textContent('#damaged-text'), /The stored index is damaged: its model fingerprint is missing or not an object \(it is "garbage"\)\. Its 8 documents cannot be checked or searched\./);
-  assert.equal(await page.isHidden('#damaged-remove'), true);
+  assert.match(await page.textContent('#damaged-text'), /^The stored index could not be opened: the stored index "[^"]+": document “[0-9a-f-]+” window 0 is damaged\. Its documents cannot be searched\. Clear the index/);
   assert.deepEqual(await docIds(), []);
+  await page.fill('#query', 'bees');
+  await page.click('#search');
+  assert.match(await page.textContent('#search-msg'), /The index is empty/);
+  assert.equal(await page.isDisabled('#sample'), true, 'no indexing into a damaged store');
   await page.click('#damaged-clear');
   await page.waitForSelector('#damaged', { state: 'hidden' });
-  assert.deepEqual((await stored()).keys, []);
-  // An export brings it back.
-  assert.match((await importFile({ name: 'baseline.m3index', mimeType: 'application/octet-stream', buffer: baseline })).text, /Imported 8 documents/);
+  assert.match(await msg(), /The index is empty/);
+  assert.deepEqual(await databases(), []);
+  // An export brings it back (into a new index for the loaded model).
+  assert.match((await importFile(blobFile('baseline.m3index', baseline))).text, /Imported 8 documents/);
   assert.deepEqual(await docIds(), ids);
+  assert.equal((await search('bees and honey in the garden')).hits, 8);
   assert.deepEqual(pageErrors, []);
 });
 
-test('storage full in the middle of an indexing run: nothing of the run is kept, the message says so', { timeout: 240_000 }, async () => {
+test('storage full, 1 of 2: the quota is lowered (it holds 31 s later: the next two tests write nothing in this origin)', async () => {
   await reload(); // a fresh page: persistent storage not asked for yet
   assert.equal(await page.evaluate(() => window.persistCalls), 0);
-  const ids = await docIds();
-  const before = await stored();
-  // 32 short documents (the first save group, ~0.3 MB) fit; the 8 long ones after them (~1.2 MB)
-  // do not.
-  await quotaAbove(600_000);
-  try {
-    const files = [
-      ...Array.from({ length: 32 }, (_, i) => txt(`short-${i + 1}.txt`, text(100 + i, 30))),
-      ...Array.from({ length: 8 }, (_, i) => txt(`long-${i + 1}.txt`, text(200 + i, 800))),
-    ];
-    await addFiles(files);
-    assert.match(await page.textContent('#indexing-label'), /^Indexing stopped after 32 of 40 documents\.$/, `the first save group was written, the second failed: ${await msg()}`);
-    assert.match(await page.textContent('#indexing-stats'), /None of the 40 documents were added; the index is as it was before\./);
-    const text1 = await msg();
-    assert.match(text1, /This browser.s storage for this site is full \(the browser reports [\d.]+ [KMG]?B used of the [\d.]+ [KMG]?B it allows this site\)\. Indexing 40 documents stopped: nothing of it was kept; the index is as it was before \(8 documents\)\./);
-    assert.match(text1, /Free space by removing documents or the downloaded model/);
-    assert.deepEqual(await docIds(), ids);
-    assert.deepEqual(await stored(), before, 'the staged save group was deleted');
-    assert.equal(await page.evaluate(() => window.persistCalls), 1, 'persistent storage asked for once');
-    assert.match(await page.textContent('#storage'), /persistent/i);
-  } finally {
-    await resetQuota();
-  }
-  await reload();
-  assert.deepEqual(await docIds(), ids);
-  assert.deepEqual(await stored(), before);
-  assert.ok((await search('winter ferry harbour')).hits === 8);
-});
-
-test('storage full during an import: nothing of the file is kept; with room, the same file imports', { timeout: 120_000 }, async () => {
-  const ids = await docIds();
-  const before = await stored();
-  // The baseline's documents under new ids: eight additions.
-  const fresh = craft(h => { h.docs.forEach((d, i) => { d.id = `imported-${i}`; d.name = `imported ${d.name}`; }); });
-  await quotaAbove(50_000);
-  try {
-    const { text } = await importFile({ name: 'fresh.m3index', mimeType: 'application/octet-stream', buffer: fresh });
-    assert.match(text, /storage for this site is full .*The import of “fresh\.m3index” \(8 documents\) stopped: nothing of it was kept; the index is as it was before \(8 documents\)\./);
-    assert.deepEqual(await docIds(), ids);
-    assert.deepEqual(await stored(), before);
-  } finally {
-    await resetQuota();
-  }
-  await reload();
-  assert.deepEqual(await stored(), before, 'unchanged after a reload');
-  const { text } = await importFile({ name: 'fresh.m3index', mimeType: 'application/octet-stream', buffer: fresh });
-  assert.match(text, /Imported 8 documents from “fresh\.m3index”/);
-  assert.equal((await docIds()).length, 16);
-  assert.equal((await stored()).keys.length, 16);
-  assert.deepEqual(pageErrors, []);
-});
-
-test('storage full in the middle of a re-index: the old index stays whole, never two models under one fingerprint', { timeout: 300_000 }, async () => {
-  await page.click('#clear-index');
-  await page.waitForFunction(() => document.body.dataset.docs === '0');
-  // 32 short documents, then 8 long ones (re-indexed in this order: two save groups).
-  await addFiles(Array.from({ length: 32 }, (_, i) => txt(`short-${i + 1}.txt`, text(300 + i, 30))));
-  await addFiles(Array.from({ length: 8 }, (_, i) => txt(`long-${i + 1}.txt`, text(400 + i, 800))));
-  assert.equal((await docIds()).length, 40);
-  // The index is made to look like one of a 1024-wide model (fingerprint and every vector).
-  await page.evaluate(() => new Promise((resolve, reject) => {
-    const req = indexedDB.open('bge-m3-demo');
-    req.onsuccess = () => {
-      const d = req.result, tx = d.transaction(['meta', 'records'], 'readwrite');
-      const unit = (rows, dim) => { const a = new Float32Array(rows * dim); for (let r = 0; r < rows; r++) a[r * dim] = 1; return a; };
-      tx.objectStore('records').openCursor().onsuccess = e => {
-        const c = e.target.result;
-        if (!c) return;
-        const doc = c.value;
-        for (const w of doc.windows) { w.dense = unit(1, 1024); w.colbert = { data: unit(w.colbert.rows, 1024), rows: w.colbert.rows, dim: 1024 }; }
-        c.update(doc);
-        c.continue();
-      };
-      tx.objectStore('meta').put({ hiddenSize: 1024, probe: new Float32Array(1024).fill(1 / 32), source: 'another model', createdAt: 0 }, 'fingerprint');
-      tx.oncomplete = () => { d.close(); resolve(); };
-      tx.onerror = () => reject(tx.error);
-    };
-  }));
-  await reload();
-  await page.waitForSelector('#mismatch:not([hidden])');
-  const before = await stored();
-  assert.equal(before.hiddenSize, 1024);
-  const widths = () => page.evaluate(() => new Promise(resolve => {
-    const req = indexedDB.open('bge-m3-demo');
-    req.onsuccess = () => {
-      const d = req.result;
-      d.transaction('records').objectStore('records').getAll().onsuccess = e => { d.close(); resolve([...new Set(e.target.result.flatMap(r => r.windows.map(w => w.dense.length)))]); };
-    };
-  }));
-  assert.deepEqual(await widths(), [1024]);
-  await quotaAbove(600_000);
-  try {
-    await page.evaluate(() => { document.querySelector('#indexing-label').textContent = ''; });
-    await page.click('#reindex');
-    await page.waitForFunction(() => document.body.dataset.indexing === 'no' && /stopped|Re-indexed/.test(document.querySelector('#indexing-label').textContent), null, { timeout: 150_000 });
-    assert.match(await page.textContent('#indexing-label'), /^Re-indexing stopped after 32 of 40 documents\.$/, await msg());
-    assert.match(await page.textContent('#indexing-stats'), /The index keeps its 40 documents as they were \(made with the other model\): re-index again to search\./);
-    assert.match(await msg(), /storage for this site is full .*Re-indexing 40 documents stopped: nothing of it was kept; the index is as it was before \(40 documents\)\./);
-    assert.deepEqual(await stored(), before, 'the same records and the old fingerprint');
-    assert.deepEqual(await widths(), [1024], 'no vector of the new model under the old fingerprint');
-    assert.equal(await page.isVisible('#mismatch'), true, 'search stays off: the index is still the other model\'s');
-  } finally {
-    await resetQuota();
-  }
-  await reload();
-  assert.deepEqual(await stored(), before);
-  await page.waitForSelector('#mismatch:not([hidden])');
-  // With room, the re-index completes and replaces the whole index at once.
-  await page.click('#reindex');
-  await page.waitForFunction(() => document.body.dataset.mismatch === 'no' && document.body.dataset.indexing === 'no', null, { timeout: 150_000 });
-  assert.match(await page.textContent('#indexing-label'), /^Re-indexed 40 documents/);
-  assert.deepEqual(await widths(), [32]);
-  const after = await stored();
-  assert.equal(after.hiddenSize, 32);
-  assert.equal(after.keys.length, 40);
-  assert.equal(after.live.length, 1, 'one generation: the old one is gone');
-  assert.equal((await search('winter ferry harbour')).hits, 10);
-  assert.deepEqual(pageErrors, []);
+  // 32 short documents (the first save group) fit; the 8 long ones after them do not. The
+  // import (the baseline's documents five times, under new ids) and the re-index do not either.
+  await quotaAbove(250_000);
 });
 
 test('a ?model= link to another site asks first; the worker\'s header policy blocks the download; without the header the worker fetches', { timeout: 180_000 }, async () => {
@@ -485,45 +434,125 @@ test('a ?model= link to another site asks first; the worker\'s header policy blo
   assert.deepEqual(errors, []);
 });
 
-test('an index stored by the previous version of the page (one store keyed by id) is kept, in generation 0', { timeout: 60_000 }, async () => {
-  // Another origin (the server without headers), whose database is deleted first.
+
+test('the previous version\'s store (IndexedDB, generations) moves into the index once; refused records are named', { timeout: 120_000 }, async () => {
+  // Another origin (the server without headers), whose databases are deleted first.
   const p = await context.newPage();
+  const errors = [];
+  p.on('pageerror', e => errors.push(e.message));
   await p.goto(`${open.base}/www/favicon.svg`);
-  await p.evaluate(async b64 => {
-    await new Promise((resolve, reject) => { const req = indexedDB.deleteDatabase('bge-m3-demo'); req.onsuccess = resolve; req.onerror = () => reject(req.error); req.onblocked = () => reject(new Error('blocked')); });
-    const { readIndexFile } = await import('/www/index-file.js');
-    const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
-    const { fingerprint, docs } = await readIndexFile(new Blob([bytes]));
-    await new Promise((resolve, reject) => {
-      const req = indexedDB.open('bge-m3-demo', 1);
-      req.onupgradeneeded = () => { req.result.createObjectStore('docs', { keyPath: 'id' }); req.result.createObjectStore('meta'); };
-      req.onsuccess = () => {
-        const d = req.result, tx = d.transaction(['docs', 'meta'], 'readwrite');
-        for (const doc of docs) tx.objectStore('docs').put(doc);
-        tx.objectStore('meta').put(fingerprint, 'fingerprint');
-        tx.oncomplete = () => { d.close(); resolve(); };
-        tx.onerror = () => reject(tx.error);
-      };
-      req.onerror = () => reject(req.error);
-    });
-  }, baseline.toString('base64'));
-  await p.goto(`${open.base}/www/?device=cpu`);
-  await p.waitForSelector('body[data-started=yes]');
-  assert.equal(await p.$$eval('#docs li.doc', l => l.length), 8);
-  assert.match(await p.textContent('#index-msg'), /8 documents restored/);
-  const { keys, live, version } = await p.evaluate(() => new Promise(resolve => {
-    const req = indexedDB.open('bge-m3-demo');
+  await p.evaluate(async () => {
+    for (const { name } of await indexedDB.databases()) await new Promise((resolve, reject) => { const req = indexedDB.deleteDatabase(name); req.onsuccess = resolve; req.onerror = () => reject(req.error); });
+  });
+  await oldRecords(p, [text(601, 60), text(602, 60), text(603, 60)]);
+  // The previous version's database (db.js, version 2): the records of generation 3 are live; a
+  // record of generation 7 was never committed; one record is damaged; one has a dense vector of
+  // half length (its checks passed it, the index's do not).
+  await p.evaluate(() => new Promise((resolve, reject) => {
+    const { docs, fingerprint } = window.oldStore;
+    docs[2].windows[0].dense = docs[2].windows[0].dense.map(x => x / 2);
+    const req = indexedDB.open('bge-m3-demo', 2);
+    req.onupgradeneeded = () => { req.result.createObjectStore('meta'); req.result.createObjectStore('records', { keyPath: ['gen', 'id'] }); };
     req.onsuccess = () => {
-      const d = req.result, tx = d.transaction(['records', 'meta']);
-      const out = { version: d.version, stores: [...d.objectStoreNames] };
-      tx.objectStore('records').getAllKeys().onsuccess = e => { out.keys = e.target.result; };
-      tx.objectStore('meta').get('live').onsuccess = e => { out.live = e.target.result; };
-      tx.oncomplete = () => { d.close(); resolve(out); };
+      const d = req.result, tx = d.transaction(['meta', 'records'], 'readwrite'), records = tx.objectStore('records'), meta = tx.objectStore('meta');
+      for (const doc of docs) records.put({ ...doc, gen: 3 });
+      records.put({ ...docs[0], id: 'uncommitted', name: 'Never committed', gen: 7 });
+      records.put({ gen: 3, id: 'damaged', name: 'Damaged record', windows: 1 });
+      meta.put([3], 'live');
+      meta.put(8, 'nextGen');
+      meta.put(fingerprint, 'fingerprint');
+      tx.oncomplete = () => { d.close(); resolve(); };
+      tx.onerror = () => reject(tx.error);
     };
+    req.onerror = () => reject(req.error);
   }));
-  assert.equal(version, 2);
-  assert.deepEqual(live, [0]);
-  assert.equal(keys.length, 8);
-  assert.ok(keys.every(k => k[0] === 0));
+  await p.goto(`${open.base}${PAGE}`);
+  await p.waitForSelector('body[data-started=yes]');
+  const shown = await p.textContent('#index-msg');
+  assert.match(shown, /^2 documents of the previous version of this page were moved into the new index; 2 damaged records could not be: document 1 \(“Damaged record”\): text must be text \(it is missing\); Old note 3 \(old-3\): items\[0\] \(id “old-3”\): embedding\.windows\[0\]\.dense has length 0\.\d+; it must be a unit vector/);
+  assert.deepEqual(await p.$$eval('#docs li.doc', l => l.map(d => d.dataset.id)), ['old-1', 'old-2']);
+  assert.deepEqual(await databases(p), ['bge-m3-index:bge-m3-demo'], 'the old database is deleted, after the add');
+  // The vectors are the stored ones (int8 now): the lexical weights exactly, dense within the int8 bound.
+  await p.waitForSelector('body[data-model=ready]', { timeout: 90_000 }); // the cached model loads by itself
+  assert.equal(await p.getAttribute('body', 'data-mismatch'), 'no', 'the same model: the fingerprints agree');
+  const check = await p.evaluate(async t => {
+    const { load, openIndex } = await import('/pkg/src/index.js');
+    const m = await load('/fixtures/tiny-m3/', { device: 'cpu', worker: false });
+    const e = await m.encode(t, { colbertSpans: true });
+    await m.dispose();
+    const ix = await openIndex('bge-m3-demo', { storage: 'indexeddb' });
+    const w = (await ix.getWindow('old-1', 0)).window;
+    ix.close();
+    let dot = 0, err = 0;
+    for (let i = 0; i < w.dense.length; i++) { dot += w.dense[i] * e.dense[i]; err = Math.max(err, Math.abs(w.dense[i] - e.dense[i])); }
+    return { sameSparse: JSON.stringify([...w.sparse.ids, ...w.sparse.weights]) === JSON.stringify([...e.windows[0].sparse.ids, ...e.windows[0].sparse.weights]), dot, err, spans: w.colbertSpans.length === e.windows[0].colbertSpans.length };
+  }, text(601, 60));
+  assert.ok(check.sameSparse && check.spans, JSON.stringify(check));
+  assert.ok(check.err < 0.01 && check.dot > 0.999, `dense as stored, within int8: ${JSON.stringify(check)}`);
+  await p.fill('#query', 'garden bees');
+  await p.click('#search');
+  await p.waitForFunction(() => document.querySelectorAll('#results .hit').length === 2);
+  // Once: a reload finds nothing more to move.
+  await p.reload();
+  await p.waitForSelector('body[data-started=yes]');
+  assert.match(await p.textContent('#index-msg'), /^2 documents restored/);
+  assert.deepEqual(await databases(p), ['bge-m3-index:bge-m3-demo']);
+  assert.deepEqual(errors, []);
   await p.close();
 });
+
+test('storage full, 2 of 2: an indexing run keeps its stored save group, an import and a re-index keep nothing; the index is never lost', { timeout: 420_000 }, async () => {
+  await quotaHolds();
+  const before = await stored();
+  const big = copies(baseline, 5);
+  let afterRun;
+  try {
+    // 1. An indexing run: its first save group is added (one add, whole), the second is not.
+    const files = [
+      ...Array.from({ length: 32 }, (_, i) => txt(`short-${i + 1}.txt`, text(100 + i, 30))),
+      ...Array.from({ length: 8 }, (_, i) => txt(`long-${i + 1}.txt`, text(200 + i, 800))),
+    ];
+    await addFiles(files);
+    assert.match(await page.textContent('#indexing-label'), /^Indexing stopped after 32 of 40 documents\.$/, `the first save group was added, the second failed: ${await msg()}`);
+    assert.match(await page.textContent('#indexing-stats'), /^The first 32 documents were added \(each save group is stored whole\); the other 8 were not\.$/);
+    const text1 = await msg();
+    assert.match(text1, /^This browser.s storage for this site is full \(the browser reports [\d.]+ [KMG]?B used of the [\d.]+ [KMG]?B it allows this site\)\. Indexing the other 8 documents stopped: nothing of it was kept; the 32 documents added before it stay in the index \(40 documents in all\)\./);
+    assert.match(text1, /Free space by removing documents or the downloaded model/);
+    afterRun = await stored();
+    assert.equal(afterRun.rev, before.rev + 1, 'one write committed: the first save group');
+    assert.equal(afterRun.docs.length, 40);
+    assert.ok(before.docs.every(id => afterRun.docs.includes(id)), 'nothing of the index before was lost');
+    assert.equal((await docIds()).length, 40);
+    assert.equal(await page.evaluate(() => window.persistCalls), 1, 'persistent storage asked for once');
+    assert.match(await page.textContent('#storage'), /persistent/i);
+    // 2. An import: refused whole.
+    const refusedImport = await importFile(blobFile('big.m3index', big));
+    assert.match(refusedImport.text, /storage for this site is full .*The import of “big\.m3index” stopped: nothing of it was kept; the index is as it was \(40 documents\)\./);
+    assert.deepEqual(await stored(), afterRun);
+    // 3. A re-index (another ColBERT option): into a staging index, deleted when it fails; the
+    // index stays as it was.
+    await page.selectOption('#colbert-option', 'pooled');
+    await page.evaluate(() => { document.querySelector('#indexing-label').textContent = ''; });
+    await page.click('#colbert-reindex');
+    await page.waitForFunction(() => document.body.dataset.indexing === 'no' && /stopped|Re-indexed/.test(document.querySelector('#indexing-label').textContent), null, { timeout: 150_000 });
+    assert.match(await page.textContent('#indexing-label'), /^Re-indexing stopped after \d+ of 40 documents\.$/, await msg());
+    assert.match(await page.textContent('#indexing-stats'), /^The index keeps its 40 documents as they were \(with ColBERT “int8”\): re-index again to change it\.$/);
+    assert.match(await msg(), /storage for this site is full .*Re-indexing 40 documents stopped: nothing of it was kept; the index is as it was before \(40 documents\)\./);
+    assert.deepEqual(await stored(), afterRun);
+    assert.equal(await page.getAttribute('body', 'data-colbert'), 'int8');
+    assert.deepEqual(await databases(), [afterRun.name], 'the staging index was deleted');
+  } finally {
+    await resetQuota();
+  }
+  await reload();
+  assert.equal((await docIds()).length, 40);
+  assert.deepEqual(await stored(), afterRun, 'unchanged after a reload');
+  assert.equal((await search('winter ferry harbour')).hits, 10);
+  // With room, the same file imports.
+  const imported = await importFile(blobFile('big.m3index', big));
+  assert.match(imported.text, /Imported 40 documents from “big\.m3index”/);
+  assert.equal((await docIds()).length, 80);
+  assert.deepEqual(pageErrors, []);
+});
+
+
