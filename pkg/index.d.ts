@@ -291,7 +291,7 @@ export function reciprocalRankFusion<K>(rankings: K[][], k?: number): [K, number
 //   for (const h of r.hits) console.log(h.id, h.score, h.window.start, h.window.end);
 //   const best = await index.getWindow(r.hits[0].id, r.hits[0].window.index); // text, ids, spans, rows
 //
-// In page memory between queries: the dense lane (dim bytes + 4 a window, int8; 2 * dim for f16),
+// In page memory between queries: the dense lane (dim bytes + 4 a window, int8),
 // the postings (6 bytes an entry, plus a tail of recent ones until merged) and a few bytes a
 // window; nothing per token. Per token in storage (dim 1024): ~1.04 KB with int8 ColBERT rows,
 // ~0.53 KB pooled, ~18 B without (measured: tests/js/index.test.mjs).
@@ -322,8 +322,10 @@ export interface IndexOptions {
   /** Needed to create an index (kind 'input' without it); stored then. Given when opening an
    *  existing index, it must be the same model's (`sameModel`), else kind 'model'. */
   fingerprint?: ModelFingerprint;
-  /** Dense vectors: 'int8' (default; one f32 scale per vector, ~1 KB a window at 1024 dims) or
-   *  'f16' (2 KB a window, closer to f32). */
+  /** Dense vectors as stored: 'int8' (default; one f32 scale per vector, ~1 KB a window at 1024
+   *  dims) or 'f16' (2 KB a window, closer to f32). Page memory is the same either way: the
+   *  dense lane holds int8 vectors (an f16 index's rounded from f16 on open), and an f16 index
+   *  rescores its candidates' dense from the stored f16. */
   dense?: 'int8' | 'f16';
   /** ColBERT rows kept per window: 'int8' (default; one row per token, per-row f32 scale),
    *  'pooled' (rows -> ceil(rows / poolFactor) by merging the most similar rows, centroid

@@ -187,6 +187,23 @@ test('weights: a mode of weight 0 is not a candidate lane; rrf fuses per-mode ra
   assert.ok(plain.hits.every((h, i) => i === 0 || h.score <= plain.hits[i - 1].score));
 });
 
+test('dense f16: stored as f16 (2 bytes a value), scanned as int8, candidates rescored from the f16', async () => {
+  const { index } = await fresh({ dense: 'f16', colbert: 'none' });
+  const items = docs(10, { seed: 12 });
+  await index.add(items);
+  const st = index.stats();
+  assert.equal(st.bytes.dense, st.windows * 2 * DIM);
+  const w = items[3].embedding.windows[0];
+  const r = await index.search(w, { k: 3 });
+  assert.equal(r.hits[0].id, 'd3');
+  assert.equal(r.colbert, 'skipped');
+  assert.equal(r.hits[0].colbert, null);
+  const stored = (await index.get('d3')).windows[0].dense;
+  assert.equal(r.hits[0].dense, denseScore(w.dense, stored), 'the dense score is the stored f16 vector\'s');
+  assert.ok(Math.abs(r.hits[0].dense - 1) < 1e-3);
+  for (let k = 0; k < DIM; k++) assert.ok(Math.abs(stored[k] - w.dense[k]) <= Math.abs(w.dense[k]) * 2 ** -11 + 1e-7);
+});
+
 test('bad input to add(): clear errors of kind input, the index unchanged', async () => {
   const { index } = await fresh();
   await index.add(docs(6, { seed: 4 }));

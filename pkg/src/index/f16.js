@@ -1,7 +1,5 @@
-// IEEE half precision for the index's `dense: 'f16'` option: conversion (round to nearest even)
-// and a dense lane over f16 codes with the DenseLane interface of kernels.js (push / scores /
-// bytes; no per-vector scale). Also the sparse postings' weights are f16. A plain typed-array
-// kernel of this index's own (kernels.js is int8 only).
+// IEEE half precision: conversion (round to nearest even) for the index's `dense: 'f16'` records
+// and the sparse postings' weights.
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -60,44 +58,3 @@ export function decodeF16(src) {
 
 /** Whether f16 bits are a finite value (not ±Infinity, not NaN). */
 export const finiteF16 = h => (h & 0x7c00) !== 0x7c00;
-
-/** The dense lane in f16: `count` vectors of `dim` f16 codes in slots 0..count-1 (2 bytes a value). */
-export class F16Lane {
-  constructor(dim, capacity = 1024) {
-    this.dim = dim;
-    this.count = 0;
-    this.codes = new Uint16Array(capacity * dim);
-  }
-  /** Appends a vector (codes: Uint16Array [dim]); returns its slot. */
-  push(codes) {
-    if (this.count * this.dim === this.codes.length) this.grow(Math.max(1, this.count * 2));
-    this.codes.set(codes, this.count * this.dim);
-    return this.count++;
-  }
-  grow(capacity) {
-    const codes = new Uint16Array(capacity * this.dim);
-    codes.set(this.codes.subarray(0, this.count * this.dim));
-    this.codes = codes;
-  }
-  /** out[slot] = q · vector(slot) for every slot (q: Float32Array [dim]). */
-  scores(q, out) {
-    const { dim, codes } = this, t = f16Table();
-    for (let s = 0; s < this.count; s++) {
-      let acc = 0;
-      const o = s * dim;
-      for (let k = 0; k < dim; k++) acc += q[k] * t[codes[o + k]];
-      out[s] = acc;
-    }
-    return out;
-  }
-  /** q · vector(slot). */
-  dot(slot, q) {
-    const { dim, codes } = this, t = f16Table(), o = slot * dim;
-    let acc = 0;
-    for (let k = 0; k < dim; k++) acc += q[k] * t[codes[o + k]];
-    return acc;
-  }
-  get bytes() {
-    return this.codes.byteLength;
-  }
-}

@@ -4,7 +4,8 @@
 // their stored records in one transaction, scores them exactly (dense from the stored codes,
 // lexical from the stored list, ColBERT MaxSim over the stored int8 rows) and ranks documents by
 // their best window with the package's scoring rules (scoring.js).
-import { DEFAULT_WEIGHTS, weightedScore, reciprocalRankFusion, lexicalScore, colbertScore } from '../scoring.js';
+import { DEFAULT_WEIGHTS, weightedScore, reciprocalRankFusion, lexicalScore, colbertScore, denseScore } from '../scoring.js';
+import { decodeF16 } from './f16.js';
 import { maxSimInt8 } from './kernels.js';
 import { abortError } from '../files.js';
 import { Checker, indexError, isObject, show } from './checks.js';
@@ -103,7 +104,7 @@ class HybridIndex {
       if (!fingerprint) throw indexError('input', `the index "${this.name}" does not exist yet: give options.fingerprint (modelFingerprint(model)) to create it`);
       const header = { format: FORMAT_NAME, version: FORMAT_VERSION, options: given, fingerprint, createdAt: Date.now() };
       try {
-        await this.#backend.commit({ put: [['meta', 'header', header]] }, { expectRev: this.#rev, onCommit: () => this.#adopt(header, new LaneSet(fingerprint.dim, given.dense), this.#rev + 1) });
+        await this.#backend.commit({ put: [['meta', 'header', header]] }, { expectRev: this.#rev, onCommit: () => this.#adopt(header, new LaneSet(fingerprint.dim), this.#rev + 1) });
         return;
       } catch (e) {
         if (!e.stale || attempt >= RETRIES) throw e;
@@ -127,7 +128,7 @@ class HybridIndex {
       if (!isObject(header) || header.format !== FORMAT_NAME || header.version !== FORMAT_VERSION) c.fail('header', `is not a version ${FORMAT_VERSION} index header (${show(header)})`);
       const options = checkOptions(c, header.options);
       const fingerprint = checkFingerprint(c, header.fingerprint);
-      const state = new LaneSet(fingerprint.dim, options.dense, Math.max(1024, count));
+      const state = new LaneSet(fingerprint.dim, Math.max(1024, count));
       const docs = new Map();
       await r.scan('docs', (keys, values) => { for (let i = 0; i < keys.length; i++) docs.set(keys[i], values[i]); });
       let id = null, lanes = [];
@@ -167,7 +168,7 @@ class HybridIndex {
     const header = await this.#load();
     if (!header) {
       // The index was deleted and created again empty elsewhere: keep this one's header.
-      this.#state = new LaneSet(this.#fingerprint.dim, this.#options.dense);
+      this.#state = new LaneSet(this.#fingerprint.dim);
     }
   }
 
@@ -275,7 +276,7 @@ class HybridIndex {
   clear({ signal } = {}) {
     try { this.#usable(); checkSignal(signal); } catch (e) { return Promise.reject(e); }
     return this.#write(signal, () => this.#commit({ clear: DATA_STORES }, signal, () => {
-      this.#state = new LaneSet(this.#fingerprint.dim, this.#options.dense);
+      this.#state = new LaneSet(this.#fingerprint.dim);
     }));
   }
 
@@ -373,7 +374,7 @@ class HybridIndex {
       }
       if (mode === 'replace') {
         const header = { format: FORMAT_NAME, version: FORMAT_VERSION, options: file.options, fingerprint: this.#fingerprint, createdAt: Date.now() };
-        const state = new LaneSet(this.#fingerprint.dim, file.options.dense, Math.max(1024, file.docs.reduce((n, d) => n + d.lanes.length, 0)));
+        const state = new LaneSet(this.#fingerprint.dim, Math.max(1024, file.docs.reduce((n, d) => n + d.lanes.length, 0)));
         await this.#commit({ clear: DATA_STORES, put: [['meta', 'header', header], ...file.docs.flatMap(d => this.#puts(d))] }, signal, () => {
           for (const d of file.docs) state.addDoc(d.doc, d.lanes);
           this.#options = file.options;
@@ -506,7 +507,8 @@ class HybridIndex {
       timings.sparse = now() - t;
     }
     // The candidates, resolved now (window numbers may change once we await).
-    const cands = [...chosen].map(wid => ({ id: s.winDoc[wid].id, k: s.winIndex[wid], dense: q.dense ? s.denseDot(wid, q.dense) : null, sparse: null, colbert: null }));
+    const f16 = this.#options.dense === 'f16';
+    const cands = [...chosen].map(wid => ({ id: s.winDoc[wid].id, k: s.winIndex[wid], dense: q.dense && !f16 ? s.denseDot(wid, q.dense) : null, sparse: null, colbert: null }));
     // Stage 3: their stored records, one read-only transaction.
     let t = now();
     const needTokens = o.colbertMode === 'stored', needText = o.colbertMode === 'reencoded';
@@ -514,7 +516,7 @@ class HybridIndex {
     const read = await this.#backend.read(r => Promise.all([
       r.get('meta', 'rev'),
       Promise.all(ids.map(id => r.get('docs', id))),
-      Promise.all(cands.map(c => (q.sparse ? r.get('lanes', [c.id, c.k]) : null))),
+      Promise.all(cands.map(c => (q.sparse || (f16 && q.dense) ? r.get('lanes', [c.id, c.k]) : null))),
       Promise.all(cands.map(c => (needTokens ? r.get('tokens', [c.id, c.k]) : null))),
       Promise.all(ids.map(id => (needText ? r.get('texts', id) : null))),
     ]));
@@ -526,7 +528,10 @@ class HybridIndex {
     timings.read = now() - t;
     throwIfAborted(o.signal);
     const docOf = new Map(ids.map((id, i) => [id, docs[i]]));
-    cands.forEach((c, i) => { if (q.sparse) c.sparse = lexicalScore(q.sparseMap, lanes[i]); });
+    cands.forEach((c, i) => {
+      if (q.sparse) c.sparse = lexicalScore(q.sparseMap, lanes[i]);
+      if (f16 && q.dense) c.dense = denseScore(q.dense, decodeF16(lanes[i].dense));
+    });
     // ColBERT: MaxSim over the stored int8 rows, or over re-encoded window texts.
     t = now();
     if (o.colbertMode === 'stored') {

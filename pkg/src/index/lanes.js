@@ -1,10 +1,11 @@
 // What an index holds in page memory between queries, and nothing per token: the dense lane (one
-// int8 or f16 vector per window), the sparse postings, and per window its document, its number in
+// int8 vector per window; an index storing f16 vectors scans their int8 rounding and rescores
+// its candidates from the stored f16), the sparse postings, and per window its document, its number in
 // the document, its token count and whether it is live. Windows are numbered by `wid`, their slot
 // in the dense lane. A removed window stays (dead, skipped) until a quarter of the windows are
 // dead; then `compact` renumbers the live ones (dense lane, postings and tables rebuilt together).
-import { DenseLane, maxSimInt8 } from './kernels.js';
-import { F16Lane } from './f16.js';
+import { DenseLane, maxSimInt8, quantizeRows } from './kernels.js';
+import { decodeF16 } from './f16.js';
 import { Postings } from './postings.js';
 import { VOCAB_SIZE } from './checks.js';
 import { BYTE_PARTS } from './records.js';
@@ -13,11 +14,10 @@ import { BYTE_PARTS } from './records.js';
 const COMPACT_MIN = 1024;
 
 export class LaneSet {
-  /** dim: vector width; dense: 'int8' | 'f16'; capacity: windows to make room for. */
-  constructor(dim, dense, capacity = 1024) {
+  /** dim: vector width; capacity: windows to make room for. */
+  constructor(dim, capacity = 1024) {
     this.dim = dim;
-    this.dense = dense;
-    this.lane = dense === 'f16' ? new F16Lane(dim, capacity) : new DenseLane(dim, capacity);
+    this.lane = new DenseLane(dim, capacity);
     this.postings = new Postings(VOCAB_SIZE);
     this.cap = 0;
     this.grow(capacity);
@@ -50,7 +50,8 @@ export class LaneSet {
     const entry = { id: doc.id, wids: new Uint32Array(lanes.length), bytes: doc.bytes };
     for (let k = 0; k < lanes.length; k++) {
       const l = lanes[k];
-      const wid = this.lane.push(l.dense, l.scale);
+      const q = l.dense instanceof Uint16Array ? quantizeRows(decodeF16(l.dense), this.dim) : null;
+      const wid = q ? this.lane.push(q.codes, q.scales[0]) : this.lane.push(l.dense, l.scale);
       if (wid >= this.cap) this.grow(Math.max(1024, this.cap * 2));
       entry.wids[k] = wid;
       this.winDoc[wid] = entry;
@@ -85,11 +86,11 @@ export class LaneSet {
   compact() {
     const old = this.lane, n = old.count, dim = this.dim;
     const remap = new Int32Array(n).fill(-1);
-    const lane = this.dense === 'f16' ? new F16Lane(dim, Math.max(1, this.windows)) : new DenseLane(dim, Math.max(1, this.windows));
+    const lane = new DenseLane(dim, Math.max(1, this.windows));
     const winIndex = new Uint32Array(this.windows), winTokens = new Uint32Array(this.windows), winDoc = [];
     for (let wid = 0; wid < n; wid++) {
       if (!this.alive[wid]) continue;
-      const w = lane.push(old.codes.subarray(wid * dim, (wid + 1) * dim), old.scales?.[wid]);
+      const w = lane.push(old.codes.subarray(wid * dim, (wid + 1) * dim), old.scales[wid]);
       remap[wid] = w;
       winIndex[w] = this.winIndex[wid];
       winTokens[w] = this.winTokens[wid];
@@ -106,10 +107,9 @@ export class LaneSet {
     this.grow(Math.max(1024, this.windows));
     this.dead = 0;
   }
-  /** q · the dense vector of window `wid` (as stored: int8 or f16). */
+  /** q · the int8 dense vector of window `wid`. */
   denseDot(wid, q) {
     const { lane, dim } = this;
-    if (lane instanceof F16Lane) return lane.dot(wid, q);
     return maxSimInt8(q, lane.codes.subarray(wid * dim, (wid + 1) * dim), lane.scales.subarray(wid, wid + 1), dim);
   }
   /** Bytes held in page memory: the lanes, the tables, the search scratch, and an estimate of
