@@ -8,7 +8,7 @@ import { DEFAULT_WEIGHTS, weightedScore, reciprocalRankFusion, lexicalScore, col
 import { decodeF16 } from './f16.js';
 import { maxSimInt8 } from './kernels.js';
 import { abortError } from '../files.js';
-import { Checker, indexError, isObject, show } from './checks.js';
+import { Checker, indexError, isObject, show, UNIT_TOLERANCE } from './checks.js';
 import { checkItem, encodeItem, decodeDocument, BYTE_PARTS } from './records.js';
 import { LaneSet } from './lanes.js';
 import { TopK } from './postings.js';
@@ -436,7 +436,7 @@ class HybridIndex {
     if (query.dense !== undefined) {
       c.array(query.dense, Float32Array, 'dense', dim);
       c.finite(query.dense, 'dense');
-      c.unitRows(1, () => query.dense.reduce((s, x) => s + x * x, 0), 'dense', 1e-3);
+      c.unitRows(1, () => query.dense.reduce((s, x) => s + x * x, 0), 'dense', UNIT_TOLERANCE);
       q.dense = query.dense;
     }
     if (query.sparse !== undefined) {
@@ -579,4 +579,3 @@ class HybridIndex {
   }
 }
 
-export { HybridIndex };
