@@ -6,6 +6,9 @@
 //        [--cells 16,512,2048,mixed32,8192] [--plan MODEL:CELL,CELL...[:COLDCELL,...]] [--cell-timeout 300]
 //        [--gpu] [--backends cpu,wgpu] [--flag cpu|cuda|none] [--out DIR]
 //   node scripts/bench.mjs --report DIR/results.json     (re-renders the tables of a finished run)
+//   node scripts/bench.mjs --dtypes f32,f16,int8 [--models tiny,small,full] [--max-load 1.5] [--load-wait 120]
+//        [--cell-timeout 300] [--load-timeout 900] [--gpu]   (the per-dtype table: scripts/bench-dtypes.mjs;
+//        --report DIR/results-dtypes.json re-renders it)
 //
 // Prepares what is missing, under $BENCH_CACHE (default ~/.cache/bge-m3-bench):
 //   texts.json         scripts/bench_texts.py: texts of exactly 16/512/2048/8192 tokens + 32 mixed
@@ -53,7 +56,8 @@ function shortError(msg) {
 }
 
 function parseArgs(argv) {
-  const a = { models: ['tiny', 'small'], cells: ALL_CELLS, plan: {}, cellTimeout: 300, backends: 'cpu,wgpu', flag: 'cpu', out: cache };
+  const a = { models: ['tiny', 'small'], cells: ALL_CELLS, plan: {}, cellTimeout: 300, backends: 'cpu,wgpu', flag: 'cpu', out: cache,
+    maxLoad: 1.5, loadWait: 120, loadTimeout: 900 };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i], v = () => argv[++i];
     if (f === '--models') a.models = v().split(',').filter(Boolean);
@@ -67,6 +71,10 @@ function parseArgs(argv) {
     else if (f === '--flag') a.flag = v();
     else if (f === '--out') a.out = v();
     else if (f === '--report') a.report = v();
+    else if (f === '--dtypes') a.dtypes = v().split(',').filter(Boolean);
+    else if (f === '--max-load') a.maxLoad = Number(v());
+    else if (f === '--load-wait') a.loadWait = Number(v());
+    else if (f === '--load-timeout') a.loadTimeout = Number(v());
     else if (f === '--help' || f === '-h') { console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\nimport ')[0]); process.exit(0); }
     else throw new Error(`unknown option ${f}`);
   }
@@ -88,7 +96,13 @@ function modelDir(name) {
   if (name === 'tiny') return path.join(fixtures, 'tiny-m3');
   if (name === 'small') {
     const dir = path.join(cache, 'small-m3');
-    if (!fs.existsSync(path.join(dir, 'colbert_linear.pt'))) {
+    if (hasHeads(dir)) return dir;
+    if (!hasTorch()) {
+      // Without torch: the same shape from scripts/random_checkpoint.py (numpy; safetensors heads,
+      // HF-like std 0.02; no FlagEmbedding reference is made).
+      sh(python, [path.join(root, 'scripts/random_checkpoint.py'), dir, '--tokenizer', path.join(fixtures, 'tiny-m3/tokenizer.json'),
+        '--hidden', '384', '--layers', '6', '--heads', '12', '--inter', '1536', '--std', '0.02', '--numpy']);
+    } else {
       sh(python, [path.join(fixtures, 'make_fixture.py'), '--out', dir, '--tokenizer', path.join(fixtures, 'tiny-m3/tokenizer.json'),
         '--texts', path.join(fixtures, 'texts-shared.json'), '--reference', path.join(cache, 'small-m3-reference.json'),
         '--hidden', '384', '--layers', '6', '--heads', '12', '--inter', '1536']);
@@ -102,14 +116,24 @@ function modelDir(name) {
       return path.resolve(given);
     }
     const dir = path.join(cache, 'full-m3');
-    if (!fs.existsSync(path.join(dir, 'colbert_linear.pt'))) {
-      sh(python, [path.join(root, 'scripts/random_checkpoint.py'), dir, '--tokenizer', path.join(fixtures, 'tiny-m3/tokenizer.json')]);
+    if (!hasHeads(dir)) {
+      sh(python, [path.join(root, 'scripts/random_checkpoint.py'), dir, '--tokenizer', path.join(fixtures, 'tiny-m3/tokenizer.json'),
+        ...(hasTorch() ? [] : ['--std', '0.02', '--numpy'])]);
     }
     return dir;
   }
   if (fs.existsSync(path.join(name, 'config.json'))) return path.resolve(name);
   throw new Error(`unknown model ${name} (tiny, small, full or a checkpoint folder)`);
 }
+
+/** Whether `dir` holds a finished checkpoint (config.json and the heads come after the encoder):
+ *  BAAI's .pt heads, or safetensors heads (scripts/random_checkpoint.py --numpy). */
+function hasHeads(dir) {
+  return fs.existsSync(path.join(dir, 'config.json')) && ['colbert_linear.pt', 'colbert_linear.safetensors'].some(f => fs.existsSync(path.join(dir, f)));
+}
+
+let torchFound;
+const hasTorch = () => (torchFound ??= spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0);
 
 function modelInfo(dir) {
   const c = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
@@ -136,7 +160,12 @@ function onnxDir(name, dir) {
 
 function textsFile() {
   const f = path.join(cache, 'texts.json');
-  if (!fs.existsSync(f)) sh(python, [path.join(root, 'scripts/bench_texts.py'), '--tokenizer', path.join(fixtures, 'tiny-m3/tokenizer.json'), '--out', f]);
+  if (fs.existsSync(f)) return f;
+  const env = pythonEnv();
+  if (spawnSync(python, ['-c', 'import tokenizers'], { env, stdio: 'ignore' }).status !== 0) {
+    sh(python, ['-m', 'pip', 'install', '-q', '--no-deps', '--target', path.join(cache, 'pydeps'), 'tokenizers==0.22.1']);
+  }
+  sh(python, [path.join(root, 'scripts/bench_texts.py'), '--tokenizer', path.join(fixtures, 'tiny-m3/tokenizer.json'), '--out', f], { env });
   return f;
 }
 
@@ -163,17 +192,25 @@ function serve(mounts) {
   return new Promise(resolve => server.listen(0, '127.0.0.1', () => resolve({ server, base: `http://127.0.0.1:${server.address().port}` })));
 }
 
-async function launch(gpu) {
-  const { chromium } = await import('playwright-core');
+/** Chromium's launch options: WebGPU on SwiftShader, or with `gpu` on whatever adapter it picks;
+ *  a scratch folder for its config and cache. Also used by scripts/bench-dtypes.mjs. */
+function chromiumOptions(gpu) {
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'm3-bench-chromium-'));
   const adapter = gpu ? ['--enable-features=Vulkan,WebGPU', '--ignore-gpu-blocklist']
     : ['--enable-features=Vulkan,WebGPU', '--use-webgpu-adapter=swiftshader', '--use-vulkan=swiftshader', '--disable-vulkan-surface', '--use-angle=swiftshader'];
-  return chromium.launch({
+  return {
+    scratch,
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     env: { ...process.env, XDG_CONFIG_HOME: scratch, XDG_CACHE_HOME: scratch, TMPDIR: scratch },
     args: ['--no-sandbox', '--disable-gpu-sandbox', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu', ...adapter],
-  });
+  };
+}
+
+async function launch(gpu) {
+  const { chromium } = await import('playwright-core');
+  const { scratch, ...options } = chromiumOptions(gpu);
+  return chromium.launch(options);
 }
 
 function withTimeout(promise, s, what) {
@@ -380,6 +417,17 @@ function cellsOf(texts, names) {
 
 async function main() {
   const a = parseArgs(process.argv.slice(2));
+  if (a.report && /results-dtypes\.json$/.test(a.report)) {
+    const { renderDtypes } = await import('./bench-dtypes.mjs');
+    console.log(renderDtypes(JSON.parse(fs.readFileSync(a.report, 'utf8'))));
+    return;
+  }
+  if (a.dtypes) {
+    fs.mkdirSync(a.out, { recursive: true });
+    const { runDtypes } = await import('./bench-dtypes.mjs');
+    await runDtypes(a, { cache, m3, root, log, sh, modelDir, modelInfo, textsFile, cellsOf, serve, chromiumOptions, machine });
+    return;
+  }
   if (a.report) {
     // Re-render a finished run: node scripts/bench.mjs --report DIR/results.json
     const report = JSON.parse(fs.readFileSync(a.report, 'utf8'));
