@@ -51,53 +51,64 @@ export async function runScaleTest() {
   bar.hidden = false;
   bar.value = 0;
   out.textContent = '';
-  const dim = state.fingerprint.dim;
-  let index = null;
   try {
     const query = $('query').value.trim() || FALLBACK_QUERY;
     const q = await state.model.encode(query, { colbert: false });
-    const corpus = gen.makeCorpus({ seed: 1, windows: n, dim });
-    const per = gen.WINDOWS_PER_DOC;
-    await deleteIndex(NAME, { storage: 'memory' });
-    index = await openIndex(NAME, { storage: 'memory', fingerprint: state.fingerprint, colbert: 'none' });
-    let genMs = 0, addMs = 0;
-    for (let d0 = 0; d0 < corpus.docs; d0 += CHUNK_DOCS) {
-      ac.signal.throwIfAborted();
-      const t0 = performance.now();
-      const items = [];
-      for (let d = d0; d < Math.min(corpus.docs, d0 + CHUNK_DOCS); d++) items.push(synthDoc(corpus, d, per, n));
-      const t1 = performance.now();
-      await index.add(items, { signal: ac.signal });
-      genMs += t1 - t0;
-      addMs += performance.now() - t1;
-      bar.value = Math.min(1, ((d0 + CHUNK_DOCS) * per) / n);
-      out.textContent = `Building: ${fmtInt(Math.min(n, (d0 + CHUNK_DOCS) * per))} of ${fmtInt(n)} synthetic windows…`;
-      await new Promise(r => setTimeout(r, 0));
-    }
-    // One warm-up search, then RUNS timed ones with the query as the model encoded it.
-    const weights = { dense: DEFAULT_WEIGHTS.dense, sparse: DEFAULT_WEIGHTS.sparse, colbert: 0 };
-    const runs = [];
-    let last;
-    for (let i = 0; i <= RUNS; i++) {
-      ac.signal.throwIfAborted();
-      last = await index.search(q, { k: 10, weights });
-      if (i) runs.push(last.timings);
-      await new Promise(r => setTimeout(r, 0));
-    }
-    const stats = index.stats();
-    const t = Object.fromEntries(STAGES.map(([k]) => [k, median(runs.map(r => r[k]))]));
-    renderScale(out, { n, dim, query, stats, t, genMs, addMs, candidates: last.candidates, hits: last.hits });
+    const r = await scaleRun(gen, { n, fingerprint: state.fingerprint, query: q, signal: ac.signal, onProgress: done => {
+      bar.value = done / n;
+      out.textContent = `Building: ${fmtInt(done)} of ${fmtInt(n)} synthetic windows…`;
+    } });
+    renderScale(out, { ...r, n, dim: state.fingerprint.dim, query });
   } catch (e) {
     out.textContent = '';
     show(msg, isAbort(e) ? 'The scale test was cancelled.' : `The scale test failed: ${e?.message ?? e}`, isAbort(e) ? 'info' : 'error');
   } finally {
-    index?.close();
-    await deleteIndex(NAME, { storage: 'memory' }).catch(() => {});
     state.scaleTest = null;
     bar.hidden = true;
     $('scale-cancel').hidden = true;
     document.body.dataset.scale = 'done';
     setReady();
+  }
+}
+
+/** The test itself, without the page: builds the memory index of `n` synthetic windows (the
+ *  generator `gen`, at `fingerprint.dim`), searches it with `query` (an encode() result: dense and
+ *  sparse) RUNS times after a warm-up, deletes it. Returns { stats, t (median ms per stage),
+ *  genMs, addMs, candidates, hits }. */
+export async function scaleRun(gen, { n, fingerprint, query, signal, onProgress }) {
+  const corpus = gen.makeCorpus({ seed: 1, windows: n, dim: fingerprint.dim });
+  const per = gen.WINDOWS_PER_DOC;
+  await deleteIndex(NAME, { storage: 'memory' });
+  const index = await openIndex(NAME, { storage: 'memory', fingerprint, colbert: 'none' });
+  try {
+    let genMs = 0, addMs = 0;
+    for (let d0 = 0; d0 < corpus.docs; d0 += CHUNK_DOCS) {
+      signal?.throwIfAborted();
+      const t0 = performance.now();
+      const items = [];
+      for (let d = d0; d < Math.min(corpus.docs, d0 + CHUNK_DOCS); d++) items.push(synthDoc(corpus, d, per, n));
+      const t1 = performance.now();
+      await index.add(items, { signal });
+      genMs += t1 - t0;
+      addMs += performance.now() - t1;
+      onProgress?.(Math.min(n, (d0 + CHUNK_DOCS) * per));
+      await new Promise(r => setTimeout(r, 0));
+    }
+    // One warm-up search, then RUNS timed ones (ColBERT not stored: dense and lexical weights).
+    const weights = { dense: DEFAULT_WEIGHTS.dense, sparse: DEFAULT_WEIGHTS.sparse, colbert: 0 };
+    const runs = [];
+    let last;
+    for (let i = 0; i <= RUNS; i++) {
+      signal?.throwIfAborted();
+      last = await index.search(query, { k: 10, weights });
+      if (i) runs.push(last.timings);
+      await new Promise(r => setTimeout(r, 0));
+    }
+    const t = Object.fromEntries(STAGES.map(([k]) => [k, median(runs.map(r => r[k]))]));
+    return { stats: index.stats(), t, genMs, addMs, candidates: last.candidates, hits: last.hits };
+  } finally {
+    index.close();
+    await deleteIndex(NAME, { storage: 'memory' }).catch(() => {});
   }
 }
 

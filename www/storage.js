@@ -30,7 +30,8 @@ export async function restoreIndex() {
   let moved = null;
   try { moved = await migrateOldStore(); } catch (e) { moved = { error: e }; }
   await reopen();
-  if (moved?.error) show($('index-msg'), await writeFailure('Moving the index of the previous version of this page into the new index', moved.error, 'it stays in its old store and is moved on the next visit'), moved.error.kind === 'quota' ? 'error' : 'warn');
+  if (moved?.error?.kind === 'model') show($('index-msg'), `The index of the previous version of this page was not moved: ${moved.error.message}. Clear the index (export it first, to keep it) and reload the page to move them.`, 'warn');
+  else if (moved?.error) show($('index-msg'), await writeFailure('Moving the index of the previous version of this page into the new index', moved.error, 'it stays in its old store and is moved on the next visit'), moved.error.kind === 'quota' ? 'error' : 'warn');
   else if (moved) show($('index-msg'), `${plural(moved.moved, 'document')} of the previous version of this page ${moved.moved === 1 ? 'was' : 'were'} moved into the new index${moved.dropped.length ? `; ${plural(moved.dropped.length, 'damaged record')} could not be: ${moved.dropped.slice(0, 3).join('; ')}` : ''}.`, moved.dropped.length ? 'warn' : 'ok');
   else if (state.docs.length) show($('index-msg'), `${plural(state.docs.length, 'document')} restored from this browser's storage.`, 'info');
   dropLeftovers().then(renderStorage, () => {});

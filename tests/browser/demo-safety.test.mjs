@@ -435,7 +435,7 @@ test('a ?model= link to another site asks first; the worker\'s header policy blo
 });
 
 
-test('the previous version\'s store (IndexedDB, generations) moves into the index once; refused records are named', { timeout: 120_000 }, async () => {
+test('the previous versions\' stores (IndexedDB: generations; one store) move into the index once; refused records are named', { timeout: 120_000 }, async () => {
   // Another origin (the server without headers), whose databases are deleted first.
   const p = await context.newPage();
   const errors = [];
@@ -444,7 +444,7 @@ test('the previous version\'s store (IndexedDB, generations) moves into the inde
   await p.evaluate(async () => {
     for (const { name } of await indexedDB.databases()) await new Promise((resolve, reject) => { const req = indexedDB.deleteDatabase(name); req.onsuccess = resolve; req.onerror = () => reject(req.error); });
   });
-  await oldRecords(p, [text(601, 60), text(602, 60), text(603, 60)]);
+  const v1 = await oldRecords(p, [text(601, 60), text(602, 60), text(603, 60)]);
   // The previous version's database (db.js, version 2): the records of generation 3 are live; a
   // record of generation 7 was never committed; one record is damaged; one has a dense vector of
   // half length (its checks passed it, the index's do not).
@@ -497,8 +497,35 @@ test('the previous version\'s store (IndexedDB, generations) moves into the inde
   await p.waitForSelector('body[data-started=yes]');
   assert.match(await p.textContent('#index-msg'), /^2 documents restored/);
   assert.deepEqual(await databases(p), ['bge-m3-index:bge-m3-demo']);
-  assert.deepEqual(errors, []);
   await p.close();
+  // The first version's database (one store 'docs', all of it live), in a third origin: the
+  // records from the v1 file of the same documents.
+  const p3 = await context.newPage();
+  p3.on('pageerror', e => errors.push(e.message));
+  await p3.goto(`${other.base}/www/favicon.svg`);
+  await p3.evaluate(async b64 => {
+    const { readIndexFile } = await import('/www/index-file.js');
+    const { fingerprint, docs } = await readIndexFile(new Blob([Uint8Array.from(atob(b64), c => c.charCodeAt(0))]));
+    await new Promise((resolve, reject) => {
+      const req = indexedDB.open('bge-m3-demo', 1);
+      req.onupgradeneeded = () => { req.result.createObjectStore('docs', { keyPath: 'id' }); req.result.createObjectStore('meta'); };
+      req.onsuccess = () => {
+        const d = req.result, tx = d.transaction(['docs', 'meta'], 'readwrite');
+        for (const doc of docs) tx.objectStore('docs').put(doc);
+        tx.objectStore('meta').put(fingerprint, 'fingerprint');
+        tx.oncomplete = () => { d.close(); resolve(); };
+        tx.onerror = () => reject(tx.error);
+      };
+      req.onerror = () => reject(req.error);
+    });
+  }, v1);
+  await p3.goto(`${other.base}/www/?device=cpu`);
+  await p3.waitForSelector('body[data-started=yes]');
+  assert.match(await p3.textContent('#index-msg'), /^3 documents of the previous version of this page were moved into the new index\.$/);
+  assert.deepEqual(await p3.$$eval('#docs li.doc', l => l.map(d => d.dataset.id)), ['old-1', 'old-2', 'old-3']);
+  assert.deepEqual(await databases(p3), ['bge-m3-index:bge-m3-demo']);
+  await p3.close();
+  assert.deepEqual(errors, []);
 });
 
 test('storage full, 2 of 2: an indexing run keeps its stored save group, an import and a re-index keep nothing; the index is never lost', { timeout: 420_000 }, async () => {
@@ -536,6 +563,7 @@ test('storage full, 2 of 2: an indexing run keeps its stored save group, an impo
     await page.click('#colbert-reindex');
     await page.waitForFunction(() => document.body.dataset.indexing === 'no' && /stopped|Re-indexed/.test(document.querySelector('#indexing-label').textContent), null, { timeout: 150_000 });
     assert.match(await page.textContent('#indexing-label'), /^Re-indexing stopped after \d+ of 40 documents\.$/, await msg());
+    console.log(`under the lowered quota: ${await page.textContent('#indexing-label')} (${await page.textContent('#storage')})`);
     assert.match(await page.textContent('#indexing-stats'), /^The index keeps its 40 documents as they were \(with ColBERT “int8”\): re-index again to change it\.$/);
     assert.match(await msg(), /storage for this site is full .*Re-indexing 40 documents stopped: nothing of it was kept; the index is as it was before \(40 documents\)\./);
     assert.deepEqual(await stored(), afterRun);
