@@ -1,16 +1,16 @@
 // The model on the thread it runs on (a worker by default): loading (files, cache eviction on a
 // file error) and what JS must do between forward passes (progress, abort). Windows, batching and
 // the document-level merge are Rust's (src/windows.rs).
-import init, { M3 as FirstM3 } from '../wasm/bge_m3_web.js';
+import init, { M3 as FirstM3, PackConverter as FirstPackConverter } from '../wasm/bge_m3_web.js';
 import { resolveFiles, evict, throwIfAborted, crashError, DEFAULT_CACHE } from './files.js';
 import { DTYPES } from './pack.js';
 
-let wasmReady, wasm, M3 = FirstM3, generation = 0;
+let wasmReady, wasm, M3 = FirstM3, PackConverter = FirstPackConverter, generation = 0;
 function initWasm() {
   wasmReady ??= generation === 0
     ? init().then(exports => { wasm = exports; })
     : import(/* @vite-ignore */ `${new URL('../wasm/bge_m3_web.js', import.meta.url).href}?instance=${generation}`)
-      .then(async mod => { wasm = await mod.default(); M3 = mod.M3; });
+      .then(async mod => { wasm = await mod.default(); M3 = mod.M3; PackConverter = mod.PackConverter; });
   return wasmReady;
 }
 
@@ -65,7 +65,8 @@ export class Engine {
     }
     await initWasm();
     const build = async () => {
-      const { files, dtype: stored, cached, urls } = await resolveFiles(source, { encoderFile, dtype, cache, onProgress, signal });
+      // A base URL in BAAI's layout with dtype 'f16' / 'int8' is converted here, by this instance's PackConverter.
+      const { files, dtype: stored, cached, urls, converted } = await resolveFiles(source, { encoderFile, dtype, cache, converter: PackConverter, onProgress, signal });
       throwIfAborted(signal);
       const progress = (done, total) => onProgress?.({ file: 'model', phase: 'build', loaded: done, total });
       try {
@@ -73,12 +74,17 @@ export class Engine {
       } catch (e) {
         e.cached = cached;
         e.urls = urls;
+        e.converted = converted;
         throw e;
       }
     };
     try {
       return await build();
     } catch (e) {
+      if (isTrap(e)) { // inside the converter: the instance may be corrupt
+        discardWasm();
+        throw crashError(e.message);
+      }
       if (e?.kind === 'integrity') {
         if (e.url) await evict(cache, [e.url]).catch(() => {}); // gone already: this also drops its record
         throw e;
@@ -88,6 +94,8 @@ export class Engine {
         await evict(cache, Object.values(e.urls));
         return build();
       }
+      // A pack just converted here that does not load: not kept (the next load converts again).
+      if (e.converted && isFileError(e)) await evict(cache, Object.values(e.urls)).catch(() => {});
       throw e;
     }
   }

@@ -1,8 +1,10 @@
 // Model files: from a base URL (streamed into the Cache API, read back as disk-backed Blobs),
 // from local Files, or from bytes handed over by the caller; in BAAI's layout or as a pack
 // (pack.js owns what a pack is; here its files are checked against m3-pack.json as they stream).
+// A base URL in BAAI's layout asked for as a pack (dtype 'f16' / 'int8') is converted while it
+// downloads (fromConverted), and the Cache API keeps the pack, never the f32 files.
 import { Sha256 } from './sha256.js';
-import { MANIFEST, MANIFEST_MAX_BYTES, PACK_FILES, PACK_DTYPES, parseManifest, notAPackError, dtypeMismatchError } from './pack.js';
+import { MANIFEST, MANIFEST_MAX_BYTES, PACK_FILES, PACK_SOURCES, PACK_DTYPES, parseManifest, notAPackError, dtypeMismatchError } from './pack.js';
 
 /** The BAAI/bge-m3 repository on the Hugging Face hub, pinned to one commit: what the default
  *  source downloads cannot change under the package (another base URL overrides it). */
@@ -36,15 +38,17 @@ export function throwIfAborted(signal) {
 }
 
 /**
- * Resolves `source` to `{ files: { config, tokenizer, encoder, colbert, sparse }, dtype, cached, urls }`
+ * Resolves `source` to `{ files: { config, tokenizer, encoder, colbert, sparse }, dtype, cached, urls, converted }`
  * where every file is a Blob or Uint8Array (a pack's files checked against its manifest).
  * `dtype`: 'f32' (BAAI's layout) or the pack's; `cached`: names of the files served from the
- * Cache API; `urls`: the URLs fetched or looked up, by role (and `manifest`).
+ * Cache API; `urls`: the URLs fetched or looked up, by role (and `manifest`); `converted`: the
+ * files are a pack converted here from BAAI's (`urls` are then their cache keys).
+ * `converter`: the wasm module's PackConverter class (the instance the model will run in).
  */
-export async function resolveFiles(source, { encoderFile = 'pytorch_model.bin', dtype, cache = DEFAULT_CACHE, onProgress, signal } = {}) {
+export async function resolveFiles(source, { encoderFile = 'pytorch_model.bin', dtype, cache = DEFAULT_CACHE, converter, onProgress, signal } = {}) {
   source ??= HF_BGE_M3;
   if (typeof source === 'string' || source instanceof URL) {
-    return fromUrl(String(source), { encoderFile, dtype, cache, onProgress, signal });
+    return fromUrl(String(source), { encoderFile, dtype, cache, converter, onProgress, signal });
   }
   if (isFileList(source)) return { ...(await fromFileList(source, { dtype, onProgress, signal })), cached: [], urls: {} };
   if (typeof source === 'object') return { ...(await fromObject(source, { dtype, onProgress, signal })), cached: [], urls: {} };
@@ -147,13 +151,21 @@ async function verifyLocal(file, name, want, onProgress, signal) {
   return file;
 }
 
-async function fromUrl(base, { encoderFile, dtype, cache, onProgress, signal }) {
+async function fromUrl(base, { encoderFile, dtype, cache, converter, onProgress, signal }) {
   if (!ENCODERS.includes(encoderFile)) throw new TypeError(`encoderFile must be ${ENCODERS.join(' or ')}`);
   base = new URL(base, globalThis.location?.href).href; // relative to the page
   if (!base.endsWith('/')) base += '/';
   const store = cache !== false && typeof caches !== 'undefined' ? await caches.open(cache) : null;
+  const convert = PACK_DTYPES.includes(dtype);
+  const job = { base, dtype, encoderFile, store, converter, onProgress, signal };
+  // Converted here before, from a base whose m3-pack.json was a 404 then (remembered): loaded
+  // from the cache without any request, as a cached BAAI-layout model is.
+  if (convert && store && (await savedRecord(store, new URL(MANIFEST, base).href))?.absent && (await convertedManifest(store, base, dtype))) {
+    return fromConverted(job);
+  }
   const files = {}, urls = {}, cached = [];
   const pack = await findManifest(base, store, dtype, signal);
+  if (!pack.manifest && convert) return fromConverted(job);
   urls.manifest = pack.url;
   let names, expect = {}, type;
   if (pack.manifest) {
@@ -187,7 +199,7 @@ async function fromUrl(base, { encoderFile, dtype, cache, onProgress, signal }) 
  */
 async function findManifest(base, store, dtype, signal) {
   const url = new URL(MANIFEST, base).href;
-  const saved = store ? await (await store.match(metaKey(url)))?.json().catch(() => null) : null;
+  const saved = store ? await savedRecord(store, url) : null;
   if (saved?.absent && !PACK_DTYPES.includes(dtype)) return { url, manifest: null, why: `HTTP ${saved.status} for ${url} when last asked` };
   let resp, why;
   try {
@@ -245,25 +257,27 @@ export async function evict(cacheName, urls) {
   }
 }
 
-/** Whether every file `load(base, { encoderFile })` needs is in the Cache API (then loading
+/** Whether every file `load(base, { encoderFile, dtype })` needs is in the Cache API (then loading
  *  downloads no model file; a pack's m3-pack.json is still asked for). A pack is recognised by
  *  the manifest cached by an earlier load, and its files must have been stored for the SHA-256s
- *  it lists. Otherwise only presence is checked here; `load` still verifies each copy. */
-export async function isCached(base = HF_BGE_M3, { encoderFile = 'pytorch_model.bin', cache = DEFAULT_CACHE } = {}) {
+ *  it lists (and be of `dtype`, when given). Without one, `dtype` 'f16' / 'int8' asks for the pack
+ *  converted from BAAI's files at `base`: complete (its m3-pack.json written) with every file
+ *  stored for the SHA-256 it lists. Otherwise only presence is checked here; `load` still
+ *  verifies each copy. */
+export async function isCached(base = HF_BGE_M3, { encoderFile = 'pytorch_model.bin', cache = DEFAULT_CACHE, dtype } = {}) {
   if (typeof caches === 'undefined' || cache === false) return false;
   try {
     base = new URL(base, globalThis.location?.href).href;
     if (!base.endsWith('/')) base += '/';
     const store = await caches.open(cache);
-    const saved = await (await store.match(metaKey(new URL(MANIFEST, base).href)))?.json().catch(() => null);
+    const saved = await savedRecord(store, new URL(MANIFEST, base).href);
     if (saved?.manifest) {
       const manifest = parseManifest(saved.manifest);
-      for (const [name, want] of Object.entries(manifest.files)) {
-        const url = new URL(name, base).href;
-        const meta = await (await store.match(metaKey(url)))?.json().catch(() => null);
-        if (!(await store.match(url)) || meta?.sha256 !== want.sha256 || meta?.size !== want.size) return false;
-      }
-      return true;
+      return (dtype === undefined || dtype === manifest.dtype) && (await storedAsListed(store, base, manifest));
+    }
+    if (PACK_DTYPES.includes(dtype)) {
+      const manifest = await convertedManifest(store, base, dtype);
+      return !!manifest && (await storedAsListed(store, convertedBase(base, dtype), manifest));
     }
     for (const name of [...Object.values(ROLES), encoderFile]) {
       const url = new URL(name, base).href;
@@ -275,12 +289,28 @@ export async function isCached(base = HF_BGE_M3, { encoderFile = 'pytorch_model.
   }
 }
 
+/** Whether every file `manifest` lists is stored under `base` with a record naming its size and SHA-256. */
+async function storedAsListed(store, base, manifest) {
+  for (const [name, want] of Object.entries(manifest.files)) {
+    const url = new URL(name, base).href;
+    const meta = await savedRecord(store, url);
+    if (!(await store.match(url)) || meta?.sha256 !== want.sha256 || meta?.size !== want.size) return false;
+  }
+  return true;
+}
+
 export async function clearCache(name = DEFAULT_CACHE) {
   return typeof caches === 'undefined' ? false : caches.delete(name);
 }
 
 // The Cache API ignores URL fragments, so the metadata lives under a URL of its own.
-const metaKey = url => `https://bge-m3-web.invalid/meta?url=${encodeURIComponent(url)}`;
+export const metaKey = url => `https://bge-m3-web.invalid/meta?url=${encodeURIComponent(url)}`;
+/** The record stored with `url` (a JSON object), or null. */
+const savedRecord = async (store, url) => (await store.match(metaKey(url)))?.json().catch(() => null) ?? null;
+
+/** Where the pack converted from BAAI's files at `base` is kept in the Cache API: its files and
+ *  m3-pack.json under this folder URL, one per dtype, each file with a record under metaKey. */
+export const convertedBase = (base, dtype) => `https://bge-m3-web.invalid/converted/${dtype}/${encodeURIComponent(base)}/`;
 
 /** A fingerprint of a Blob: its size and the SHA-256 of 16 evenly spaced 64 KiB samples (first
  *  and last bytes included). Catches truncation and most changes without reading 2 GB. */
@@ -303,18 +333,9 @@ async function fingerprint(blob) {
  *  bytes are not hashed again. Anything else is downloaded anew. */
 async function fetchFile(url, name, store, onProgress, signal, expect) {
   if (store) {
-    const [hit, meta] = await Promise.all([store.match(url), store.match(metaKey(url))]);
-    if (hit && meta) {
-      const blob = await hit.blob();
-      const want = await meta.json().catch(() => null);
-      // A pack file's record names the SHA-256 it was checked against; a BAAI-layout file has none.
-      const forPack = expect ? want?.sha256 === expect.sha256 && blob.size === expect.size : !want?.sha256;
-      if (want && forPack && want.size === blob.size && want.fingerprint === (await fingerprint(blob))) {
-        onProgress?.({ file: name, phase: 'cache', loaded: blob.size, total: blob.size });
-        return { blob, cached: true };
-      }
-    }
-    if (hit || meta) await Promise.all([store.delete(url), store.delete(metaKey(url))]); // changed or truncated: fetch again
+    // A pack file's record names the SHA-256 it was checked against; a BAAI-layout file has none.
+    const hit = await cachedCopy(store, url, name, onProgress, (rec, blob) => (expect ? rec.sha256 === expect.sha256 && blob.size === expect.size : !rec.sha256));
+    if (hit) return { blob: hit.blob, cached: true };
   }
   let blob;
   try {
@@ -333,11 +354,28 @@ async function fetchFile(url, name, store, onProgress, signal, expect) {
   return { blob, cached: false };
 }
 
-/** Streams `url` into the Cache API (or a Blob without one) and returns the Blob. With `expect`
- *  the bytes are counted and hashed on their way through: more bytes than the manifest's size stop
- *  the download, and a wrong size or SHA-256 at the end fails the stream, so that the Cache API
- *  never commits the entry (it is deleted as well) and nothing unchecked is returned. */
-async function download(url, name, store, onProgress, signal, expect) {
+/** The cached copy of `url` when intact: an entry and its record, whose size and sampled
+ *  fingerprint match the entry's, and which `accept(record, blob)` takes. Resolves to
+ *  `{ blob, record }`, else null, with whatever there was of it deleted (changed or truncated:
+ *  it will be fetched or made again). */
+async function cachedCopy(store, url, name, onProgress, accept) {
+  const [hit, meta] = await Promise.all([store.match(url), store.match(metaKey(url))]);
+  if (hit && meta) {
+    const blob = await hit.blob();
+    const rec = await meta.json().catch(() => null);
+    if (rec && accept(rec, blob) && rec.size === blob.size && rec.fingerprint === (await fingerprint(blob))) {
+      onProgress?.({ file: name, phase: 'cache', loaded: blob.size, total: blob.size });
+      return { blob, record: rec };
+    }
+  }
+  if (hit || meta) await dropEntry(store, url);
+  return null;
+}
+
+const dropEntry = (store, url) => Promise.all([store.delete(url), store.delete(metaKey(url))]);
+
+/** `fetch(url)`, rejecting unless it answers 2xx (an error naming `name` and the URL). */
+async function request(url, name, signal) {
   let resp;
   try {
     resp = await fetch(url, { signal });
@@ -345,10 +383,27 @@ async function download(url, name, store, onProgress, signal, expect) {
     if (e?.name === 'AbortError') throw abortError();
     throw new Error(`${name}: could not fetch ${url} (${e?.message ?? e}: network error, offline, or blocked by CORS / Content-Security-Policy)`);
   }
-  if (!resp.ok) throw new Error(`${name}: HTTP ${resp.status}${resp.statusText ? ' ' + resp.statusText : ''} from ${url}`);
-  // Content-Length counts encoded bytes: only a plain (not compressed) body can be checked against it.
+  if (!resp.ok) {
+    await resp.body?.cancel().catch(() => {});
+    throw new Error(`${name}: HTTP ${resp.status}${resp.statusText ? ' ' + resp.statusText : ''} from ${url}`);
+  }
+  return resp;
+}
+
+/** The byte count a response promises, or null: Content-Length counts encoded bytes, so only a
+ *  plain (not compressed) body can be checked against it. */
+function plainLength(resp) {
   const encoded = (resp.headers.get('content-encoding') ?? 'identity') !== 'identity';
-  const total = encoded ? null : Number(resp.headers.get('content-length')) || null;
+  return encoded ? null : Number(resp.headers.get('content-length')) || null;
+}
+
+/** Streams `url` into the Cache API (or a Blob without one) and returns the Blob. With `expect`
+ *  the bytes are counted and hashed on their way through: more bytes than the manifest's size stop
+ *  the download, and a wrong size or SHA-256 at the end fails the stream, so that the Cache API
+ *  never commits the entry (it is deleted as well) and nothing unchecked is returned. */
+async function download(url, name, store, onProgress, signal, expect) {
+  const resp = await request(url, name, signal);
+  const total = plainLength(resp);
   const hash = expect ? new Sha256() : null;
   let loaded = 0, last = 0, bad = null;
   const counter = new TransformStream({
@@ -402,4 +457,198 @@ async function download(url, name, store, onProgress, signal, expect) {
     throw new Error(`${name}: download from ${url} truncated: got ${blob.size} of ${total} bytes`);
   }
   return blob;
+}
+
+// ---- Converting BAAI's files into a pack while they download ----
+
+/** The complete pack converted earlier from BAAI's files at `base` (its m3-pack.json, parsed), or null. */
+async function convertedManifest(store, base, dtype) {
+  const hit = await store.match(new URL(MANIFEST, convertedBase(base, dtype)).href);
+  if (!hit) return null;
+  try {
+    const manifest = parseManifest(await hit.text());
+    return manifest.dtype === dtype ? manifest : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The pack (`dtype` 'f16' or 'int8') converted from BAAI's files at `base`. Each pack file comes
+ * from the cache when an intact copy is there (under `convertedBase`, its record naming its size,
+ * SHA-256 and source; those m3-pack.json lists when the pack is complete), else it is made now
+ * (`makeFile`: config.json and tokenizer.json copied, pytorch_model.bin and the heads' .pt
+ * converted by the wasm PackConverter) and written to the cache as it streams. m3-pack.json
+ * (PackConverter.manifest) is written last, once every file is there: without it the pack is not
+ * complete, and it is deleted before any file is made again. Files finished before an abort or a
+ * failure stay, with their records, for the next load. The f32 bytes are never cached.
+ * `store` null (`cache: false`): everything is made in memory. The Cache API refusing a file
+ * (quota, a private window): this load goes on in memory, without caching (LoadOptions.dtype).
+ */
+async function fromConverted({ base, dtype, encoderFile, store, converter, onProgress, signal }) {
+  if (encoderFile !== PACK_SOURCES['model.safetensors']) {
+    throw Object.assign(new Error(`encoderFile "${encoderFile}" cannot be converted to a ${dtype} pack while it downloads (the converter reads `
+      + `${PACK_SOURCES['model.safetensors']}); leave encoderFile out, or make a pack with \`m3 convert\``), { kind: 'input' });
+  }
+  if (typeof converter !== 'function') throw new Error('resolveFiles: converting needs the wasm module\'s PackConverter');
+  const vbase = convertedBase(base, dtype);
+  const manifestUrl = new URL(MANIFEST, vbase).href;
+  const manifest = store ? await convertedManifest(store, base, dtype) : null;
+  const files = {}, made = {}, cached = [], urls = { manifest: manifestUrl };
+  const readStore = store; // where an intact f32 copy from an earlier load may be read from
+  let complete = !!manifest;
+  for (const [name, role] of Object.entries(PACK_FILES)) {
+    throwIfAborted(signal);
+    const url = new URL(name, vbase).href;
+    urls[role] = url;
+    const want = manifest?.files[name];
+    const hit = store && await cachedCopy(store, url, name, onProgress,
+      (rec, blob) => typeof rec.sha256 === 'string' && rec.source?.name === PACK_SOURCES[name] && (!want || (rec.sha256 === want.sha256 && blob.size === want.size)));
+    if (hit) {
+      files[role] = hit.blob;
+      made[name] = hit.record;
+      cached.push(name);
+      continue;
+    }
+    if (store && complete) await store.delete(manifestUrl); // not complete while a file is made again
+    complete = false;
+    const job = { name, from: PACK_SOURCES[name], dtype, base, url, readStore, converter, onProgress, signal };
+    let got;
+    try {
+      got = await makeFile({ ...job, store });
+    } catch (e) {
+      if (!store || !e?.cacheFailed) throw e;
+      store = null; // the Cache API refused it: the rest of this load in memory, nothing more cached
+      got = await makeFile({ ...job, store: null });
+    }
+    files[role] = got.blob;
+    made[name] = got.record;
+  }
+  if (store && !complete) {
+    const sources = Object.fromEntries(Object.values(made).map(r => [r.source.name, r.source.sha256]));
+    const listed = Object.fromEntries(Object.entries(made).map(([n, r]) => [n, { size: r.size, sha256: r.sha256 }]));
+    const text = converter.manifest(dtype, sources, listed);
+    parseManifest(text); // what the next load will read: the same checks as any pack's
+    // Refused (quota): the pack stays incomplete, and the next load finds its files and writes it.
+    await store.put(manifestUrl, new Response(text, { headers: { 'content-type': 'application/json' } })).catch(() => {});
+  }
+  return { files, dtype, cached, urls, converted: true };
+}
+
+/** A turn of the event loop: a message (an abort) gets in, a page stays responsive. */
+const nextTurn = () => new Promise(r => setTimeout(r, 0));
+
+/** A download that ended before its bytes did (the connection dropped, or fewer bytes came than
+ *  its Content-Length): kind 'io'. */
+function cutOff(name, url, loaded, total, cause) {
+  const detail = cause ? ` (${cause?.message ?? cause})` : '';
+  return Object.assign(new Error(`${name}: the download from ${url} broke off after ${loaded}${total === null ? '' : ` of ${total}`} bytes${detail}; nothing of it was kept`), { kind: 'io' });
+}
+
+/**
+ * Makes pack file `name` from BAAI's file `from` under `base`: its bytes (an intact copy in the
+ * cache from an earlier f32 load, else downloaded) are copied, or pushed through a PackConverter
+ * chunk by chunk, and what comes out goes into the Cache API under `url` as it comes (or into a
+ * Blob in memory without `store`). SHA-256s of the source and of the result are taken on the way
+ * (by the converter, or here for a copy), and a converter checks every zip member's CRC-32. A
+ * failure of any kind fails the stream, so that the Cache API never commits the entry (it is
+ * deleted as well). Resolves to `{ blob, record: { size, sha256, source: { name, sha256 } } }`.
+ */
+async function makeFile({ name, from, dtype, base, url, store, readStore, converter, onProgress, signal }) {
+  const srcUrl = new URL(from, base).href;
+  const local = readStore && (await cachedCopy(readStore, srcUrl, from, null, () => true));
+  let body, total;
+  if (local) {
+    body = local.blob.stream();
+    total = local.blob.size;
+  } else {
+    const resp = await request(srcUrl, from, signal);
+    body = resp.body;
+    total = plainLength(resp);
+  }
+  const conv = from === name ? null : new converter(name, dtype);
+  const hash = conv ? null : new Sha256();
+  const phase = conv ? 'convert' : 'download';
+  const reader = (body ?? new Blob([]).stream()).getReader();
+  let loaded = 0, lastEvent = 0, lastTurn = Date.now(), result = null, bad = null, closed = false;
+  const out = new ReadableStream({
+    async pull(ctl) {
+      try {
+        for (;;) {
+          throwIfAborted(signal);
+          let r;
+          try {
+            r = await reader.read();
+          } catch (e) {
+            throw signal?.aborted || e?.name === 'AbortError' ? abortError() : cutOff(from, srcUrl, loaded, total, e);
+          }
+          if (closed) return;
+          if (r.done) {
+            if (total !== null && loaded !== total) throw cutOff(from, srcUrl, loaded, total);
+            if (conv) {
+              const f = conv.finish();
+              result = { size: f.size, sha256: f.sha256, source: { name: from, sha256: f.sourceSha256 } };
+            } else {
+              const sha256 = hash.digestHex();
+              result = { size: loaded, sha256, source: { name: from, sha256 } };
+            }
+            ctl.close();
+            return;
+          }
+          loaded += r.value.byteLength;
+          const bytes = conv ? conv.push(r.value) : (hash.update(r.value), r.value);
+          const now = Date.now();
+          if (now - lastEvent > 100) { lastEvent = now; onProgress?.({ file: from, phase, loaded, total }); }
+          if (now - lastTurn > 50) {
+            await nextTurn();
+            lastTurn = Date.now();
+            if (closed) return;
+          }
+          if (bytes.byteLength) { ctl.enqueue(bytes); return; }
+        }
+      } catch (e) {
+        // A trap is the wasm instance's death, not this file's (engine.js deals with it).
+        bad = e instanceof WebAssembly.RuntimeError || e?.name === 'AbortError' || e?.kind === 'io' ? e
+          : Object.assign(new Error(`${from}: ${e?.message ?? e}`), { kind: e?.kind });
+        reader.cancel().catch(() => {});
+        throw bad;
+      }
+    },
+    cancel() {
+      closed = true;
+      reader.cancel().catch(() => {});
+    },
+  });
+  let blob;
+  try {
+    if (store) {
+      await store.put(url, new Response(out, { headers: { 'content-type': 'application/octet-stream' } }));
+      blob = await (await store.match(url)).blob();
+    } else {
+      blob = await new Response(out).blob();
+    }
+  } catch (e) {
+    if (store) await dropEntry(store, url);
+    if (bad) throw bad;
+    if (signal?.aborted || e?.name === 'AbortError') throw abortError();
+    if (!store) throw e;
+    throw Object.assign(new Error(`${name}: the Cache API did not keep it (${e?.message ?? e})`), { cacheFailed: true });
+  } finally {
+    closed = true;
+    conv?.free();
+  }
+  if (!result || blob.size !== result.size) {
+    if (store) await dropEntry(store, url);
+    throw Object.assign(new Error(`${name}: ${blob.size} bytes were kept of the ${result?.size} made from ${from}`), { kind: 'io' });
+  }
+  if (store) {
+    try {
+      await store.put(metaKey(url), Response.json({ ...result, fingerprint: await fingerprint(blob), from: srcUrl, savedAt: Date.now() }));
+    } catch (e) {
+      await dropEntry(store, url).catch(() => {});
+      throw Object.assign(new Error(`${name}: the Cache API did not keep its record (${e?.message ?? e})`), { cacheFailed: true });
+    }
+  }
+  onProgress?.({ file: from, phase, loaded, total: loaded });
+  return { blob, record: result };
 }

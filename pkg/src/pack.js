@@ -21,6 +21,18 @@ export const PACK_FILES = {
   'model.safetensors': 'encoder',
 };
 
+/** What each pack file is made from when the package converts BAAI's files itself (`load(url,
+ *  { dtype })` on a base URL without m3-pack.json): the source file's name. A file of the same name
+ *  is copied as it is; the others go through the wasm PackConverter (src/pack/stream.rs), which
+ *  reads PyTorch checkpoints (`pytorch_model.bin`, the heads' `.pt`). */
+export const PACK_SOURCES = {
+  'config.json': 'config.json',
+  'tokenizer.json': 'tokenizer.json',
+  'colbert_linear.safetensors': 'colbert_linear.pt',
+  'sparse_linear.safetensors': 'sparse_linear.pt',
+  'model.safetensors': 'pytorch_model.bin',
+};
+
 /** Largest manifest read (a real one is ~1.5 KB): an untrusted file is never read whole first. */
 export const MANIFEST_MAX_BYTES = 1 << 20;
 
@@ -59,11 +71,12 @@ export function parseManifest(text) {
   return { dtype: m.dtype, files };
 }
 
-/** The error for a storage type asked of a source that is no pack. */
+/** The error for a storage type asked of picked files or bytes that are no pack (a base URL in
+ *  BAAI's layout is converted instead: files.js). */
 export function notAPackError(dtype, where) {
-  return Object.assign(new Error(`dtype "${dtype}" needs a pack, but there is no ${MANIFEST} in ${where}. Make one with `
-    + `\`m3 convert --model DIR --out PACK --dtype ${dtype}\` and load PACK (its URL or its files); `
-    + 'converting the f32 files while they download is not done yet'), { kind: 'input' });
+  return Object.assign(new Error(`dtype "${dtype}" needs a pack, but there is no ${MANIFEST} in ${where}. Picked files and bytes in `
+    + `BAAI's layout are not converted (a base URL is, while it downloads); make a pack with `
+    + `\`m3 convert --model DIR --out PACK --dtype ${dtype}\` and load PACK (its URL or its files)`), { kind: 'input' });
 }
 
 /** The error for a `dtype` option that differs from the pack's. */
