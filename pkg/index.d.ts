@@ -46,8 +46,11 @@ export interface LoadProgress {
   /** File name, e.g. "pytorch_model.bin"; "model" while the weights are moved to the device. */
   file: string;
   /** "download" (from the network), "cache" (from the Cache API, no download), "verify" (a
-   *  picked pack file being hashed against its m3-pack.json) or "build". */
-  phase: 'download' | 'cache' | 'verify' | 'build';
+   *  picked pack file being hashed against its m3-pack.json), "convert" (one of BAAI's files —
+   *  pytorch_model.bin, colbert_linear.pt, sparse_linear.pt — converted to a pack file as it
+   *  downloads, `dtype` 'f16' / 'int8' on BAAI's layout; `file` is the source's name, the bytes
+   *  are the source's) or "build". */
+  phase: 'download' | 'cache' | 'verify' | 'convert' | 'build';
   /** Bytes done / total for downloads (total is null when the server sends no length); layers for "build". */
   loaded: number;
   total: number | null;
@@ -64,16 +67,38 @@ export interface LoadOptions {
    *  pack, whose encoder is always "model.safetensors". */
   encoderFile?: 'pytorch_model.bin' | 'model.safetensors';
   /** The storage type expected of the source. Left out: whatever the source is (a pack's dtype,
-   *  else 'f32'). Given: a pack of another dtype, or 'f16' / 'int8' for a source without
-   *  `m3-pack.json`, rejects with `kind` 'input' before any model file is fetched (make a pack
-   *  with `m3 convert`; converting BAAI's f32 files in the browser while they download is not done
-   *  yet). Another value: TypeError. */
+   *  else 'f32'). A pack of another dtype rejects with `kind` 'input' before any pack file is
+   *  fetched. Another value: TypeError.
+   *
+   *  'f16' / 'int8' for a base URL in BAAI's layout (no `m3-pack.json` there, e.g. `HF_BGE_M3`):
+   *  the package converts the files while they download (the wasm module's PackConverter, on the
+   *  thread the model runs on): config.json and tokenizer.json copied, pytorch_model.bin and the
+   *  heads' .pt converted as `m3 convert --dtype` does (the same tensors; the encoder's bytes in
+   *  the checkpoint's storage order, so its SHA-256 is not `m3 convert`'s), every zip member's
+   *  CRC-32 checked. The Cache API keeps the pack (~1.15 GB f16 / ~0.6 GB int8 for BAAI/bge-m3),
+   *  never the f32 files: each pack file is written as it is made, and its `m3-pack.json` last,
+   *  once all are there; the next load with the same dtype takes it from the cache without any
+   *  request (each file checked against that manifest as packs are). A damaged or cut-off source
+   *  rejects (`format`: the file named, a CRC-32 mismatch or an archive cut short; `io`: the
+   *  connection dropped) and nothing of that file is kept; files finished before a failure or an
+   *  abort stay for the next load, which makes only what is missing (the pack is not complete
+   *  until then). A cached pack file that fails its checks is made again from its source. f32
+   *  files an earlier f32 load cached are converted from the cache. `encoderFile`
+   *  'model.safetensors': `kind` 'input' (the converter reads pytorch_model.bin). With `cache:
+   *  false`, or where the Cache API does not exist or refuses the files (quota, a private window),
+   *  the load converts in memory instead (the pack's size in page or worker memory while loading)
+   *  and caches nothing more: the model is the dtype asked for, and the next load converts again.
+   *  Picked files and bytes in BAAI's layout are not converted: 'f16' / 'int8' rejects with `kind`
+   *  'input' (make a pack with `m3 convert`). */
   dtype?: WeightsDtype;
   /** Keep downloaded files in the Cache API under this name (default "bge-m3-web"); false: no
    *  cache. A cached file is used when its size and a sampled fingerprint match the record stored
    *  with it; a pack file's record also names the SHA-256 it was checked against when stored, and
    *  must name the one the current m3-pack.json lists (a changed pack refetches the files that
-   *  changed). Cached bytes are not hashed again on a later load. */
+   *  changed). Cached bytes are not hashed again on a later load. A pack converted from BAAI's
+   *  files (see `dtype`) is kept under keys of its own,
+   *  `https://bge-m3-web.invalid/converted/<dtype>/<encodeURIComponent(base)>/<file>`; a base's
+   *  converted pack is not re-checked against the server (`clearCache` to convert again). */
   cache?: string | false;
   /** Run the model in a module Web Worker (default true). false: on the calling thread. */
   worker?: boolean;
@@ -252,11 +277,13 @@ export const HF_BGE_M3: string;
 /** Removes the cached model files (Cache API) under `name` (default "bge-m3-web"). */
 export function clearCache(name?: string): Promise<boolean>;
 
-/** Whether every file that `load(base, { encoderFile })` needs is in the Cache API, so that loading
- *  downloads no model file (presence only: `load` still verifies each cached copy). A pack is
- *  recognised by the `m3-pack.json` an earlier load cached, and its files must have been stored
- *  for the SHA-256s it lists; loading it still fetches `m3-pack.json` itself when online. */
-export function isCached(base?: string, options?: { encoderFile?: 'pytorch_model.bin' | 'model.safetensors'; cache?: string | false }): Promise<boolean>;
+/** Whether every file that `load(base, { encoderFile, dtype })` needs is in the Cache API, so that
+ *  loading downloads no model file (presence only: `load` still verifies each cached copy). A pack
+ *  is recognised by the `m3-pack.json` an earlier load cached, and its files must have been stored
+ *  for the SHA-256s it lists (and be of `dtype` when given); loading it still fetches
+ *  `m3-pack.json` itself when online. Otherwise `dtype` 'f16' / 'int8' asks whether the pack
+ *  converted from BAAI's files at `base` is complete in the cache. */
+export function isCached(base?: string, options?: { encoderFile?: 'pytorch_model.bin' | 'model.safetensors'; cache?: string | false; dtype?: WeightsDtype }): Promise<boolean>;
 
 // Scoring helpers (FlagEmbedding's formulas), usable on stored embeddings without the model.
 export function denseScore(q: Float32Array, p: Float32Array): number;
