@@ -38,6 +38,11 @@ export function storageError(e, action = 'write') {
 const memoryIndexes = new Map();
 
 const memKey = k => (typeof k === 'string' ? k : JSON.stringify(k));
+/** IndexedDB's order of the index's keys: strings by UTF-16 code units, [id, window] by id then window. */
+function compareKeys(a, b) {
+  if (Array.isArray(a)) return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1];
+  return a < b ? -1 : a > b ? 1 : 0;
+}
 
 class MemoryBackend {
   constructor(name) {
@@ -53,8 +58,10 @@ class MemoryBackend {
     const r = {
       get: async (store, key) => this.stores[store].get(memKey(key))?.[1],
       scan: async (store, onBatch) => {
+        // In key order, as IndexedDB scans (a document's windows together, in order).
+        const entries = [...this.stores[store].values()].sort((a, b) => compareKeys(a[0], b[0]));
         let keys = [], values = [];
-        for (const [k, v] of this.stores[store].values()) {
+        for (const [k, v] of entries) {
           keys.push(k); values.push(v);
           if (keys.length === SCAN_BATCH) { onBatch(keys, values); keys = []; values = []; }
         }
