@@ -428,7 +428,7 @@ test('an index made by another model is refused, and re-indexing fixes it', { ti
   assert.ok((await hits()).length > 0);
 });
 
-test('the ColBERT option: pooled rows by re-indexing; half the ColBERT bytes; search and alignment on them', { timeout: 180_000 }, async () => {
+test('the ColBERT option: pooled rows by re-indexing (half the ColBERT bytes; search and alignment on them), then none', { timeout: 180_000 }, async () => {
   const n = await docCount(), before = await lanes();
   assert.equal(await page.getAttribute('body', 'data-colbert'), 'int8');
   await page.selectOption('#colbert-option', 'pooled');
@@ -449,6 +449,21 @@ test('the ColBERT option: pooled rows by re-indexing; half the ColBERT bytes; se
   const rows = await page.$$eval(`#results .hit[data-id="${top.id}"] .align-table tbody tr`, l => l.map(r => +r.querySelector('.sim').textContent));
   const mean = rows.reduce((s, x) => s + x, 0) / rows.length;
   assert.ok(Math.abs(mean - top.colbert) < 2e-3, `alignment over the pooled rows: mean ${mean} vs ColBERT ${top.colbert}`);
+  // No ColBERT rows at all: dense and lexical only; the page says ColBERT was left out.
+  await page.selectOption('#colbert-option', 'none');
+  await page.click('#colbert-reindex');
+  await page.waitForFunction(() => document.body.dataset.colbert === 'none' && document.body.dataset.indexing === 'no', null, { timeout: 150_000 });
+  assert.equal((await lanes()).colbert, 0);
+  await search(QUERY);
+  assert.equal(await page.getAttribute('#search-stats', 'data-colbert'), 'skipped');
+  assert.match(await page.textContent('#search-stats'), /ColBERT is not stored in this index \(created with ColBERT “none”\): its weight is left out\./);
+  const w = DEFAULT_WEIGHTS;
+  for (const h of await hits()) {
+    assert.equal(h.colbert, null);
+    assert.ok(Math.abs(h.score - (w.dense * h.dense + w.sparse * h.sparse) / (w.dense + w.sparse)) < 1e-9, `${h.name}: dense and lexical only`);
+  }
+  assert.equal(await page.isDisabled('#results .hit .actions button'), true, 'no ColBERT alignment without rows');
+  assert.ok((await page.$$eval('#results .hit .snippet mark', l => l.length)) > 0, 'highlights still come from the stored spans');
 });
 
 test('export, clear, import, remove', { timeout: 120_000 }, async () => {
@@ -462,10 +477,11 @@ test('export, clear, import, remove', { timeout: 120_000 }, async () => {
   await page.waitForFunction(() => document.body.dataset.docs === '0');
   assert.equal(await docCount(), 0);
   assert.equal(await page.isHidden('#index-stats'), true, 'no index after a clear');
+  await page.selectOption('#colbert-option', 'int8'); // for the next index made: the import's options win
   await page.setInputFiles('#import', file);
   await page.waitForFunction(want => document.querySelectorAll('#docs li.doc').length === want, n);
   assert.match(await page.textContent('#index-msg'), new RegExp(`Imported ${n} documents`));
-  assert.equal(await page.getAttribute('body', 'data-colbert'), 'pooled', 'the file\'s options come with it');
+  assert.equal(await page.getAttribute('body', 'data-colbert'), 'none', 'the file\'s options come with it');
   await search('When do bees swarm?');
   const top = (await hits())[0];
   await page.click(`#docs li.doc[data-id="${top.id}"] .remove`);
