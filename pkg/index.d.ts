@@ -505,6 +505,8 @@ export interface HybridIndex {
   get(id: string): Promise<IndexedDocument | null>;
   /** One window of a document (a hit's `window.index`), with the document's text and meta; or null. */
   getWindow(id: string, index: number): Promise<{ id: string; text: string; meta: unknown; index: number; window: IndexedWindow } | null>;
+  /** Every document's id, meta and number of windows, in id order (no text or vectors read). */
+  list(): Promise<Array<{ id: string; meta: unknown; windows: number }>>;
   /** Every document, as `get` gives it, in id order (one read per document). */
   documents(): AsyncIterable<IndexedDocument>;
   stats(): IndexStats;

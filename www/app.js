@@ -7,7 +7,6 @@
 //   storage.js      step 2: the stored index (restore, list, remove, clear, sizes per lane,
 //                   ColBERT option, export / import, storage used and persistence, a full storage)
 //   library.js      which index is the current one, staging indexes for a re-index
-//   doc-list.js     the list of an index's documents (a stopgap: the index has no listing yet)
 //   migrate.js      the previous version's store moved into the index, once
 //   index-file.js   the previous version's formats (v1 files, old records): read and checked
 //   results.js      step 3: search (the index's), weights and fusion, timings, hits, ColBERT alignment

@@ -9,7 +9,6 @@ import { $, el, show, fmtBytes, fmtInt } from './ui.js';
 import { checkFingerprint, setReady } from './model-panel.js';
 import { renderResults, rescoreLast } from './results.js';
 import { openCurrent, createCurrent, deleteCurrent, dropLeftovers, hasStorage, POINTER, COLBERT_OPTIONS } from './library.js';
-import { listDocuments, listDocumentsSlowly } from './doc-list.js';
 import { migrateOldStore } from './migrate.js';
 import { readIndexFile as readV1File, toItem, V1_MAGIC } from './index-file.js';
 
@@ -61,7 +60,7 @@ export async function reopen() {
 /** The document list from the index (all of it). */
 export async function refreshDocs() {
   if (!state.index) { state.docs = []; return; }
-  const list = state.index.storage === 'indexeddb' ? await listDocuments(state.index.name) : await listDocumentsSlowly(state.index);
+  const list = (await state.index.list()).map(d => ({ ...d, meta: d.meta !== null && typeof d.meta === 'object' && !Array.isArray(d.meta) ? d.meta : {} }));
   state.docs = list.map(docEntry).sort((a, b) => a.addedAt - b.addedAt || (a.id < b.id ? -1 : 1));
 }
 

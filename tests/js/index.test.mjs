@@ -154,6 +154,13 @@ test('add, get, replace, remove, stats; search finds the documents and groups wi
   const all = [];
   for await (const d of index.documents()) all.push(d.id);
   assert.deepEqual(all, items.map(d => d.id).filter(id => id !== 'd7' && id !== 'd3').sort());
+  // list(): ids, meta and window counts without the vectors.
+  const listed = await index.list();
+  assert.deepEqual(listed.map(d => d.id), all);
+  for (const d of listed) {
+    const full = await index.get(d.id);
+    assert.deepEqual({ meta: d.meta, windows: d.windows }, { meta: full.meta, windows: full.windows.length });
+  }
   await index.clear();
   assert.equal(index.stats().documents, 0);
   assert.deepEqual((await index.search(q)).hits, []);

@@ -318,6 +318,17 @@ class HybridIndex {
     return { id: d.id, text: d.text, meta: d.meta, index, window: d.windows[0] };
   }
 
+  /** Every document's id, meta and number of windows, in id order: one scan of the document
+   *  records (no text, no vectors). */
+  async list() {
+    this.#usable();
+    const out = [];
+    await this.#backend.read(r => r.scan('docs', (keys, values) => {
+      for (const d of values) out.push({ id: d.id, meta: d.meta ?? null, windows: d.windows.length / 4 });
+    }));
+    return out;
+  }
+
   async *documents() {
     this.#usable();
     for (const id of [...this.#state.docs.keys()].sort()) {
