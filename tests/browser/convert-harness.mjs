@@ -27,7 +27,7 @@ async function loadWith(base, options) {
   const events = [];
   const t = performance.now();
   try {
-    const model = await load(base, { device: 'cpu', ...options, onProgress: p => { events.push(p); options.onProgress?.(p); } });
+    const model = await load(base, { device: 'cpu', ...options, onProgress: p => { events.push({ ...p, at: performance.now() - t }); options.onProgress?.(p); } });
     return { model, ms: performance.now() - t, phases: [...new Set(events.map(e => `${e.file}:${e.phase}`))], events };
   } catch (e) {
     return { err: errorOf(e), ms: performance.now() - t, phases: [...new Set(events.map(e => `${e.file}:${e.phase}`))], events };
@@ -164,7 +164,7 @@ export async function loadOnce({ base, dtype, cache, worker = true, encoderFile,
   const item = firstItem[reference] ??= (await (await fetch(reference)).json()).items[0];
   const { dense } = await r.model.encode(item.text);
   const out = { dtype: r.model.dtype, phases: r.phases, ms: r.ms, dense0: cosine(dense, item.dense),
-    progress: r.events.filter(e => e.phase === 'convert').map(e => [e.file, e.loaded, e.total]) };
+    progress: r.events.filter(e => e.phase === 'convert').map(e => [e.file, e.loaded, e.total, e.at]) };
   await r.model.dispose();
   return out;
 }

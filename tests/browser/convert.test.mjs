@@ -194,7 +194,9 @@ test('the Cache API keeps the converted pack and never the f32 files; the second
   // Without dtype the same base is BAAI's f32 files, as before: the converted pack is not taken.
   const st2 = await run('cacheState', { cache, base: live, dtype: 'f16' });
   assert.equal(st2.isCached, false, 'no f16 pack converted');
-  console.log(`cache: int8 pack ${cachedBytes} bytes (f32 files ${f32Bytes}); first load ${first.ms.toFixed(0)} ms (download + convert), second ${again.ms.toFixed(0)} ms (cache)`);
+  const [, , , start] = binEvents[0], [, , , end] = binEvents.at(-1);
+  console.log(`cache: int8 pack ${cachedBytes} bytes (f32 files ${f32Bytes}); first load ${first.ms.toFixed(0)} ms (download + convert), second ${again.ms.toFixed(0)} ms (cache); `
+    + `pytorch_model.bin downloaded, converted and cached at ${((BIN - binEvents[0][1]) / (end - start) / 1000).toFixed(1)} MB/s (${binEvents.length} progress events)`);
   assert.ok(cachedBytes < f32Bytes);
   await run('clear', cache);
 });
@@ -252,13 +254,18 @@ test('abort mid-conversion: AbortError, no pack marked complete, the next load c
   const live = '/live/';
   mounts[live] = path.join(tmp, 'good');
   await run('clear', cache);
-  const aborted = await run('loadOnce', { base: live, dtype: 'f16', cache, abortOn: 'pytorch_model.bin:convert' });
-  assert.equal(aborted.err.name, 'AbortError');
-  let st = await run('cacheState', { cache, base: live, dtype: 'f16' });
-  assert.equal(st.manifest, null);
-  assert.deepEqual(st.files['model.safetensors'], { size: null, record: null });
-  assert.equal(st.isCached, false);
-  assert.ok(st.files['tokenizer.json'].record, 'files finished before the abort are kept');
+  // In the worker (load() rejects at once and ends the worker, mid-write), then on the page's
+  // thread (the signal stops the conversion, which fails the cache write).
+  let st;
+  for (const worker of [true, false]) {
+    const aborted = await run('loadOnce', { base: live, dtype: 'f16', cache, worker, abortOn: 'pytorch_model.bin:convert' });
+    assert.equal(aborted.err.name, 'AbortError', `worker: ${worker}`);
+    st = await run('cacheState', { cache, base: live, dtype: 'f16' });
+    assert.equal(st.manifest, null);
+    assert.deepEqual(st.files['model.safetensors'], { size: null, record: null }, `worker: ${worker}`);
+    assert.equal(st.isCached, false);
+    assert.ok(st.files['tokenizer.json'].record, 'files finished before the abort are kept');
+  }
 
   const [next, nextReqs] = await requestsDuring(live, () => run('loadOnce', { base: live, dtype: 'f16', cache }));
   assert.equal(next.err, undefined, JSON.stringify(next.err));
@@ -270,11 +277,17 @@ test('abort mid-conversion: AbortError, no pack marked complete, the next load c
 
   // One bit of the cached model.safetensors changed (in its first bytes, where the sampled
   // fingerprint reads): the load makes that file again from pytorch_model.bin, and nothing else.
+  // The first attempt to make it again is aborted: the pack is no longer complete.
   await run('damageCached', { cache, base: live, dtype: 'f16', name: 'model.safetensors', at: 100 });
+  const stopped = await run('loadOnce', { base: live, dtype: 'f16', cache, worker: false, abortOn: 'pytorch_model.bin:convert' });
+  assert.equal(stopped.err.name, 'AbortError');
+  st = await run('cacheState', { cache, base: live, dtype: 'f16' });
+  assert.equal(st.manifest, null, 'not complete while a file is made again');
+  assert.equal(st.isCached, false);
   const [remade, remadeReqs] = await requestsDuring(live, () => run('loadOnce', { base: live, dtype: 'f16', cache }));
   assert.equal(remade.err, undefined, JSON.stringify(remade.err));
   assert.equal(remade.dense0, next.dense0);
-  assert.deepEqual(remadeReqs, ['pytorch_model.bin']);
+  assert.deepEqual(remadeReqs, ['m3-pack.json', 'pytorch_model.bin']);
   assert.ok(remade.phases.includes('pytorch_model.bin:convert') && remade.phases.includes('tokenizer.json:cache'), remade.phases.join(' '));
   st = await run('cacheState', { cache, base: live, dtype: 'f16' });
   assert.equal(st.isCached, true);
