@@ -12,10 +12,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { serve, launch, requireFixtures, fixtures } from './server.mjs';
+import { FLOOR } from './pack-bounds.mjs';
 
 const m3 = path.join(process.env.CARGO_TARGET_DIR ?? path.join(os.homedir(), '.cache/bge-m3-target'), 'release/m3');
 const PACK_FILES = ['config.json', 'tokenizer.json', 'model.safetensors', 'colbert_linear.safetensors', 'sparse_linear.safetensors'];
-import { FLOOR } from './pack-bounds.mjs';
 
 let tmp, server, requests, mounts, base, browser, page;
 const manifests = {};

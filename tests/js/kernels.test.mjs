@@ -8,17 +8,7 @@ import fs from 'node:fs';
 import { assemble, OUT } from '../../scripts/build-index-kernels.mjs';
 import * as K from '../../pkg/src/index/kernels.js';
 import { KERNELS_WASM, compileKernels, padDim, qmaxFor } from '../../pkg/src/index/kernels-simd.js';
-
-/** mulberry32: a seeded uniform in [0, 1). */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../../scripts/index-synth.mjs';
 
 /** rows x dim values in [-1, 1), each row scaled to unit length when `unit`. */
 function randomRows(rand, rows, dim, unit = true) {
@@ -272,4 +262,10 @@ test('bad input: errors with kind, for both implementations; nothing changes on 
     assert.throws(() => maxSim(new Float32Array(8), new Int8Array(8), new Float32Array(1), 0), kind('input'));
   }
   assert.throws(() => K.quantizeRows(new Float32Array(9), 8), kind('input'));
+  // a SIMD lane past wasm32's 4 GiB: refused before any memory is asked for; the lane still works
+  assert.throws(() => new K.DenseLaneSimd(1024, 5_000_000), kind('range'));
+  const lane = new K.DenseLaneSimd(1024, 4);
+  lane.push(new Int8Array(1024).fill(1), 0.5);
+  assert.throws(() => lane.grow(5_000_000), kind('range'));
+  assert.equal(lane.scores(new Float32Array(1024).fill(1), new Float32Array(1))[0], 512);
 });

@@ -1,6 +1,6 @@
 // The index's kernels on WebAssembly SIMD128 (kernels.wat, assembled into kernels-wasm.js): the
 // same classes and functions as kernels-js.js, with the same checks and results up to the
-// query's i16 rounding (see QUERY_BITS below). kernels.js picks these when the module compiles.
+// query's i16 rounding (see qmaxFor below). kernels.js picks these when the module compiles.
 //
 // Each DenseLaneSimd owns a wasm instance whose memory holds the lane:
 //   codes  i8  [capacity, dimP] at 0     (dimP = dim rounded up to 16, zeros past dim)
