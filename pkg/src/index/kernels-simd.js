@@ -15,7 +15,8 @@ import {
 } from './kernels-js.js';
 
 const PAGE = 65536;
-const align16 = n => (n + 15) & ~15;
+const align16 = n => Math.ceil(n / 16) * 16; // arithmetic, not bitwise: offsets pass 2^31
+const roundUp4 = n => Math.ceil(n / 4) * 4;
 
 /** dim rounded up to 16: the stride of every row the kernels read. */
 export const padDim = dim => align16(dim);
@@ -79,7 +80,7 @@ export class DenseLaneSimd {
     this.scalesAt = 0;
     this.version = 0; // bumped by every change of the codes (the codes getter's copy)
     this.wasm = instance();
-    this.layout((capacity + 3) & ~3);
+    this.layout(roundUp4(capacity));
   }
   /** Places the regions for `capacity` (a multiple of 4: the scan takes 4 slots at a time). */
   layout(capacity) {
@@ -122,7 +123,7 @@ export class DenseLaneSimd {
    *  the bytes already held. */
   grow(capacity) {
     checkCapacity(capacity, this.count);
-    this.layout((capacity + 3) & ~3);
+    this.layout(roundUp4(capacity));
   }
   /** out[slot] = q · vector(slot) for every slot (q: Float32Array [dim]); out: Float32Array of at
    *  least `count`. q is rounded to i16 with one scale (the only difference from the JS lane). */
@@ -133,7 +134,7 @@ export class DenseLaneSimd {
     new Float32Array(buf, this.qfAt, this.dim).set(q);
     x.quant_rows_i16(this.qfAt, this.qiAt, this.qsAt, 1, this.dim, this.dimP, this.qmax);
     const qscale = new Float32Array(buf, this.qsAt, 1)[0];
-    x.dense_scores(this.qiAt, qscale, 0, this.scalesAt, this.outAt, (this.count + 3) & ~3, this.dimP);
+    x.dense_scores(this.qiAt, qscale, 0, this.scalesAt, this.outAt, roundUp4(this.count), this.dimP);
     out.set(new Float32Array(buf, this.outAt, this.count));
     return out;
   }
@@ -168,7 +169,7 @@ export function maxSimInt8Simd(q, codes, scales, dim) {
   const qRows = q.length / dim, rows = scales.length;
   if (qRows === 0 || rows === 0) return 0;
   const x = scratch ??= instance();
-  const dimP = padDim(dim), qRowsP = (qRows + 3) & ~3, rowsP = rows + (rows & 1);
+  const dimP = padDim(dim), qRowsP = roundUp4(qRows), rowsP = rows + (rows % 2);
   // scratch layout: qf f32 [qRowsP, dim] | qi i16 [qRowsP, dimP] | qscales f32 [qRowsP] |
   // best f64 [qRowsP] | scales f32 [rowsP] | codes i8 [rowsP, dimP]
   const qiAt = align16(qRowsP * dim * 4), qsAt = qiAt + qRowsP * dimP * 2, bestAt = align16(qsAt + qRowsP * 4);
