@@ -494,27 +494,49 @@ class HybridIndex {
     let useDense = o.weights.dense > 0, useSparse = o.weights.sparse > 0;
     if (!useDense && !useSparse) { if (q.dense) useDense = true; else useSparse = true; }
     const chosen = new Set();
-    // Stage 1: the dense lane, every window; the best C live ones.
+    // Each lane proposes its best C live windows, and the best window of each of its best C
+    // documents (by their best window in that lane): without the second, a long document's many
+    // windows can crowd every other document out of the candidates (fewer than k documents
+    // found, or a document scored on a lesser window).
+    const propose = (top, byDoc) => {
+      for (const wid of top.sorted()) chosen.add(wid);
+      const docs = new TopK(C);
+      for (const [wid, score] of byDoc.values()) docs.push(wid, score);
+      for (const wid of docs.sorted()) chosen.add(wid);
+    };
+    const note = (byDoc, wid, score) => {
+      const d = s.winDoc[wid], b = byDoc.get(d);
+      if (!b) byDoc.set(d, [wid, score]);
+      else if (score > b[1]) { b[0] = wid; b[1] = score; }
+    };
+    // Stage 1: the dense lane, every window.
     if (useDense) {
       const t = now();
       s.lane.scores(q.dense, s.denseOut);
-      const top = new TopK(C);
-      for (let wid = 0, n = s.count; wid < n; wid++) if (s.alive[wid]) top.push(wid, s.denseOut[wid]);
-      for (const wid of top.sorted()) chosen.add(wid);
+      const top = new TopK(C), byDoc = new Map();
+      for (let wid = 0, n = s.count; wid < n; wid++) {
+        if (!s.alive[wid]) continue;
+        top.push(wid, s.denseOut[wid]);
+        note(byDoc, wid, s.denseOut[wid]);
+      }
+      propose(top, byDoc);
       timings.dense = now() - t;
     }
     // Stage 2: the sparse postings of the query's tokens; the best C live windows reached.
     if (useSparse) {
       const t = now();
       const n = s.postings.accumulate(q.sparse.ids, q.sparse.weights, s.acc, s.seen, s.touched);
-      const top = new TopK(C);
+      const top = new TopK(C), byDoc = new Map();
       for (let i = 0; i < n; i++) {
         const wid = s.touched[i];
-        if (s.alive[wid]) top.push(wid, s.acc[wid]);
+        if (s.alive[wid]) {
+          top.push(wid, s.acc[wid]);
+          note(byDoc, wid, s.acc[wid]);
+        }
         s.acc[wid] = 0;
         s.seen[wid] = 0;
       }
-      for (const wid of top.sorted()) chosen.add(wid);
+      propose(top, byDoc);
       timings.sparse = now() - t;
     }
     // The candidates, resolved now (window numbers may change once we await).
