@@ -6,7 +6,7 @@
 //        [--cells 16,512,2048,mixed32,8192] [--plan MODEL:CELL,CELL...[:COLDCELL,...]] [--cell-timeout 300]
 //        [--gpu] [--backends cpu,wgpu] [--flag cpu|cuda|none] [--out DIR]
 //   node scripts/bench.mjs --report DIR/results.json     (re-renders the tables of a finished run)
-//   node scripts/bench.mjs --dtypes f32,f16,int8 [--models tiny,small,full] [--max-load 1.5] [--load-wait 120]
+//   node scripts/bench.mjs --dtypes f32,f16,int8 [--models tiny,small,full] [--devices webgpu,cpu] [--max-load 1.5] [--load-wait 120]
 //        [--cell-timeout 300] [--load-timeout 900] [--gpu]   (the per-dtype table: scripts/bench-dtypes.mjs;
 //        --report DIR/results-dtypes.json re-renders it)
 //
@@ -72,6 +72,7 @@ function parseArgs(argv) {
     else if (f === '--out') a.out = v();
     else if (f === '--report') a.report = v();
     else if (f === '--dtypes') a.dtypes = v().split(',').filter(Boolean);
+    else if (f === '--devices') a.devices = v().split(',').filter(Boolean);
     else if (f === '--max-load') a.maxLoad = Number(v());
     else if (f === '--load-wait') a.loadWait = Number(v());
     else if (f === '--load-timeout') a.loadTimeout = Number(v());
