@@ -7,7 +7,7 @@
 //   1. load once into an empty profile (download + build): bytes downloaded, bytes in the Cache API;
 //   2. a new worker loads again (from the Cache API): load time, GPU buffers and wasm heap after load;
 //   3. encode the 16- and 512-token texts of $BENCH_CACHE/texts.json (all three outputs): a warm-up
-//      run then the timed run (ᶜ: one cold run); GPU buffer peak, wasm heap after encoding, dense
+//      run then three timed runs, their median (full size: one timed run; ᶜ: one cold run); GPU buffer peak, wasm heap after encoding, dense
 //      vectors (compared with f32's in Node).
 // Before each run the 1-minute load average is read; above --max-load it waits (--load-wait s at
 // most) and the figure is printed beside the run's.
@@ -29,15 +29,16 @@ export const TARGETS = {
   gpuF16Speedup: 1.7, // native f16 over f32 at 512 tokens on a real GPU
 };
 
-/** What runs for `model` x `dtype` on `device`: the cells and runs per cell (2: warm-up + timed;
- *  1: one cold run), or null (not run). The full-size model on SwiftShader is slow: 16 tokens on
+/** What runs for `model` x `dtype` on `device`: the cells, warm-up runs and timed runs per cell
+ *  (tok/s is the median of the timed runs; no warm-up: one cold run), or null (not run). The
+ *  full-size model on SwiftShader is slow: 16 tokens on
  *  WebGPU; on the wasm CPU backend only int8 (the heap target) and f32 (the row that is expected
  *  not to fit the heap bound, or not to load at all). */
 function planOf(model, dtype, device, gpu) {
-  if (model !== 'full' || (gpu && device === 'webgpu')) return { cells: DEFAULT_CELLS, runs: 2 };
-  if (device === 'webgpu') return { cells: ['16'], runs: 2 };
-  if (dtype === 'int8') return { cells: ['16'], runs: 1 };
-  if (dtype === 'f32') return { cells: ['16'], runs: 1, cannot: true };
+  if (model !== 'full' || (gpu && device === 'webgpu')) return { cells: DEFAULT_CELLS, warmup: 1, timed: 3 };
+  if (device === 'webgpu') return { cells: ['16'], warmup: 1, timed: 1 };
+  if (dtype === 'int8') return { cells: ['16'], warmup: 0, timed: 1 };
+  if (dtype === 'f32') return { cells: ['16'], warmup: 0, timed: 1, cannot: true };
   return null;
 }
 const WHY_NOT_RUN = 'not run (full size on the wasm CPU backend: int8 and the f32 attempt only)';
@@ -152,13 +153,14 @@ async function runOne({ model, dtype, device, src, plan, cells, base, a, h }) {
     // 3. The cells.
     for (const c of cells) {
       if (!plan.cells.includes(c.name)) continue;
-      const r = await call('encode', { text: c.texts[0], runs: plan.runs }, a.cellTimeout * plan.runs);
+      const runs = plan.warmup + plan.timed;
+      const r = await call('encode', { text: c.texts[0], runs }, a.cellTimeout * runs);
       if (r.error) {
         res.cells[c.name] = { error: r.error };
         h.log(`${label} ${c.name}: [${r.error.kind ?? r.error.name}] ${r.error.message}`);
         break;
       }
-      res.cells[c.name] = { ...r.result, wantTokens: c.lengths[0], cold: plan.runs === 1 };
+      res.cells[c.name] = { ...r.result, wantTokens: c.lengths[0], warmup: plan.warmup, cold: plan.warmup === 0 };
       h.log(`${label} ${c.name}: ${r.result.times.map(t => t.toFixed(2)).join(' s, ')} s`);
     }
     await call('dispose', {}, 60);
@@ -224,7 +226,9 @@ function tps(r, cell) {
   const c = r?.cells?.[cell];
   if (!c) return null;
   if (c.error) return { error: c.error };
-  return { v: c.tokens / c.times[c.times.length - 1], cold: c.cold, tokensOk: c.tokens === c.wantTokens };
+  // The median of the timed runs (older results: the last run after one warm-up).
+  const timed = c.times.slice(c.warmup ?? (c.cold ? 0 : 1)).sort((x, y) => x - y);
+  return { v: c.tokens / timed[(timed.length - 1) >> 1], cold: c.cold, tokensOk: c.tokens === c.wantTokens };
 }
 
 function runCells(r, cells, device, m, dtype) {
@@ -259,7 +263,7 @@ export function renderDtypes(report) {
       md.push(`| ${m.name} | ${dtype} | ${n0(src.bytes / 1e6)}${src.converted ? ` (m3 convert ${src.converted.toFixed(0)} s)` : ''} | ${dl} | ${G.load} | ${gpu ? `${n0(MiB(gpu.after))} / ${n0(MiB(gpu.peak))}` : '–'} | ${G.tok} | ${G.heap} | ${C.load} | ${C.tok} | ${C.heap} | ${cos} | ${la} |`);
     }
   }
-  md.push('', 'ᶜ one cold run (first-call shader compilation included); otherwise a warm-up run, then the timed run. ˣ against f32 on the other device (f32 did not run here). '
+  md.push('', 'ᶜ one cold run (first-call shader compilation included); otherwise a warm-up run, then the timed runs (their median; runs per cell in the plan of scripts/bench-dtypes.mjs). ˣ against f32 on the other device (f32 did not run here). '
     + 'Files on disk: for f32 the five files the package downloads (BAAI layout), for a pack its six files. Downloaded: bytes of the first load into an empty profile; the Cache API figure counts every entry after it, the package\'s small metadata records included. '
     + 'GPU buffers: bytes of WebGPU buffers created and not destroyed (tests/browser/gpu-meter.mjs), after the load from cache and the peak over that load and the encodes. wasm heap: the wasm memory of the worker the model runs in (it only grows). tok/s: all three outputs (dense, sparse, ColBERT), one text at a time.');
   md.push('', '**Targets** (issue 11):', '', ...targets(report).map(t => `- ${t}`));
