@@ -7,8 +7,8 @@
 //   1. load once into an empty profile (download + build): bytes downloaded, bytes in the Cache API;
 //   2. a new worker loads again (from the Cache API): load time, GPU buffers and wasm heap after load;
 //   3. encode the 16- and 512-token texts of $BENCH_CACHE/texts.json (all three outputs): a warm-up
-//      run then three timed runs, their median (full size: one timed run; ᶜ: one cold run); GPU buffer peak, wasm heap after encoding, dense
-//      vectors (compared with f32's in Node).
+//      run then three timed runs, their median (full size: one timed run; ᶜ: one cold run); GPU
+//      buffer peak, wasm heap after encoding, dense vectors (compared with f32's in Node).
 // Before each run the 1-minute load average is read; above --max-load it waits (--load-wait s at
 // most) and the figure is printed beside the run's.
 import fs from 'node:fs';
@@ -31,9 +31,8 @@ export const TARGETS = {
 
 /** What runs for `model` x `dtype` on `device`: the cells, warm-up runs and timed runs per cell
  *  (tok/s is the median of the timed runs; no warm-up: one cold run), or null (not run). The
- *  full-size model on SwiftShader is slow: 16 tokens on
- *  WebGPU; on the wasm CPU backend only int8 (the heap target) and f32 (the row that is expected
- *  not to fit the heap bound, or not to load at all). */
+ *  full-size model on SwiftShader is slow: 16 tokens on WebGPU; on the wasm CPU backend only int8
+ *  (the heap target) and f32 (the row expected not to fit the heap bound, or not to load). */
 function planOf(model, dtype, device, gpu) {
   if (model !== 'full' || (gpu && device === 'webgpu')) return { cells: DEFAULT_CELLS, warmup: 1, timed: 3 };
   if (device === 'webgpu') return { cells: ['16'], warmup: 1, timed: 1 };
