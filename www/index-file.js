@@ -12,7 +12,7 @@
 // docs: [{ id, name, lang, origin, text, tokens, addedAt, windows: [{ start, end, tokenStart,
 // tokenEnd, inputIds, dense, sparse: { ids, weights }, colbert: { data, rows, dim },
 // colbertSpans }] }] }.
-import { MAX_TEXT, MAX_WINDOW_TOKENS, VOCAB_SIZE, MAX_DIM, MAX_SPARSE_WEIGHT } from '../pkg/src/index/checks.js';
+import { MAX_TEXT, MAX_WINDOW_TOKENS, VOCAB_SIZE, MAX_DIM, MAX_SPARSE_WEIGHT, show } from '../pkg/src/index/checks.js';
 
 export const FORMAT_VERSION = 1;
 export const V1_MAGIC = 'BGEM3IDX';
@@ -232,16 +232,6 @@ export function docLabel(d, i) {
   return `document ${i + 1}${name}`;
 }
 
-/** A short, printable form of any value (NaN and typed arrays included). */
-function show(v) {
-  if (typeof v === 'number') return String(v);
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of ${v.length}`;
-  if (v === undefined) return 'missing';
-  let s;
-  try { s = JSON.stringify(v); } catch { s = String(v); }
-  s ??= String(v);
-  return s.length > 60 ? s.slice(0, 57) + '…' : s;
-}
 
 function fmtSize(b) {
   return b >= 1024 ** 3 ? `${(b / 1024 ** 3).toFixed(1)} GiB` : b >= 1024 ** 2 ? `${(b / 1024 ** 2).toFixed(1)} MiB` : `${b} bytes`;

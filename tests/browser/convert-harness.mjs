@@ -3,6 +3,7 @@
 // m3-pack.json), through the package's public API; the Cache API inspected with the package's own
 // key scheme (files.js: convertedBase, metaKey). Every function returns plain data for Node.
 import { load, clearCache, isCached } from '/pkg/src/index.js';
+import { cosine, againstReference } from '/tests/browser/pack-bounds.mjs';
 import { convertedBase, metaKey } from '/pkg/src/files.js';
 
 const PACK_FILES = ['config.json', 'tokenizer.json', 'model.safetensors', 'colbert_linear.safetensors', 'sparse_linear.safetensors'];
@@ -10,11 +11,6 @@ const SOURCES = ['config.json', 'tokenizer.json', 'pytorch_model.bin', 'colbert_
 
 const errorOf = e => ({ name: e?.name, message: e?.message ?? String(e), kind: e?.kind });
 const abs = p => new URL(p, location.href).href;
-const cosine = (a, b) => {
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
-  return ab / Math.sqrt(aa * bb);
-};
 function maxDiff(a, b) {
   let d = a.length === b.length ? 0 : Infinity;
   for (let i = 0; i < Math.min(a.length, b.length); i++) d = Math.max(d, Math.abs(a[i] - b[i]));
@@ -49,17 +45,7 @@ export async function convertParity({ base, dtype, cache, worker = true, referen
   const encodeMs = performance.now() - t;
   const info = { dtype: first.model.dtype, backend: first.model.backend, adapter: first.model.adapter, loadMs: first.ms, encodeMs, phases: first.phases };
   await first.model.dispose();
-  const texts = items.map((want, n) => {
-    const got = out[n];
-    const rows = want.colbert.length, dim = want.dense.length;
-    let colbert = Infinity;
-    for (let r = 0; r < rows; r++) colbert = Math.min(colbert, cosine(got.colbert.data.subarray(r * dim, (r + 1) * dim), want.colbert[r]));
-    let sparse = 0;
-    const weights = new Map([...got.sparse.ids].map((id, i) => [String(id), got.sparse.weights[i]]));
-    for (const [id, w] of Object.entries(want.sparse)) sparse = Math.max(sparse, Math.abs((weights.get(id) ?? 0) - w));
-    return { tokens: want.input_ids.length, sameIds: JSON.stringify([...got.inputIds]) === JSON.stringify(want.input_ids),
-      rows: got.colbert.rows, wantRows: rows, dense: cosine(got.dense, want.dense), colbert, sparse };
-  });
+  const texts = againstReference(items, out);
   let vsPack = null;
   if (pack) {
     const other = await load(pack, { device: 'cpu', dtype, cache: false, worker });

@@ -2,6 +2,7 @@
 // folders) through the package's public API, and pkg/src/sha256.js against crypto.subtle.
 // Every function returns plain data for the Node side to assert on.
 import { load, clearCache, isCached } from '/pkg/src/index.js';
+import { cosine, againstReference } from '/tests/browser/pack-bounds.mjs';
 import { Sha256 } from '/pkg/src/sha256.js';
 
 const grab = async f => {
@@ -12,11 +13,6 @@ const randomBytes = n => {
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i += 65536) crypto.getRandomValues(b.subarray(i, Math.min(n, i + 65536)));
   return b;
-};
-const cosine = (a, b) => {
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
-  return ab / Math.sqrt(aa * bb);
 };
 
 /** The incremental hash against crypto.subtle.digest: every length from 0 to 300 (55, 56, 63, 64,
@@ -77,17 +73,7 @@ export async function packParity({ base, device = 'cpu', worker = true, dtype, m
   const t1 = performance.now();
   const out = await model.encode(items.map(i => i.text), { truncate: true, batchSize: 4 });
   const encodeMs = performance.now() - t1;
-  const texts = items.map((want, n) => {
-    const got = out[n];
-    const rows = want.colbert.length, dim = want.dense.length;
-    let colbert = Infinity;
-    for (let r = 0; r < rows; r++) colbert = Math.min(colbert, cosine(got.colbert.data.subarray(r * dim, (r + 1) * dim), want.colbert[r]));
-    let sparse = 0;
-    const weights = new Map([...got.sparse.ids].map((id, i) => [String(id), got.sparse.weights[i]]));
-    for (const [id, w] of Object.entries(want.sparse)) sparse = Math.max(sparse, Math.abs((weights.get(id) ?? 0) - w));
-    return { tokens: want.input_ids.length, sameIds: JSON.stringify([...got.inputIds]) === JSON.stringify(want.input_ids),
-      rows: got.colbert.rows, wantRows: rows, dense: cosine(got.dense, want.dense), colbert, sparse };
-  });
+  const texts = againstReference(items, out);
   const info = { dtype: model.dtype, backend: model.backend, adapter: model.adapter };
   await model.dispose();
   return { ...info, texts, loadMs, encodeMs };
