@@ -68,6 +68,9 @@ export async function windows({ device = 'cpu' } = {}) {
   const longText = ref.items.slice(-3).map(i => i.text).join('\n\n');
   let text = longText;
   while ((await model.tokenize(text)).ids.length < 20000) text += '\n\n' + longText;
+  // Cut just past 20,000 tokens (the loop overshoots by up to a copy: ~31,000 tokens, a third more
+  // work on the wasm CPU backend for no more windows' worth of checks).
+  text = text.slice(0, (await model.tokenize(text)).ends[20_100]);
   const tok = await model.tokenize(text);
   const progress = [];
   const [doc] = await model.encode([text], { overlap: 128, tokenStrings: true, colbertSpans: true, onProgress: p => progress.push(p) });
