@@ -555,9 +555,14 @@ impl PackConverter {
     }
 
     /// The next bytes of the checkpoint in; the next bytes of the pack file out (often empty).
+    /// After an error the converter is done: later calls are a `TypeError`, never a conversion
+    /// resumed in the middle of a refused member.
     pub fn push(&mut self, chunk: &[u8]) -> JsResult<Vec<u8>> {
         let inner = self.inner.as_mut().ok_or_else(|| type_err("this PackConverter has finished"))?;
-        inner.push(chunk).map_err(js_err)
+        inner.push(chunk).map_err(|e| {
+            self.inner = None;
+            js_err(e)
+        })
     }
 
     /// The end of the checkpoint: `{ name, size, sha256, sourceSha256, tensors, worstTensor:
