@@ -50,7 +50,7 @@ fn parity(name: &str, d: &PickedDevice, file: WeightsFile) {
         let s = compute_scores(&pair[0], &pair[1], dim, w).unwrap();
         for (name, value) in score_modes(&s) {
             let want = scores["result"][name][k].as_f64().unwrap() as f32;
-            assert!((value - want).abs() <= TOL, "{backend} pair {k} {name}: {value} vs {want}");
+            assert!(matches_reference(value, want, TOL), "{backend} pair {k} {name}: {value} vs {want}");
         }
     }
 }

@@ -11,6 +11,10 @@ use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::*;
 
+#[path = "common/reference_tolerance.rs"]
+mod reference_tolerance;
+use reference_tolerance::matches_reference;
+
 // In a worker, as the package runs the model: a long synchronous step (the CPU backend, the
 // tokenizer) then never blocks the page that the test runner polls through WebDriver.
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
@@ -104,7 +108,10 @@ async fn parity(device: &str) {
         let want_sparse = want["sparse"].as_object().unwrap();
         for (id, w) in sid.iter().zip(&sw) {
             let expected = want_sparse.get(&id.to_string()).map_or(0.0, |x| x.as_f64().unwrap() as f32);
-            assert!((w - expected).abs() <= TOL, "{device} text {i}: sparse weight of {id}: {w} vs {expected}");
+            assert!(
+                matches_reference(*w, expected, TOL),
+                "{device} text {i}: sparse weight of {id}: {w} vs {expected}"
+            );
         }
         assert!(sid.len() + 1 >= want_sparse.len(), "{device} text {i}: sparse ids missing");
         let windows = Array::from(&get(&got, "windows"));
@@ -240,7 +247,7 @@ async fn score_matches_flagembedding() {
         for name in ["dense", "sparse", "colbert", "sparse+dense", "colbert+sparse+dense"] {
             let (g, want) =
                 (get(&got, name).as_f64().unwrap() as f32, scores["result"][name][k].as_f64().unwrap() as f32);
-            assert!((g - want).abs() <= TOL, "pair {k} {name}: {g} vs {want}");
+            assert!(matches_reference(g, want, TOL), "pair {k} {name}: {g} vs {want}");
         }
     }
 }
