@@ -12,7 +12,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { serve, launch, requireFixtures, fixtures } from './server.mjs';
-import { FLOOR } from './pack-bounds.mjs';
+import { packFloors } from './pack-bounds.mjs';
+
+const FLOOR = await packFloors();
 
 const m3 = path.join(process.env.CARGO_TARGET_DIR ?? path.join(os.homedir(), '.cache/bge-m3-target'), 'release/m3');
 const PACK_FILES = ['config.json', 'tokenizer.json', 'model.safetensors', 'colbert_linear.safetensors', 'sparse_linear.safetensors'];
