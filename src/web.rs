@@ -547,7 +547,8 @@ pub struct PackConverter {
 #[wasm_bindgen]
 impl PackConverter {
     /// `file`: "model.safetensors" (from pytorch_model.bin), "colbert_linear.safetensors" or
-    /// "sparse_linear.safetensors" (from the heads' .pt, always f16); `dtype`: "f16" or "int8".
+    /// "sparse_linear.safetensors" (from the heads' .pt, always f16), or "tokenizer.json" (from
+    /// BAAI's, minified: [`crate::pack::JsonMinifier`]); `dtype`: "f16" or "int8".
     #[wasm_bindgen(constructor)]
     pub fn new(file: &str, dtype: &str) -> JsResult<PackConverter> {
         let dtype: crate::pack::PackDtype = dtype.parse().map_err(js_err)?;

@@ -1,9 +1,9 @@
 //! Packs (`m3 convert`, `src/pack.rs`): the fixture models converted to f16 and int8, loaded back,
-//! and measured against FlagEmbedding's f32 reference with issue 11's bounds:
-//! - f16: dense cosine >= 0.9999 per text, ColBERT row cosine >= 0.999, sparse weights within
-//!   1e-3 of the text's largest weight, every compute_score value within 1e-3 (relative to the
-//!   value for scores above 1: the lexical score of a long text is ~89);
-//! - int8: dense cosine >= 0.995, ColBERT row cosine >= 0.99.
+//! and measured against FlagEmbedding's f32 reference with issue 11's bounds (tests/pack-bounds.json):
+//! - f16: dense cosine per text, ColBERT row cosine, sparse weights against the text's largest
+//!   weight, every compute_score value (relative to the value for scores above 1: the lexical
+//!   score of a long text is ~89);
+//! - int8: dense cosine and ColBERT row cosine.
 //!
 //! Random weights lack a trained model's outlier channels: these bounds hold for the fixtures; a
 //! trained model's own errors are what `m3 convert` prints per tensor.
@@ -119,6 +119,33 @@ fn measure(fixture: &str, dtype: PackDtype, on: &PickedDevice) -> (Fidelity, u64
     (f, bytes)
 }
 
+/// Issue 11's bounds for `dtype` (tests/pack-bounds.json, their one owner): dense and ColBERT row
+/// cosine floors, sparse and score error ceilings (None: not bounded).
+fn bounds(dtype: PackDtype) -> (f64, f64, Option<f64>, Option<f64>) {
+    let all: Value = serde_json::from_str(include_str!("pack-bounds.json")).unwrap();
+    let b = &all[dtype.name()];
+    (
+        b["dense_cos"].as_f64().unwrap(),
+        b["colbert_row_cos"].as_f64().unwrap(),
+        b["sparse_rel"].as_f64(),
+        b["score_err"].as_f64(),
+    )
+}
+
+/// Holds `f` to `dtype`'s bounds.
+fn assert_within(f: &Fidelity, dtype: PackDtype, on: &str) {
+    let (dense, colbert, sparse, score) = bounds(dtype);
+    let d = dtype.name();
+    assert!(f.dense_cos >= dense, "{d} dense cosine {} < {dense} on {on}", f.dense_cos);
+    assert!(f.colbert_row_cos >= colbert, "{d} colbert row cosine {} < {colbert} on {on}", f.colbert_row_cos);
+    if let Some(b) = sparse {
+        assert!(f.sparse_rel as f64 <= b, "{d} sparse error {} of the largest weight > {b} on {on}", f.sparse_rel);
+    }
+    if let Some(b) = score {
+        assert!(f.score_err as f64 <= b, "{d} score error {} > {b} on {on}", f.score_err);
+    }
+}
+
 fn f32_bytes(fixture: &str) -> u64 {
     let dir = fixtures().join(fixture);
     let encoder = bge_m3_web::native::encoder_path(&dir, WeightsFile::Auto).unwrap();
@@ -137,10 +164,7 @@ fn f16_packs_keep_fidelity() {
     for on in devices.iter().flatten() {
         let (f, bytes) = measure(fixture, PackDtype::F16, on);
         println!("{fixture} f16 on {}: {f:?}, {bytes} bytes (f32 files: {})", on.backend, f32_bytes(fixture));
-        assert!(f.dense_cos >= 0.9999, "f16 dense cosine {} on {}", f.dense_cos, on.backend);
-        assert!(f.colbert_row_cos >= 0.999, "f16 colbert row cosine {} on {}", f.colbert_row_cos, on.backend);
-        assert!(f.sparse_rel <= 1e-3, "f16 sparse error {} of the largest weight on {}", f.sparse_rel, on.backend);
-        assert!(f.score_err <= 1e-3, "f16 score error {} on {}", f.score_err, on.backend);
+        assert_within(&f, PackDtype::F16, on.backend);
     }
 }
 
@@ -151,8 +175,7 @@ fn int8_packs_keep_fidelity() {
     for on in devices.iter().flatten() {
         let (f, bytes) = measure("tiny-m3", PackDtype::Int8, on);
         println!("tiny-m3 int8 on {}: {f:?}, {bytes} bytes (f32 files: {})", on.backend, f32_bytes("tiny-m3"));
-        assert!(f.dense_cos >= 0.995, "int8 dense cosine {} on {}", f.dense_cos, on.backend);
-        assert!(f.colbert_row_cos >= 0.99, "int8 colbert row cosine {} on {}", f.colbert_row_cos, on.backend);
+        assert_within(&f, PackDtype::Int8, on.backend);
     }
 }
 
@@ -236,6 +259,37 @@ fn streamed_conversion_equals_m3_convert() {
         }
         let _ = std::fs::remove_dir_all(&out);
     }
+}
+
+#[test]
+fn tokenizer_json_is_minified_to_the_same_value() {
+    // The pack's tokenizer.json: m3 convert's and the streamed one are the same bytes, for any
+    // chunking; they parse to the source's JSON value, ~half its size.
+    let src = std::fs::read(tiny_dir().join("tokenizer.json")).unwrap();
+    let out = std::env::temp_dir().join(format!("m3-pack-tok-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    convert(&tiny_dir(), &out, PackDtype::F16, &mut |_| {}).unwrap();
+    let written = std::fs::read(out.join("tokenizer.json")).unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    let value = |b: &[u8]| serde_json::from_slice::<Value>(b).unwrap();
+    assert_eq!(value(&written), value(&src));
+    assert!(written.len() * 10 < src.len() * 6, "{} of {} bytes", written.len(), src.len());
+    for seed in [4, 5] {
+        let (streamed, source) = stream_convert("tokenizer.json", PackDtype::Int8, &src, seed).unwrap();
+        assert_eq!(streamed, written, "seed {seed}");
+        assert_eq!(source, bge_m3_web::pack::sha256_file(&tiny_dir().join("tokenizer.json")).unwrap());
+    }
+    // Whitespace, quotes and backslashes inside strings are kept; only the rest goes.
+    let tricky = "{ \"a b\" : [ \"\\\\\" , \"\\\" }\\n\" ,\n\t1.5e-3 ] ,\r\n \"\u{2581}x y\": null }";
+    let (min, _) = stream_convert("tokenizer.json", PackDtype::F16, tricky.as_bytes(), 6).unwrap();
+    assert_eq!(
+        String::from_utf8(min.clone()).unwrap(),
+        "{\"a b\":[\"\\\\\",\"\\\" }\\n\",1.5e-3],\"\u{2581}x y\":null}"
+    );
+    assert_eq!(value(&min), value(tricky.as_bytes()));
+    // Cut short inside a string: an error, not a file.
+    let err = stream_convert("tokenizer.json", PackDtype::F16, &src[..src.len() / 3], 7).unwrap_err();
+    assert!(err.to_string().contains("cut short"), "{err}");
 }
 
 #[test]

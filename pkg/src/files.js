@@ -477,8 +477,8 @@ async function convertedManifest(store, base, dtype) {
  * The pack (`dtype` 'f16' or 'int8') converted from BAAI's files at `base`. Each pack file comes
  * from the cache when an intact copy is there (under `convertedBase`, its record naming its size,
  * SHA-256 and source; those m3-pack.json lists when the pack is complete), else it is made now
- * (`makeFile`: config.json and tokenizer.json copied, pytorch_model.bin and the heads' .pt
- * converted by the wasm PackConverter) and written to the cache as it streams. m3-pack.json
+ * (`makeFile`: config.json copied; tokenizer.json minified, pytorch_model.bin and the heads' .pt
+ * converted, by the wasm PackConverter) and written to the cache as it streams. m3-pack.json
  * (PackConverter.manifest) is written last, once every file is there: without it the pack is not
  * complete, and it is deleted before any file is made again. Files finished before an abort or a
  * failure stay, with their records, for the next load. The f32 bytes are never cached.
@@ -566,7 +566,7 @@ async function makeFile({ name, from, dtype, base, url, store, readStore, conver
     body = resp.body;
     total = plainLength(resp);
   }
-  const conv = from === name ? null : new converter(name, dtype);
+  const conv = name === 'config.json' ? null : new converter(name, dtype); // the rest: PackConverter.new's files
   const hash = conv ? null : new Sha256();
   const phase = conv ? 'convert' : 'download';
   const reader = (body ?? new Blob([]).stream()).getReader();

@@ -20,7 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 use sha2::{Digest, Sha256};
 
 use super::{
-    PackDtype, PackFile, Planned, TensorReport, TensorSink, hex, metadata, packed, safetensors_header, stored_as,
+    JsonMinifier, PackDtype, PackFile, Planned, TensorReport, TensorSink, hex, metadata, packed, safetensors_header,
+    stored_as,
 };
 use crate::error::{Error, Result};
 use crate::weights::DType;
@@ -84,9 +85,12 @@ enum State {
     Trailer,
 }
 
-/// Converts one PyTorch zip checkpoint into a pack's safetensors file, chunk by chunk.
+/// Converts one PyTorch zip checkpoint into a pack's safetensors file, chunk by chunk (or, for
+/// `tokenizer.json`, minifies it: [`JsonMinifier`]).
 pub struct StreamConverter {
     file: &'static str,
+    /// `Some` for `tokenizer.json`: the file is JSON, not a checkpoint.
+    minify: Option<JsonMinifier>,
     dtype: PackDtype,
     meta: BTreeMap<String, String>,
     pending: Vec<u8>,
@@ -181,9 +185,11 @@ fn descriptor_len(d: &[u8], size: u64, crc: u32) -> Option<Option<usize>> {
 
 impl StreamConverter {
     /// `file`: the pack file to write, "model.safetensors" (the encoder, stored as `dtype` says)
-    /// or "colbert_linear.safetensors" / "sparse_linear.safetensors" (heads: always f16).
+    /// or "colbert_linear.safetensors" / "sparse_linear.safetensors" (heads: always f16), or
+    /// "tokenizer.json" (BAAI's, minified).
     pub fn new(file: &str, dtype: PackDtype) -> Result<Self> {
         let (file, head) = match file {
+            "tokenizer.json" => ("tokenizer.json", false),
             "model.safetensors" => ("model.safetensors", false),
             "colbert_linear.safetensors" => ("colbert_linear.safetensors", true),
             "sparse_linear.safetensors" => ("sparse_linear.safetensors", true),
@@ -191,6 +197,7 @@ impl StreamConverter {
         };
         Ok(StreamConverter {
             file,
+            minify: (file == "tokenizer.json").then(JsonMinifier::default),
             dtype: if head { PackDtype::F16 } else { dtype },
             meta: metadata(dtype, head),
             pending: Vec::new(),
@@ -215,7 +222,10 @@ impl StreamConverter {
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>> {
         self.in_hash.update(chunk);
         self.in_size += chunk.len() as u64;
-        let mut at = 0;
+        if let Some(m) = &mut self.minify {
+            m.push(chunk, &mut self.out);
+        }
+        let mut at = if self.minify.is_some() { chunk.len() } else { 0 };
         let mut idle = 0;
         while at < chunk.len() {
             let n = self.step(&chunk[at..])?;
@@ -233,7 +243,9 @@ impl StreamConverter {
     /// The end of the checkpoint: the pack file's size and SHA-256, the source's SHA-256, and each
     /// tensor's conversion error. An archive that ended early is an error.
     pub fn finish(self) -> Result<(PackFile, String, Vec<TensorReport>)> {
-        if !matches!(self.state, State::Trailer) || self.prefix.is_none() || self.next < self.plan.len() {
+        if let Some(m) = &self.minify {
+            m.finish(self.file)?;
+        } else if !matches!(self.state, State::Trailer) || self.prefix.is_none() || self.next < self.plan.len() {
             let what = match (&self.state, self.prefix.is_some()) {
                 (_, false) => "before its data.pkl".to_string(),
                 (State::Member { name, .. } | State::Descriptor { name, .. }, _) => format!("inside {name}"),
