@@ -12,7 +12,7 @@ use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::gpu::flush_uploads;
 use crate::kernels::{LinearKernel, attention_kernel_fits, attention_register_4x4};
-use crate::kernels::{PackedWeight, linear_packed_register, linear_register_4x4};
+use crate::kernels::{PackedWeight, WordCode, linear_packed_register, linear_register_4x4};
 use crate::kernels::{pack_f16_columns, pack_i8_columns, register_kernel_fits};
 use crate::weights::{F16Matrix, HostTensor, Int8Rows, TensorSource, expect_shape};
 
@@ -98,16 +98,18 @@ impl Linear {
         let weight = match src.int8(&w_key)? {
             Some(q) if is_wgpu(device) && register_kernel_fits(d_in, d_out) => {
                 let words = pack_i8_columns(&transpose(&q.q, d_out, d_in));
-                let scale = upload(HostTensor { shape: vec![1, d_out], data: q.scales }, [1, d_out], device);
+                let factor = upload(HostTensor { shape: vec![1, d_out], data: q.scales }, [1, d_out], device);
                 let words = Tensor::from_data(TensorData::new(words, [d_in, d_out / 4]), device);
-                Weight::Gpu(PackedWeight::Int8 { words, scale })
+                Weight::Gpu(PackedWeight { words, factor, code: WordCode::Int8 })
             }
             Some(q) => Weight::Int8Host { q_t: transpose(&q.q, d_out, d_in), scale: q.scales, device: device.clone() },
             None => match src.f16(&w_key)? {
                 Some(m) if is_wgpu(device) && register_kernel_fits(d_in, d_out) => {
-                    let words = pack_f16_columns(&transpose(&m.bits, d_out, d_in));
+                    let (words, code, factor) = pack_f16_columns(&transpose(&m.bits, d_out, d_in));
                     let words = Tensor::from_data(TensorData::new(words, [d_in, d_out / 2]), device);
-                    Weight::Gpu(PackedWeight::F16 { words })
+                    let factor =
+                        upload(HostTensor { shape: vec![1, d_out], data: vec![factor; d_out] }, [1, d_out], device);
+                    Weight::Gpu(PackedWeight { words, factor, code })
                 }
                 Some(m) => {
                     let w_t = transpose(&m.bits, d_out, d_in).into_iter().map(half::f16::from_bits).collect();
@@ -133,8 +135,10 @@ impl Linear {
     pub fn dtype(&self) -> &'static str {
         match self.weight {
             Weight::F32(_) => "f32",
-            Weight::Gpu(PackedWeight::Int8 { .. }) | Weight::Int8Host { .. } => "int8",
-            Weight::Gpu(PackedWeight::F16 { .. }) | Weight::F16Host { .. } => "f16",
+            Weight::Gpu(PackedWeight { code: WordCode::Int8, .. }) | Weight::Int8Host { .. } => "int8",
+            Weight::Gpu(PackedWeight { code: WordCode::F16 | WordCode::F16Rebased, .. }) | Weight::F16Host { .. } => {
+                "f16"
+            }
         }
     }
 
@@ -142,8 +146,9 @@ impl Linear {
     pub fn device_bytes(&self) -> usize {
         let w = match &self.weight {
             Weight::F32(_) => self.d_in * self.d_out * 4,
-            Weight::Gpu(PackedWeight::Int8 { .. }) => self.d_in * self.d_out + self.d_out * 4,
-            Weight::Gpu(PackedWeight::F16 { .. }) => self.d_in * self.d_out * 2,
+            // words, and the per-column factor (f32)
+            Weight::Gpu(PackedWeight { code: WordCode::Int8, .. }) => self.d_in * self.d_out + self.d_out * 4,
+            Weight::Gpu(PackedWeight { .. }) => self.d_in * self.d_out * 2 + self.d_out * 4,
             Weight::Int8Host { .. } | Weight::F16Host { .. } => 0,
         };
         w + self.d_out * 4

@@ -132,20 +132,26 @@ fn matmul_4x4(
     }
 }
 
-/// The 4 signed bytes of `word` (byte j = column j), as f32: int8 weights unpacked in registers.
-#[cube]
-fn unpack_i8x4(word: u32) -> Vec4 {
-    let mut v = Vec4::empty();
-    // byte - 256 * (top bit): two's complement without signed shifts.
-    let b0 = word & 255u32;
-    let b1 = (word >> 8u32) & 255u32;
-    let b2 = (word >> 16u32) & 255u32;
-    let b3 = word >> 24u32;
-    v.insert(0usize, f32::cast_from(b0) - 256.0 * f32::cast_from(b0 >> 7u32));
-    v.insert(1usize, f32::cast_from(b1) - 256.0 * f32::cast_from(b1 >> 7u32));
-    v.insert(2usize, f32::cast_from(b2) - 256.0 * f32::cast_from(b2 >> 7u32));
-    v.insert(3usize, f32::cast_from(b3) - 256.0 * f32::cast_from(b3 >> 7u32));
-    v
+/// Rows of the output each unit of `matmul_4x4_packed` computes: every weight it unpacks serves
+/// this many rows (8: the unpacking costs less than the multiply-adds it feeds, on a CPU adapter
+/// where arithmetic, not memory, is what a kernel waits on).
+const PACKED_ROWS: usize = 8;
+
+/// How `matmul_4x4_packed` reads a weight word (chosen when the weight is uploaded:
+/// [`pack_i8_columns`], [`pack_f16_columns`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WordCode {
+    /// Four int8 columns, byte j = q + 128 of column 4 c + j (biased: no sign to extend).
+    Int8,
+    /// Two f16 columns as *rebased* halves: sign, a 5-bit exponent shifted so that every non-zero
+    /// value of the matrix (f16 subnormals included, normalised) has an exponent from 1 to 31,
+    /// and the 10-bit mantissa. Placed in an f32's bits it is an exact, normal f32: the value
+    /// times 2^(s - 112), which the column factor undoes after the k loop. 9 integer operations
+    /// per pair, no branch, and never an f32 subnormal (which software adapters flush to zero).
+    F16Rebased,
+    /// Two f16 columns as IEEE halves, for a matrix whose values span more than 31 binades:
+    /// rebuilt bit by bit with subnormals as mantissa * 2^-24 (exact, slower).
+    F16,
 }
 
 /// The f16 in the low 16 bits of `h`, as f32 (WGSL without `shader-f16` has no f16 type, and
@@ -162,89 +168,101 @@ fn f16_to_f32(h: u32) -> f32 {
     select(exp == 0u32, tiny, normal)
 }
 
-/// Columns 4 c .. 4 c + 3 of an f16 weight row: two words, two halves each (low half first).
+/// Columns 4 c .. 4 c + 3 of a weight row, as f32, from the words at `at`: one word of four
+/// biased int8, or two words of two halves (low half first), as `code` says.
 #[cube]
-fn unpack_f16x4(lo: u32, hi: u32) -> Vec4 {
+fn packed_w(words: &Tensor<u32>, at: usize, #[comptime] code: WordCode) -> Vec4 {
     let mut v = Vec4::empty();
-    v.insert(0usize, f16_to_f32(lo & 65535u32));
-    v.insert(1usize, f16_to_f32(lo >> 16u32));
-    v.insert(2usize, f16_to_f32(hi & 65535u32));
-    v.insert(3usize, f16_to_f32(hi >> 16u32));
+    match code {
+        WordCode::Int8 => {
+            let w = words[at];
+            v.insert(0usize, f32::cast_from(w & 255u32));
+            v.insert(1usize, f32::cast_from((w >> 8u32) & 255u32));
+            v.insert(2usize, f32::cast_from((w >> 16u32) & 255u32));
+            v.insert(3usize, f32::cast_from(w >> 24u32));
+            v -= Vec4::new(128.0f32);
+        }
+        WordCode::F16Rebased => {
+            let lo = words[at];
+            let hi = words[at + 1];
+            // Half j's 15 magnitude bits go to an f32's bits 13..27, its sign to bit 31.
+            v.insert(0usize, f32::reinterpret(((lo << 13u32) & 268427264u32) | ((lo << 16u32) & 2147483648u32)));
+            v.insert(1usize, f32::reinterpret(((lo >> 3u32) & 268427264u32) | (lo & 2147483648u32)));
+            v.insert(2usize, f32::reinterpret(((hi << 13u32) & 268427264u32) | ((hi << 16u32) & 2147483648u32)));
+            v.insert(3usize, f32::reinterpret(((hi >> 3u32) & 268427264u32) | (hi & 2147483648u32)));
+        }
+        WordCode::F16 => {
+            let lo = words[at];
+            let hi = words[at + 1];
+            v.insert(0usize, f16_to_f32(lo & 65535u32));
+            v.insert(1usize, f16_to_f32(lo >> 16u32));
+            v.insert(2usize, f16_to_f32(hi & 65535u32));
+            v.insert(3usize, f16_to_f32(hi >> 16u32));
+        }
+    }
     v
 }
 
-/// Four columns of row `at` of a packed weight, as f32: one word of four int8 (`half` false) or
-/// two words of two f16 (`half` true).
-#[cube]
-fn packed_w(words: &Tensor<u32>, at: usize, #[comptime] half: bool) -> Vec4 {
-    if half { unpack_f16x4(words[at], words[at + 1]) } else { unpack_i8x4(words[at]) }
-}
-
-/// out[m, :] = (a[m, :] W) * scale + bias for a packed weight W [4 * k4, 4 * n4]: int8 (`half`
-/// false: one u32 word per 4 columns, byte j = column 4 c + j, with per-column `scale`) or f16
-/// (`half` true: two halves per word, column 2 c + j in half j; `scale` unused). The weight is
-/// never expanded: each unit unpacks the words it reads in registers, and the int8 column
-/// scales are applied once, after the k loop (they factor out of it).
+/// out[m, :] = (a[m, :] W) * factor + bias for a packed weight W [4 * k4, 4 * n4] (`code`: one
+/// u32 word per 4 columns for int8, two for f16), with a per-column `factor` (int8: the scales;
+/// rebased f16: 2^(112 - s); f16: unused). The weight is never expanded: each unit unpacks the
+/// words it reads in registers, for `PACKED_ROWS` rows of the output and 4 columns, and the
+/// factor is applied once, after the k loop (it factors out of it).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn matmul_4x4_packed(
     a: &Tensor<Vec4>,
     words: &Tensor<u32>,
-    scale: &Tensor<Vec4>,
+    factor: &Tensor<Vec4>,
     bias: &Tensor<Vec4>,
     out: &mut Tensor<Vec4>,
     rows: usize,
     k4: usize,
     n4: usize,
-    #[comptime] half: bool,
+    #[comptime] code: WordCode,
 ) {
     let col = ABSOLUTE_POS_X as usize;
-    let row0 = ABSOLUTE_POS_Y as usize * 4;
+    let row0 = ABSOLUTE_POS_Y as usize * PACKED_ROWS;
     if col >= n4 || row0 >= rows {
         terminate!();
     }
+    // Rows past the end read the last row (their results are not written).
     let last = rows - 1;
-    let a0 = row0 * k4;
-    let a1 = usize::min(row0 + 1, last) * k4;
-    let a2 = usize::min(row0 + 2, last) * k4;
-    let a3 = usize::min(row0 + 3, last) * k4;
+    let mut a_at = Array::<usize>::new(PACKED_ROWS);
+    let mut acc = Array::<Vec4>::new(PACKED_ROWS);
+    #[unroll]
+    for r in 0..PACKED_ROWS {
+        a_at[r] = usize::min(row0 + r, last) * k4;
+        acc[r] = Vec4::new(0.0f32);
+    }
     // Words per weight row, and the first word of this unit's 4 columns.
     let mut per_row = n4;
     let mut first = col;
-    if half {
+    if comptime!(code != WordCode::Int8) {
         per_row = 2 * n4;
         first = 2 * col;
     }
-    let zero = Vec4::new(0.0f32);
-    let mut acc0 = zero;
-    let mut acc1 = zero;
-    let mut acc2 = zero;
-    let mut acc3 = zero;
     for kk in 0..k4 {
         let w_row = kk * 4 * per_row + first;
-        let w0 = packed_w(words, w_row, half);
-        let w1 = packed_w(words, w_row + per_row, half);
-        let w2 = packed_w(words, w_row + 2 * per_row, half);
-        let w3 = packed_w(words, w_row + 3 * per_row, half);
-        acc0 = row_times_w(acc0, a[a0 + kk], w0, w1, w2, w3);
-        acc1 = row_times_w(acc1, a[a1 + kk], w0, w1, w2, w3);
-        acc2 = row_times_w(acc2, a[a2 + kk], w0, w1, w2, w3);
-        acc3 = row_times_w(acc3, a[a3 + kk], w0, w1, w2, w3);
+        let w0 = packed_w(words, w_row, code);
+        let w1 = packed_w(words, w_row + per_row, code);
+        let w2 = packed_w(words, w_row + 2 * per_row, code);
+        let w3 = packed_w(words, w_row + 3 * per_row, code);
+        #[unroll]
+        for r in 0..PACKED_ROWS {
+            acc[r] = row_times_w(acc[r], a[a_at[r] + kk], w0, w1, w2, w3);
+        }
     }
-    let mut s = Vec4::new(1.0f32);
-    if !half {
-        s = scale[col];
+    let mut f = Vec4::new(1.0f32);
+    if comptime!(code != WordCode::F16) {
+        f = factor[col];
     }
     let add = bias[col];
-    out[row0 * n4 + col] = acc0 * s + add;
-    if row0 + 1 < rows {
-        out[(row0 + 1) * n4 + col] = acc1 * s + add;
-    }
-    if row0 + 2 < rows {
-        out[(row0 + 2) * n4 + col] = acc2 * s + add;
-    }
-    if row0 + 3 < rows {
-        out[(row0 + 3) * n4 + col] = acc3 * s + add;
+    #[unroll]
+    for r in 0..PACKED_ROWS {
+        if row0 + r < rows {
+            out[(row0 + r) * n4 + col] = acc[r] * f + add;
+        }
     }
 }
 
@@ -381,36 +399,29 @@ pub fn linear_register_4x4(x: BurnTensor<2>, weight: BurnTensor<2>, bias: BurnTe
     BurnTensor::from_primitive::<Wgpu>(out)
 }
 
-/// A linear layer's weight packed in 32-bit words (an Int tensor), as `matmul_4x4_packed`
-/// reads it.
-#[allow(clippy::large_enum_variant)] // a few hundred of them per model
-pub enum PackedWeight {
-    /// [in, out / 4] words of four int8 columns ([`pack_i8_columns`]) and the per-column scales
-    /// [1, out].
-    Int8 { words: burn::tensor::Tensor<2, burn::tensor::Int>, scale: BurnTensor<2> },
-    /// [in, out / 2] words of two f16 columns ([`pack_f16_columns`]).
-    F16 { words: burn::tensor::Tensor<2, burn::tensor::Int> },
+/// A linear layer's weight packed in 32-bit words (an Int tensor) as `matmul_4x4_packed` reads
+/// it, with its per-column factor [1, out] (see [`WordCode`]).
+pub struct PackedWeight {
+    pub words: burn::tensor::Tensor<2, burn::tensor::Int>,
+    pub factor: BurnTensor<2>,
+    pub code: WordCode,
 }
 
 /// x [N, in] · W [in, out] + bias [1, out] -> [N, out] with `matmul_4x4_packed`, W packed (no
 /// f32 copy of it is made). wgpu tensors only, with `register_kernel_fits(in, out)`.
 pub fn linear_packed_register(x: BurnTensor<2>, weight: &PackedWeight, bias: BurnTensor<2>) -> BurnTensor<2> {
     let [rows, d_in] = x.dims();
-    let (words, scale, half) = match weight {
-        PackedWeight::Int8 { words, scale } => (words.clone(), Some(primitive(scale.clone())), false),
-        PackedWeight::F16 { words } => (words.clone(), None, true),
-    };
-    let n4 = if half { words.dims()[1] / 2 } else { words.dims()[1] };
-    let (x, bias) = (primitive(x), primitive(bias));
-    let words = into_contiguous(words.try_into_primitive::<Wgpu>().expect("the register kernels run on wgpu tensors"));
+    let n4 = weight.factor.dims()[1] / 4;
+    let (x, bias, factor) = (primitive(x), primitive(bias), primitive(weight.factor.clone()));
+    let words = into_contiguous(
+        weight.words.clone().try_into_primitive::<Wgpu>().expect("the register kernels run on wgpu tensors"),
+    );
     let out = empty_f32(&x, [rows, n4 * 4]);
     let count = CubeCount::Static(
         n4.div_ceil(GROUP_COLS as usize) as u32,
-        rows.div_ceil(4).div_ceil(GROUP_ROWS as usize) as u32,
+        rows.div_ceil(PACKED_ROWS).div_ceil(GROUP_ROWS as usize) as u32,
         1,
     );
-    // f16 weights have no scales: the kernel never reads its scale argument; bias stands in.
-    let scale = scale.unwrap_or_else(|| bias.clone());
     // SAFETY: columns stop at n4, rows past `rows` are clamped (reads) or skipped (writes), k
     // stops at d_in / 4 vec4s of x; words holds d_in rows of n4 (int8) or 2 n4 (f16) words.
     unsafe {
@@ -420,28 +431,67 @@ pub fn linear_packed_register(x: BurnTensor<2>, weight: &PackedWeight, bias: Bur
             CubeDim::new_2d(GROUP_COLS, GROUP_ROWS),
             x.into_tensor_arg(),
             words.into_tensor_arg(),
-            scale.into_tensor_arg(),
+            factor.into_tensor_arg(),
             bias.into_tensor_arg(),
             out.clone().into_tensor_arg(),
             rows,
             d_in / 4,
             n4,
-            half,
+            weight.code,
         );
     }
     BurnTensor::from_primitive::<Wgpu>(out)
 }
 
-/// f16 bit patterns of a row-major [rows, cols] matrix (cols even) packed two columns to a word,
-/// column 2 c + j in half j of word c: [rows, cols / 2], as `matmul_4x4_packed` reads them.
-pub fn pack_f16_columns(bits: &[u16]) -> Vec<i32> {
-    bits.chunks_exact(2).map(|h| (h[0] as u32 | (h[1] as u32) << 16) as i32).collect()
+/// f16 bit patterns of a row-major [rows, cols] matrix (cols even), packed two columns to a
+/// word, column 2 c + j in half j of word c: [rows, cols / 2] words, with the code and the
+/// column factor `matmul_4x4_packed` reads them with. Rebased ([`WordCode::F16Rebased`]) when
+/// the matrix's non-zero values span at most 31 binades (any weight matrix under 2^7 in
+/// magnitude does), as IEEE halves ([`WordCode::F16`], factor 1) otherwise.
+pub fn pack_f16_columns(bits: &[u16]) -> (Vec<i32>, WordCode, f32) {
+    // A non-zero half's exponent, normalised: biased as f16's (1..=30 for normal numbers), and
+    // -9..=0 for subnormals (mantissa m: 2^p <= m < 2^(p+1) gives p - 9); its 10 mantissa bits
+    // after the leading one.
+    let split = |h: u16| -> Option<(i32, u32)> {
+        let (e, m) = (((h >> 10) & 31) as i32, (h & 1023) as u32);
+        match (e, m) {
+            (0, 0) => None,
+            (0, m) => {
+                let p = 31 - m.leading_zeros() as i32;
+                Some((p - 9, (m << (10 - p)) & 1023))
+            }
+            (e, m) => Some((e, m)),
+        }
+    };
+    let (lo, hi) =
+        bits.iter().filter_map(|&h| split(h)).fold((i32::MAX, i32::MIN), |(lo, hi), (e, _)| (lo.min(e), hi.max(e)));
+    let pairs = |f: &dyn Fn(u16) -> u32| -> Vec<i32> {
+        bits.chunks_exact(2).map(|h| (f(h[0]) | f(h[1]) << 16) as i32).collect()
+    };
+    if hi == i32::MIN {
+        return (pairs(&|_| 0), WordCode::F16Rebased, 1.0); // all zeros
+    }
+    let s = 31 - hi; // the largest exponent becomes 31
+    if lo + s < 1 {
+        return (pairs(&|h| h as u32), WordCode::F16, 1.0);
+    }
+    let code = |h: u16| -> u32 {
+        let sign = (h & 0x8000) as u32;
+        match split(h) {
+            None => sign,
+            Some((e, m)) => sign | (((e + s) as u32) << 10) | m,
+        }
+    };
+    // value = rebased-as-f32 * 2^(112 - s): 2^(e - 15) (1.m) against 2^(e + s - 127) (1.m).
+    (pairs(&code), WordCode::F16Rebased, 2f32.powi(112 - s))
 }
 
 /// int8 values of a row-major [rows, cols] matrix (cols a multiple of 4) packed four columns to
-/// a word, column 4 c + j in byte j of word c: [rows, cols / 4], as `matmul_4x4_packed` reads them.
+/// a word, column 4 c + j in byte j of word c as q + 128: [rows, cols / 4], as
+/// `matmul_4x4_packed` reads them ([`WordCode::Int8`]).
 pub fn pack_i8_columns(q: &[i8]) -> Vec<i32> {
-    q.chunks_exact(4).map(|b| i32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])).collect()
+    let biased = |v: i8| (v as i16 + 128) as u8;
+    q.chunks_exact(4).map(|b| i32::from_le_bytes([biased(b[0]), biased(b[1]), biased(b[2]), biased(b[3])])).collect()
 }
 
 /// Whether [`attention_register_4x4`] takes these shapes.
@@ -504,4 +554,70 @@ pub fn attention_register_4x4(
         );
     }
     BurnTensor::from_primitive::<Wgpu>(context)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `packed_w` makes of half `j` of `word` (the kernel's integer steps), times the factor.
+    fn decode(word: u32, j: u32, code: WordCode, factor: f32) -> f32 {
+        let h = word >> (16 * j);
+        match code {
+            WordCode::F16Rebased => f32::from_bits(((h & 0x7fff) << 13) | ((h & 0x8000) << 16)) * factor,
+            WordCode::F16 => half::f16::from_bits(h as u16).to_f32(),
+            WordCode::Int8 => unreachable!(),
+        }
+    }
+
+    /// Every finite half, in a matrix whose largest magnitude is `max`: decoded exactly, and
+    /// never through an f32 subnormal (which a software adapter would flush to zero).
+    fn round_trip(max: f32) -> WordCode {
+        let mut bits: Vec<u16> = (0..=u16::MAX)
+            .filter(|&h| half::f16::from_bits(h).is_finite() && half::f16::from_bits(h).to_f32().abs() <= max)
+            .collect();
+        bits.push(half::f16::from_f32(max).to_bits());
+        if bits.len() % 2 == 1 {
+            bits.push(0);
+        }
+        let (words, code, factor) = pack_f16_columns(&bits);
+        for (i, &h) in bits.iter().enumerate() {
+            let word = words[i / 2] as u32;
+            let got = decode(word, (i % 2) as u32, code, factor);
+            let want = half::f16::from_bits(h).to_f32();
+            assert_eq!(got.to_bits(), want.to_bits(), "half {h:#06x} ({want}) decoded as {got} ({code:?})");
+            if code == WordCode::F16Rebased && want != 0.0 {
+                let built = f32::from_bits(((word >> (16 * (i % 2))) & 0x7fff) << 13);
+                assert!(built.is_normal(), "half {h:#06x}: an f32 subnormal on the way");
+            }
+        }
+        code
+    }
+
+    #[test]
+    fn f16_words_decode_exactly() {
+        // Subnormals up to 64: within 31 binades, rebased; up to 65504: IEEE halves.
+        assert_eq!(round_trip(64.0), WordCode::F16Rebased);
+        assert_eq!(round_trip(0.125), WordCode::F16Rebased);
+        assert_eq!(round_trip(65504.0), WordCode::F16);
+        // Without subnormals a wide matrix still rebases: 2^-14 .. 2^15 is 30 binades.
+        let wide: Vec<u16> =
+            [6.1035156e-5f32, -1.0, 32768.0, 0.0].iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
+        let (words, code, factor) = pack_f16_columns(&wide);
+        assert_eq!(code, WordCode::F16Rebased);
+        for (i, &h) in wide.iter().enumerate() {
+            assert_eq!(decode(words[i / 2] as u32, (i % 2) as u32, code, factor), half::f16::from_bits(h).to_f32());
+        }
+    }
+
+    #[test]
+    fn int8_words_are_biased_bytes() {
+        let q: Vec<i8> = (-127..=127).chain([0]).collect();
+        for (c, &word) in pack_i8_columns(&q).iter().enumerate() {
+            for j in 0..4 {
+                let got = ((word as u32 >> (8 * j)) & 255) as f32 - 128.0;
+                assert_eq!(got, q[4 * c + j] as f32);
+            }
+        }
+    }
 }
