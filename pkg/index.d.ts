@@ -47,9 +47,9 @@ export interface LoadProgress {
   file: string;
   /** "download" (from the network), "cache" (from the Cache API, no download), "verify" (a
    *  picked pack file being hashed against its m3-pack.json), "convert" (one of BAAI's files —
-   *  pytorch_model.bin, colbert_linear.pt, sparse_linear.pt — converted to a pack file as it
-   *  downloads, `dtype` 'f16' / 'int8' on BAAI's layout; `file` is the source's name, the bytes
-   *  are the source's) or "build". */
+   *  pytorch_model.bin, colbert_linear.pt, sparse_linear.pt, tokenizer.json (minified) —
+   *  converted to a pack file as it downloads, `dtype` 'f16' / 'int8' on BAAI's layout; `file` is
+   *  the source's name, the bytes are the source's) or "build". */
   phase: 'download' | 'cache' | 'verify' | 'convert' | 'build';
   /** Bytes done / total for downloads (total is null when the server sends no length); layers for "build". */
   loaded: number;
