@@ -136,7 +136,7 @@ fn matmul_4x4(
 /// this many rows, so that unpacking costs less than the multiply-adds it feeds on a CPU adapter,
 /// where arithmetic, not memory, is what a kernel waits on. (SwiftShader, small model, 512 tokens,
 /// against f32: 4 rows with the old unpacking 0.30-0.60x for f16; 8 rows 1.08x f16, 1.33-1.42x
-/// int8; 16 rows 1.30x both.)
+/// int8; 16 rows 1.07-1.30x f16, 1.26-1.30x int8: docs/benchmarks.md.)
 const PACKED_ROWS: usize = 16;
 
 /// How `matmul_4x4_packed` reads a weight word (chosen when the weight is uploaded:
