@@ -43,6 +43,22 @@ def cosine(a, b):
     return dot / max(na * nb, 1e-30)
 
 
+def fidelity(got, want):
+    """The worst figures of encoded texts `got` against `want` (m3 encode's JSON lines, or reference
+    items): least dense cosine, least ColBERT row cosine, largest sparse difference over the text's
+    largest weight. Also used by pack_fidelity.py (packs against f32)."""
+    f = {"dense_cos": 1.0, "colbert_row_cos": 1.0, "sparse_rel": 0.0}
+    for g, w in zip(got, want):
+        f["dense_cos"] = min(f["dense_cos"], cosine(g["dense"], w["dense"]))
+        for gr, wr in zip(g["colbert"], w["colbert"]):
+            f["colbert_row_cos"] = min(f["colbert_row_cos"], cosine(gr, wr))
+        gs, ws = g["sparse"], w["sparse"]
+        top = max(list(ws.values()) + [1e-6])
+        for k in set(gs) | set(ws):
+            f["sparse_rel"] = max(f["sparse_rel"], abs(gs.get(k, 0.0) - ws.get(k, 0.0)) / top)
+    return f
+
+
 def check_pack(a, ref):
     """Converts the model to a pack and measures it against the f32 reference; exits 0 or 1."""
     bounds = BOUNDS[a.pack]
@@ -57,17 +73,8 @@ def check_pack(a, ref):
         got = run_m3(a.m3, "encode", out, a.device, [{"text": i["text"]} for i in items])
         pairs = ref["scores"]["pairs"]
         got_scores = run_m3(a.m3, "score", out, a.device, [{"query": q, "passage": p} for q, p in pairs])
-    f = {"dense_cos": 1.0, "colbert_row_cos": 1.0, "sparse_rel": 0.0, "score_err": 0.0}
-    ids_differ = 0
-    for g, w in zip(got, items):
-        ids_differ += g["input_ids"] != w["input_ids"]
-        f["dense_cos"] = min(f["dense_cos"], cosine(g["dense"], w["dense"]))
-        for gr, wr in zip(g["colbert"], w["colbert"]):
-            f["colbert_row_cos"] = min(f["colbert_row_cos"], cosine(gr, wr))
-        gs, ws = g["sparse"], w["sparse"]
-        top = max(list(ws.values()) + [1e-6])
-        for k in set(gs) | set(ws):
-            f["sparse_rel"] = max(f["sparse_rel"], abs(gs.get(k, 0.0) - ws.get(k, 0.0)) / top)
+    f = {**fidelity(got, items), "score_err": 0.0}
+    ids_differ = sum(g["input_ids"] != w["input_ids"] for g, w in zip(got, items))
     for name, want in ref["scores"]["result"].items():
         for g, w in zip(got_scores, want):
             f["score_err"] = max(f["score_err"], abs(g[name] - w) / max(abs(w), 1.0))

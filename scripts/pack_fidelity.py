@@ -14,7 +14,6 @@ dtype's). Random weights lack a trained model's outlier channels: say so next to
 """
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from check_reference import fidelity  # noqa: E402  (one measure for packs, against f32 or a reference)
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/bge-m3-target"))
 M3 = TARGET / "release/m3"
 
@@ -36,13 +37,6 @@ TEXTS = [
     "A longer passage about hives and honey: bees collect nectar, store it in wax cells, and fan it "
     "with their wings until enough water evaporates; the honey is then capped with wax. " * 4,
 ]
-
-
-def cosine(a, b):
-    dot = sum(x * y for x, y in zip(a, b))
-    na = math.sqrt(sum(x * x for x in a))
-    nb = math.sqrt(sum(y * y for y in b))
-    return dot / max(na * nb, 1e-30)
 
 
 def encode(model, device, texts):
@@ -81,13 +75,8 @@ def main():
             worst = [l for l in run.stdout.decode().splitlines() if l.startswith("worst")]
             print(f"{dtype}: converted in {time.time() - t0:.1f} s; {worst[0] if worst else ''}")
         got, s = encode(pack, a.device, texts)
-        dense = min(cosine(g["dense"], b["dense"]) for g, b in zip(got, base))
-        colbert = min(cosine(gr, br) for g, b in zip(got, base) for gr, br in zip(g["colbert"], b["colbert"]))
-        sparse = 0.0
-        for g, b in zip(got, base):
-            top = max(b["sparse"].values(), default=1e-6)
-            for k in set(g["sparse"]) | set(b["sparse"]):
-                sparse = max(sparse, abs(g["sparse"].get(k, 0.0) - b["sparse"].get(k, 0.0)) / top)
+        f = fidelity(got, base)
+        dense, colbert, sparse = f["dense_cos"], f["colbert_row_cos"], f["sparse_rel"]
         print(f"{dtype:<4} {folder_bytes(pack) / 1e9:6.3f} GB  encode {s:6.1f} s  vs f32: dense cosine >= {dense:.6f}, "
               f"ColBERT row cosine >= {colbert:.6f}, sparse error <= {sparse:.2e} of the largest weight")
 

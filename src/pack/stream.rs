@@ -224,15 +224,15 @@ impl StreamConverter {
         self.in_size += chunk.len() as u64;
         if let Some(m) = &mut self.minify {
             m.push(chunk, &mut self.out);
-        }
-        let mut at = if self.minify.is_some() { chunk.len() } else { 0 };
-        let mut idle = 0;
-        while at < chunk.len() {
-            let n = self.step(&chunk[at..])?;
-            // A step that consumes nothing moves the state on; two in a row would be a bug.
-            idle = if n == 0 { idle + 1 } else { 0 };
-            debug_assert!(idle < 3, "the stream converter made no progress");
-            at += n;
+        } else {
+            let (mut at, mut idle) = (0, 0);
+            while at < chunk.len() {
+                let n = self.step(&chunk[at..])?;
+                // A step that consumes nothing moves the state on; two in a row would be a bug.
+                idle = if n == 0 { idle + 1 } else { 0 };
+                debug_assert!(idle < 3, "the stream converter made no progress");
+                at += n;
+            }
         }
         let out = std::mem::take(&mut self.out);
         self.out_hash.update(&out);
