@@ -3,14 +3,15 @@
 ../shared/fixtures/tiny-m3-reference.json, as written by make_fixture.py).
 
     python3 scripts/check_reference.py REFERENCE.json MODEL_DIR [--device cpu|wgpu] [--m3 PATH] [--tol 1e-4]
-    python3 scripts/check_reference.py REFERENCE.json MODEL_DIR --pack f16|int8 [--device cpu|wgpu]
+    python3 scripts/check_reference.py REFERENCE.json MODEL_DIR --pack f16|int8 [--device cpu|wgpu] [--kernel K]
 
 --pack converts MODEL_DIR with `m3 convert` (into a temporary folder) and holds the pack's outputs
 to issue 11's bounds against the f32 reference instead of --tol: f16: dense cosine >= 0.9999,
 ColBERT row cosine >= 0.999, sparse weights within 1e-3 of the text's largest, every score within
 1e-3 (relative above 1); int8: dense cosine >= 0.995, ColBERT row cosine >= 0.99 (sparse and score
 errors printed, not bounded). On --device wgpu texts of 1000 tokens or more are left out (minutes
-each on a software adapter), as tests/pack.rs does.
+each on a software adapter), as tests/pack.rs does. --kernel goes to m3 (auto, burn, register,
+burn-f16); an f16 pack with burn-f16 (f16 matmuls) is held to pack-bounds.json's f16-compute.
 
 --backend is the same as --device (m3's own alias). m3 runs with --truncate: FlagEmbedding's
 reference truncates long texts at 8192 tokens, where m3 by default cuts them into windows.
@@ -26,9 +27,10 @@ import subprocess
 import sys
 import tempfile
 
-# Issue 11's bounds per pack dtype (their one owner; None: printed, not bounded).
-BOUNDS = {k: v for k, v in json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
-                                                       "pack-bounds.json"), encoding="utf-8")).items() if k != "about"}
+# Issue 11's bounds per pack dtype, and f16-compute's (their one owner; None: printed, not bounded).
+BOUNDS = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "pack-bounds.json"),
+                        encoding="utf-8"))
+PACK_DTYPES = ("f16", "int8")
 
 
 def matches(d, want, tol):
@@ -61,7 +63,8 @@ def fidelity(got, want):
 
 def check_pack(a, ref):
     """Converts the model to a pack and measures it against the f32 reference; exits 0 or 1."""
-    bounds = BOUNDS[a.pack]
+    key = "f16-compute" if a.pack == "f16" and a.kernel == "burn-f16" else a.pack
+    bounds = BOUNDS[key]
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "pack")
         conv = subprocess.run([a.m3, "convert", "--model", a.model, "--out", out, "--dtype", a.pack],
@@ -70,9 +73,9 @@ def check_pack(a, ref):
             sys.exit(f"m3 convert failed: {conv.stderr.strip()}")
         worst_tensor = [l for l in conv.stdout.splitlines() + conv.stderr.splitlines() if "worst" in l.lower()]
         items = [i for i in ref["items"] if a.device == "cpu" or len(i["input_ids"]) < 1000]
-        got = run_m3(a.m3, "encode", out, a.device, [{"text": i["text"]} for i in items])
+        got = run_m3(a, "encode", out, [{"text": i["text"]} for i in items])
         pairs = ref["scores"]["pairs"]
-        got_scores = run_m3(a.m3, "score", out, a.device, [{"query": q, "passage": p} for q, p in pairs])
+        got_scores = run_m3(a, "score", out, [{"query": q, "passage": p} for q, p in pairs])
     f = {**fidelity(got, items), "score_err": 0.0}
     ids_differ = sum(g["input_ids"] != w["input_ids"] for g, w in zip(got, items))
     for name, want in ref["scores"]["result"].items():
@@ -85,17 +88,17 @@ def check_pack(a, ref):
         bound = bounds[k]
         if bound is not None and (v < bound if k.endswith("_cos") else v > bound):
             failed.append(f"{k} {v:.7g} (bound {bound})")
-    print(f"{a.model} as an {a.pack} pack on {a.device}, {len(items)} texts and {len(pairs)} pairs: "
+    print(f"{a.model} as an {a.pack} pack on {a.device} (kernel {a.kernel}), {len(items)} texts and {len(pairs)} pairs: "
           + ", ".join(f"{k} {v:.7g}" for k, v in f.items()))
     for l in worst_tensor:
         print("  m3 convert:", l.strip())
-    print("FAIL " + "; ".join(failed) if failed else f"within issue 11's {a.pack} bounds")
+    print("FAIL " + "; ".join(failed) if failed else f"within the {key} bounds")
     sys.exit(1 if failed else 0)
 
 
-def run_m3(m3, command, model, device, lines):
+def run_m3(a, command, model, lines):
     proc = subprocess.run(
-        [m3, command, "--model", model, "--device", device, "--batch-size", "4", "--truncate"],
+        [a.m3, command, "--model", model, "--device", a.device, "--kernel", a.kernel, "--batch-size", "4", "--truncate"],
         input="".join(json.dumps(l, ensure_ascii=False) + "\n" for l in lines),
         capture_output=True, text=True)
     if proc.returncode != 0:
@@ -109,7 +112,8 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--device", "--backend", dest="device", default="cpu", help="cpu, wgpu or auto (m3 --device)")
     ap.add_argument("--tol", type=float, default=1e-4)
-    ap.add_argument("--pack", choices=sorted(BOUNDS), help="convert to a pack and check issue 11's bounds")
+    ap.add_argument("--pack", choices=PACK_DTYPES, help="convert to a pack and check issue 11's bounds")
+    ap.add_argument("--kernel", default="auto", help="m3 --kernel: auto, burn, register or burn-f16")
     target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/bge-m3-target"))
     ap.add_argument("--m3", default=os.path.join(target, "release", "m3"))
     a = ap.parse_args()
@@ -117,7 +121,7 @@ def main():
     if a.pack:
         check_pack(a, ref)
     items = ref["items"]
-    got = run_m3(a.m3, "encode", a.model, a.device, [{"text": i["text"]} for i in items])
+    got = run_m3(a, "encode", a.model, [{"text": i["text"]} for i in items])
     passed = failed = 0
     worst = {"dense": 0.0, "sparse": 0.0, "colbert": 0.0}
 
@@ -146,8 +150,7 @@ def main():
         check(same_rows and d <= a.tol, f"text {n}: colbert differs by {d} (rows {len(gc)} vs {len(wc)})")
     check(len(got) == len(items), "number of outputs")
     scores = ref["scores"]
-    got_scores = run_m3(a.m3, "score", a.model, a.device,
-                        [{"query": q, "passage": p} for q, p in scores["pairs"]])
+    got_scores = run_m3(a, "score", a.model, [{"query": q, "passage": p} for q, p in scores["pairs"]])
     for name, want in scores["result"].items():
         d = max(abs(g[name] - w) for g, w in zip(got_scores, want))
         worst[name] = d

@@ -6,13 +6,13 @@
 //! in f32 for the full model, more than one WebGPU buffer may hold) is kept in row blocks of at
 //! most 64 MiB, read from the checkpoint block by block.
 
-use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData, activation};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::gpu::flush_uploads;
 use crate::kernels::{LinearKernel, attention_kernel_fits, attention_register_4x4};
-use crate::kernels::{PackedWeight, WordCode, linear_packed_register, linear_register_4x4};
+use crate::kernels::{PackedWeight, WordCode, linear_packed_register, linear_register_4x4, matmul_f16};
 use crate::kernels::{pack_f16_columns, pack_i8_columns, register_kernel_fits};
 use crate::weights::{F16Matrix, HostTensor, Int8Rows, TensorSource, expect_shape};
 
@@ -49,6 +49,9 @@ enum Weight {
     /// int8 or f16 on a wgpu device, packed in 32-bit words; `matmul_4x4_packed` reads them as
     /// they are: no f32 copy of the matrix exists.
     Gpu(PackedWeight),
+    /// f16 on a wgpu device with `shader-f16` ([`LinearKernel::BurnF16`]): an f16 tensor
+    /// [in, out], multiplied by burn's matmul in f16 with f32 accumulation.
+    F16(Tensor<2>),
     /// int8 in host memory (the CPU backend): `q_t` [in, out] (transposed), `scale` [out].
     /// Dequantized for each forward pass, one matrix at a time.
     Int8Host { q_t: Vec<i8>, scale: Vec<f32>, device: Device },
@@ -104,6 +107,11 @@ impl Linear {
             }
             Some(q) => Weight::Int8Host { q_t: transpose(&q.q, d_out, d_in), scale: q.scales, device: device.clone() },
             None => match src.f16(&w_key)? {
+                Some(m) if is_wgpu(device) && kernel == LinearKernel::BurnF16 => {
+                    let w_t: Vec<half::f16> =
+                        transpose(&m.bits, d_out, d_in).into_iter().map(half::f16::from_bits).collect();
+                    Weight::F16(Tensor::from_data(TensorData::new(w_t, [d_in, d_out]), (device, DType::F16)))
+                }
                 Some(m) if is_wgpu(device) && register_kernel_fits(d_in, d_out) => {
                     let (words, code, factor) = pack_f16_columns(&transpose(&m.bits, d_out, d_in));
                     let words = Tensor::from_data(TensorData::new(words, [d_in, d_out / 2]), device);
@@ -125,7 +133,11 @@ impl Linear {
         Ok(Linear {
             weight,
             bias,
-            kernel: if register_kernel_fits(d_in, d_out) { kernel } else { LinearKernel::Burn },
+            kernel: if register_kernel_fits(d_in, d_out) || kernel == LinearKernel::BurnF16 {
+                kernel
+            } else {
+                LinearKernel::Burn
+            },
             d_in,
             d_out,
         })
@@ -136,10 +148,15 @@ impl Linear {
         match self.weight {
             Weight::F32(_) => "f32",
             Weight::Gpu(PackedWeight { code: WordCode::Int8, .. }) | Weight::Int8Host { .. } => "int8",
-            Weight::Gpu(PackedWeight { code: WordCode::F16 | WordCode::F16Rebased, .. }) | Weight::F16Host { .. } => {
-                "f16"
-            }
+            Weight::Gpu(PackedWeight { code: WordCode::F16 | WordCode::F16Rebased, .. })
+            | Weight::F16(_)
+            | Weight::F16Host { .. } => "f16",
         }
+    }
+
+    /// Whether the matmul runs on f16 operands ([`Weight::F16`]).
+    pub fn computes_in_f16(&self) -> bool {
+        matches!(self.weight, Weight::F16(_))
     }
 
     /// Bytes the weight and bias take on the device between forward passes.
@@ -149,6 +166,7 @@ impl Linear {
             // words, and the per-column factor (f32)
             Weight::Gpu(PackedWeight { code: WordCode::Int8, .. }) => self.d_in * self.d_out + self.d_out * 4,
             Weight::Gpu(PackedWeight { .. }) => self.d_in * self.d_out * 2 + self.d_out * 4,
+            Weight::F16(_) => self.d_in * self.d_out * 2,
             Weight::Int8Host { .. } | Weight::F16Host { .. } => 0,
         };
         w + self.d_out * 4
@@ -166,7 +184,8 @@ impl Linear {
     /// x: [N, in] -> [N, out]
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         match (&self.weight, self.kernel) {
-            (Weight::F32(w), LinearKernel::Burn) => x.matmul(w.clone()) + self.bias.clone(),
+            (Weight::F32(w), LinearKernel::Burn | LinearKernel::BurnF16) => x.matmul(w.clone()) + self.bias.clone(),
+            (Weight::F16(w), _) => matmul_f16(x, w.clone()) + self.bias.clone(),
             (Weight::F32(w), LinearKernel::Register4x4) => linear_register_4x4(x, w.clone(), self.bias.clone()),
             (Weight::Gpu(packed), _) => linear_packed_register(x, packed, self.bias.clone()),
             (Weight::Int8Host { q_t, scale, device }, _) => {
@@ -379,13 +398,14 @@ impl Attention {
         let context = if self.kernel == LinearKernel::Register4x4 && attention_kernel_fits(d, t) {
             attention_register_4x4(q, k, v, mask_bias.clone().reshape([b, t]), b, t, nh, rows)
         } else {
-            Self::context(q, k, v, mask_bias, b, t, nh, rows)
+            Self::context(q, k, v, mask_bias, b, t, nh, rows, self.query.computes_in_f16())
         };
         self.layer_norm.forward(self.output.forward(context) + x)
     }
 
     /// softmax(q k^T / sqrt(d) + mask) v per text and head with burn's ops, `rows` queries at a
-    /// time. q, k, v: [N, H] -> context [N, H].
+    /// time; with `f16`, both products on f16 operands ([`matmul_f16`]: f32 sums and results),
+    /// the mask and softmax in f32. q, k, v: [N, H] -> context [N, H].
     #[allow(clippy::too_many_arguments)] // the shapes, spelled out
     fn context(
         q: Tensor<2>,
@@ -396,18 +416,24 @@ impl Attention {
         t: usize,
         nh: usize,
         rows: usize,
+        f16: bool,
     ) -> Tensor<2> {
         let [n, h] = q.dims();
         let d = h / nh;
-        let split = |y: Tensor<2>| y.reshape([b, t, nh, d]).swap_dims(1, 2); // [B, nh, T, d]
-        let q = split(q) * (1.0 / (d as f64).sqrt());
+        // [B, nh, T, d]; f16 operands are rounded once here, not per query block.
+        let split = |y: Tensor<2>| {
+            let y = y.reshape([b, t, nh, d]).swap_dims(1, 2);
+            if f16 { y.cast(FloatDType::F16) } else { y }
+        };
+        let matmul = |a: Tensor<4>, c: Tensor<4>| if f16 { matmul_f16(a, c) } else { a.matmul(c) };
+        let q = split(q * (1.0 / (d as f64).sqrt()));
         let k_t = split(k).swap_dims(2, 3); // [B, nh, d, T]
         let v = split(v);
         let mut context = Vec::with_capacity(t.div_ceil(rows));
         for start in (0..t).step_by(rows) {
             let len = rows.min(t - start);
-            let scores = q.clone().narrow(2, start, len).matmul(k_t.clone()) + mask_bias.clone();
-            context.push(activation::softmax(scores, 3).matmul(v.clone())); // [B, nh, len, d]
+            let scores = matmul(q.clone().narrow(2, start, len), k_t.clone()) + mask_bias.clone();
+            context.push(matmul(activation::softmax(scores, 3), v.clone())); // [B, nh, len, d]
         }
         let context = if context.len() == 1 { context.pop().unwrap() } else { Tensor::cat(context, 2) };
         context.swap_dims(1, 2).reshape([n, h])
@@ -463,6 +489,9 @@ pub struct Layer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WeightStorage {
     pub dtype: &'static str,
+    /// The linear layers' and attention's matmul operands: "f16" ([`LinearKernel::BurnF16`] on
+    /// an f16 pack) or "f32" (compact weights are widened to f32 inside the kernel).
+    pub compute: &'static str,
     pub device_bytes: usize,
     pub host_bytes: usize,
 }
@@ -498,7 +527,8 @@ impl Encoder {
         Ok(Encoder { embeddings, layers })
     }
 
-    /// How the encoder's weights are held: the linear layers' storage type ("f32" or "int8")
+    /// How the encoder's weights are held: the linear layers' storage type ("f32", "f16" or "int8")
+    /// and the type their matmuls compute in
     /// and the bytes of weights on the device and in host memory (counted from shapes, between
     /// forward passes; LayerNorms and biases included, the heads not).
     pub fn storage(&self, cfg: &ModelConfig) -> WeightStorage {
@@ -524,7 +554,8 @@ impl Encoder {
             WordTable::F16Host(t) => host += t.bits.len() * 2,
         }
         let dtype = linears.first().map(|l| l.dtype()).unwrap_or("f32");
-        WeightStorage { dtype, device_bytes: device, host_bytes: host }
+        let compute = if linears.first().is_some_and(|l| l.computes_in_f16()) { "f16" } else { "f32" };
+        WeightStorage { dtype, compute, device_bytes: device, host_bytes: host }
     }
 
     /// ids: B rows of T ids, `lengths[i]` real tokens in row i (the rest is padding).

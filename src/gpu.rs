@@ -40,11 +40,15 @@ impl std::str::FromStr for DeviceKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KernelChoice {
     /// Ours ([`LinearKernel::Register4x4`]) on a CPU (software) adapter such as SwiftShader or
-    /// lavapipe, where burn's tiled kernels run at ~0.1 GFLOP/s; burn's on GPUs.
+    /// lavapipe, where burn's tiled kernels run at ~0.1 GFLOP/s; burn's on GPUs. Never f16
+    /// matmuls: they add as much error as storing the weights in f16 does, which takes an f16
+    /// pack past issue 11's bounds on the fixture (docs/packs.md), so they are asked for.
     #[default]
     Auto,
     Burn,
     Register,
+    /// [`LinearKernel::BurnF16`]; an adapter without `shader-f16` is an error.
+    BurnF16,
 }
 
 impl std::str::FromStr for KernelChoice {
@@ -54,20 +58,28 @@ impl std::str::FromStr for KernelChoice {
             "auto" => Ok(KernelChoice::Auto),
             "burn" => Ok(KernelChoice::Burn),
             "register" => Ok(KernelChoice::Register),
-            other => Err(Error::Input(format!("unknown kernel {other:?} (auto, burn or register)"))),
+            "burn-f16" => Ok(KernelChoice::BurnF16),
+            other => Err(Error::Input(format!("unknown kernel {other:?} (auto, burn, register or burn-f16)"))),
         }
     }
 }
 
 impl KernelChoice {
-    /// The kernel for a wgpu adapter (`adapter_is_cpu`: a software adapter).
-    pub fn for_adapter(self, adapter_is_cpu: bool) -> LinearKernel {
-        match self {
+    /// The kernel for a wgpu adapter (`adapter_is_cpu`: a software adapter; `shader_f16`: it
+    /// has WebGPU's `shader-f16` feature).
+    pub fn for_adapter(self, adapter_is_cpu: bool, shader_f16: bool) -> Result<LinearKernel> {
+        Ok(match self {
             KernelChoice::Burn => LinearKernel::Burn,
             KernelChoice::Register => LinearKernel::Register4x4,
+            KernelChoice::BurnF16 if shader_f16 => LinearKernel::BurnF16,
+            KernelChoice::BurnF16 => {
+                return Err(Error::Device(
+                    "kernel burn-f16 needs an adapter with shader-f16; this one has none".into(),
+                ));
+            }
             KernelChoice::Auto if adapter_is_cpu => LinearKernel::Register4x4,
             KernelChoice::Auto => LinearKernel::Burn,
-        }
+        })
     }
 }
 
@@ -83,16 +95,18 @@ pub struct PickedDevice {
     pub adapter: String,
     /// A CPU (software) adapter or the CPU backend.
     pub adapter_is_cpu: bool,
+    /// The adapter has WebGPU's `shader-f16` feature (f16 arithmetic in kernels).
+    pub shader_f16: bool,
 }
 
 impl PickedDevice {
     /// The same device with the linear-layer kernel chosen by `choice` (wgpu devices only: the
     /// CPU backend has burn's kernels alone).
-    pub fn with_kernel(self, choice: KernelChoice) -> Self {
+    pub fn with_kernel(self, choice: KernelChoice) -> Result<Self> {
         if self.backend == "cpu" {
-            return self;
+            return Ok(self);
         }
-        PickedDevice { linear_kernel: choice.for_adapter(self.adapter_is_cpu), ..self }
+        Ok(PickedDevice { linear_kernel: choice.for_adapter(self.adapter_is_cpu, self.shader_f16)?, ..self })
     }
 }
 
@@ -105,6 +119,7 @@ pub fn cpu_device() -> PickedDevice {
         backend: "cpu",
         adapter: adapter.into(),
         adapter_is_cpu: true,
+        shader_f16: false,
     }
 }
 
@@ -118,12 +133,14 @@ pub fn cpu_fallback(why: &dyn std::fmt::Display) -> PickedDevice {
 /// ([`cpu_fallback`]).
 pub async fn pick_device(kind: DeviceKind, limits: GpuLimits, kernel: KernelChoice) -> Result<PickedDevice> {
     let gpu = || async {
-        init_wgpu(limits).await.map(|d| PickedDevice {
+        let d = init_wgpu(limits).await?;
+        Ok::<_, Error>(PickedDevice {
             device: d.device,
-            linear_kernel: kernel.for_adapter(d.adapter_is_cpu),
+            linear_kernel: kernel.for_adapter(d.adapter_is_cpu, d.shader_f16)?,
             backend: "webgpu",
             adapter: d.description,
             adapter_is_cpu: d.adapter_is_cpu,
+            shader_f16: d.shader_f16,
         })
     };
     match kind {
@@ -159,6 +176,8 @@ pub struct WgpuDevice {
     pub description: String,
     /// A CPU (software) adapter: SwiftShader, lavapipe.
     pub adapter_is_cpu: bool,
+    /// The device was granted `shader-f16` (f16 arithmetic in kernels).
+    pub shader_f16: bool,
 }
 
 /// A burn device on the first high-performance adapter.
@@ -189,6 +208,7 @@ pub async fn init_wgpu(limits: GpuLimits) -> Result<WgpuDevice> {
         GpuLimits::Adapter => adapter.limits(),
     };
     let binding_mib = required_limits.max_storage_buffer_binding_size >> 20;
+    let shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {
             label: Some("bge-m3"),
@@ -211,7 +231,8 @@ pub async fn init_wgpu(limits: GpuLimits) -> Result<WgpuDevice> {
         .into_iter()
         .find(|s| !s.is_empty())
         .unwrap_or("unnamed adapter");
+    let f16 = if shader_f16 { "; shader-f16" } else { "" };
     let description =
-        format!("{name} ({:?}, {:?}; {binding_mib} MiB per storage binding)", info.backend, info.device_type);
-    Ok(WgpuDevice { device, description, adapter_is_cpu: info.device_type == wgpu::DeviceType::Cpu })
+        format!("{name} ({:?}, {:?}; {binding_mib} MiB per storage binding{f16})", info.backend, info.device_type);
+    Ok(WgpuDevice { device, description, adapter_is_cpu: info.device_type == wgpu::DeviceType::Cpu, shader_f16 })
 }

@@ -31,6 +31,11 @@ pub enum LinearKernel {
     /// `matmul_4x4` and `softmax_rows`: register-blocked, no workgroup memory (wgpu devices
     /// only).
     Register4x4,
+    /// burn's matmul on f16 operands with f32 accumulation (cubek accumulates f16 in f32), for
+    /// an f16 pack on an adapter with `shader-f16`: its matrices stay f16 tensors on the device,
+    /// activations are rounded to f16 at each matmul's input, and the results, bias, GELU,
+    /// LayerNorm and softmax stay f32. f32 weights run as with `Burn`, int8 as always.
+    BurnF16,
 }
 
 type Vec4 = Vector<f32, Const<4>>;
@@ -399,6 +404,23 @@ pub fn linear_register_4x4(x: BurnTensor<2>, weight: BurnTensor<2>, bias: BurnTe
         1.0,
     );
     BurnTensor::from_primitive::<Wgpu>(out)
+}
+
+/// lhs · rhs on f16 operands, accumulated in f32, with an f32 result: both are cast to f16 (a
+/// no-op for f16 tensors, such as [`LinearKernel::BurnF16`]'s weights) and burn's matmul
+/// (cubek's tiled kernels) writes f32, so no rounding of the sums to f16 is added (burn's own
+/// `matmul` would round them: its result takes the operands' type). wgpu devices with
+/// `shader-f16` only. Shapes as `Tensor::matmul`, e.g. [N, in] · [in, out] -> [N, out].
+pub fn matmul_f16<const D: usize>(lhs: BurnTensor<D>, rhs: BurnTensor<D>) -> BurnTensor<D> {
+    use burn::tensor::FloatDType;
+    let (lhs, rhs) = (lhs.cast(FloatDType::F16), rhs.cast(FloatDType::F16));
+    let operand = |t: &BurnTensor<D>| t.clone().try_into_primitive::<Wgpu>().expect("f16 matmuls run on wgpu tensors");
+    let strategy = burn_cubecl::kernel::matmul::MatmulStrategy::default();
+    match burn_cubecl::kernel::matmul::matmul(operand(&lhs), operand(&rhs), None, strategy, DType::F32) {
+        Ok(out) => BurnTensor::from_primitive::<Wgpu>(out),
+        // No kernel for f16 operands with an f32 result on this device: f16 result, then f32.
+        Err(_) => lhs.matmul(rhs).cast(FloatDType::F32),
+    }
 }
 
 /// A linear layer's weight packed in 32-bit words (an Int tensor) as `matmul_4x4_packed` reads

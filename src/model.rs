@@ -210,7 +210,8 @@ impl BgeM3 {
         &self.device
     }
 
-    /// How the encoder's weights are held (storage type, bytes on the device and in host memory).
+    /// How the encoder's weights are held (storage type, the type its matmuls compute in, bytes
+    /// on the device and in host memory).
     pub fn weight_storage(&self) -> WeightStorage {
         self.encoder.storage(&self.config)
     }

@@ -27,7 +27,7 @@ pub fn device(kind: DeviceKind, kernel: KernelChoice) -> Result<PickedDevice> {
         })
         .clone();
     match (gpu, kind) {
-        (Ok(d), _) => Ok(d.with_kernel(kernel)),
+        (Ok(d), _) => d.with_kernel(kernel),
         (Err(e), DeviceKind::Auto) => Ok(cpu_fallback(&e)),
         (Err(e), _) => Err(Error::Device(e)),
     }

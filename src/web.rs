@@ -326,21 +326,25 @@ impl M3 {
     /// `limits`: "default" (WebGPU's default limits: 128 MiB per binding; the default) or
     /// "adapter" (all the adapter offers).
     /// `on_progress(done, total)`, if given, is called as encoder layers are built.
+    /// `compute`: "f32" (the default) or "f16": an f16 pack's matmuls on f16 operands where the
+    /// WebGPU adapter is a GPU with `shader-f16` (the `compute` getter says what was granted).
     pub async fn load(
         files: JsValue,
         device: Option<String>,
         limits: Option<String>,
         on_progress: Option<js_sys::Function>,
+        compute: Option<String>,
     ) -> JsResult<M3> {
-        Self::load_inner(files, device.unwrap_or_default(), limits.unwrap_or_default(), on_progress)
-            .await
-            .map_err(js_err)
+        let (device, limits, compute) =
+            (device.unwrap_or_default(), limits.unwrap_or_default(), compute.unwrap_or_default());
+        Self::load_inner(files, device, limits, compute, on_progress).await.map_err(js_err)
     }
 
     async fn load_inner(
         files: JsValue,
         device: String,
         limits: String,
+        compute: String,
         on_progress: Option<js_sys::Function>,
     ) -> Result<M3> {
         let limits = match limits.as_str() {
@@ -351,6 +355,13 @@ impl M3 {
             }
         };
         let kind: DeviceKind = device.parse()?;
+        // f16 matmuls where a GPU can: a stated fallback elsewhere (the `compute` getter says
+        // "f32"), since a page cannot choose its user's GPU. Software adapters emulate f16.
+        let kernel = match compute.as_str() {
+            "" | "f32" => KernelChoice::Auto,
+            "f16" => KernelChoice::BurnF16,
+            other => return Err(Error::Input(format!("unknown compute {other:?} (f32 or f16)"))),
+        };
         if !files.is_object() {
             return Err(Error::Input("load() needs an object { config, tokenizer, encoder, colbert, sparse }".into()));
         }
@@ -359,7 +370,10 @@ impl M3 {
         let encoder = Checkpoint::open(file(&files, "encoder")?)?;
         let colbert = Checkpoint::open(file(&files, "colbert")?)?;
         let sparse = Checkpoint::open(file(&files, "sparse")?)?;
-        let d = pick_device(kind, limits, KernelChoice::Auto).await?;
+        let mut d = pick_device(kind, limits, KernelChoice::Auto).await?;
+        if kernel == KernelChoice::BurnF16 && d.shader_f16 && !d.adapter_is_cpu {
+            d = d.with_kernel(kernel)?;
+        }
         let mut progress = |done: usize, total: usize| {
             if let Some(f) = &on_progress {
                 let _ = f.call2(&JsValue::NULL, &JsValue::from(done as u32), &JsValue::from(total as u32));
@@ -380,6 +394,13 @@ impl M3 {
     #[wasm_bindgen(getter)]
     pub fn adapter(&self) -> String {
         self.adapter.clone()
+    }
+
+    /// What the linear layers' and attention's matmuls multiply: "f16" (an f16 pack on an adapter
+    /// with `shader-f16`: f16 operands, f32 sums, LayerNorm and softmax) or "f32".
+    #[wasm_bindgen(getter)]
+    pub fn compute(&self) -> String {
+        self.model.weight_storage().compute.into()
     }
 
     /// Most tokens in one input (`<s>` and `</s>` included): 8192 for BAAI/bge-m3.

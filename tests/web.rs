@@ -40,7 +40,7 @@ fn files(encoder: &[u8]) -> JsValue {
 
 async fn load(device: &str) -> Result<M3, JsValue> {
     started();
-    M3::load(files(fixture!("tiny-m3/model.safetensors")), Some(device.into()), None, None).await
+    M3::load(files(fixture!("tiny-m3/model.safetensors")), Some(device.into()), None, None, None).await
 }
 
 /// The module's start function (static constructors: burn's kernel registry), which the test
@@ -190,11 +190,14 @@ async fn bad_input_gives_errors_with_kinds() {
     let kind = |e: &JsValue| get(e, "kind").as_string().unwrap_or_default();
     started();
     let half = &fixture!("tiny-m3/model.safetensors")[..1_000_000];
-    let e = M3::load(files(half), Some("cpu".into()), None, None).await.err().unwrap();
+    let e = M3::load(files(half), Some("cpu".into()), None, None, None).await.err().unwrap();
     assert_eq!(kind(&e), "format", "a truncated checkpoint");
-    let e = M3::load(files(b"<!doctype html>"), Some("cpu".into()), None, None).await.err().unwrap();
+    let e = M3::load(files(b"<!doctype html>"), Some("cpu".into()), None, None, None).await.err().unwrap();
     assert_eq!(kind(&e), "format", "not a checkpoint");
-    let e = M3::load(files(fixture!("tiny-m3/model.safetensors")), Some("tpu".into()), None, None).await.err().unwrap();
+    let e = M3::load(files(fixture!("tiny-m3/model.safetensors")), Some("tpu".into()), None, None, None)
+        .await
+        .err()
+        .unwrap();
     assert_eq!(kind(&e), "input");
     let m3 = load("cpu").await.unwrap();
     let e = m3.encode(JsValue::from(42), JsValue::UNDEFINED, None).await.unwrap_err();

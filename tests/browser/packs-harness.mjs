@@ -64,9 +64,9 @@ export async function sha256Check() {
 
 /** A pack by URL against FlagEmbedding's reference of the f32 model: per text the cosine of the
  *  dense vectors and the smallest cosine of a ColBERT row with its reference row. */
-export async function packParity({ base, device = 'cpu', worker = true, dtype, maxItemTokens = Infinity } = {}) {
+export async function packParity({ base, device = 'cpu', worker = true, dtype, compute, maxItemTokens = Infinity } = {}) {
   const t0 = performance.now();
-  const model = await load(base, { device, worker, dtype, cache: false });
+  const model = await load(base, { device, worker, dtype, compute, cache: false });
   const loadMs = performance.now() - t0;
   const ref = await (await fetch('/fixtures/tiny-m3-reference.json')).json();
   const items = ref.items.filter(i => i.input_ids.length <= maxItemTokens);
@@ -74,7 +74,7 @@ export async function packParity({ base, device = 'cpu', worker = true, dtype, m
   const out = await model.encode(items.map(i => i.text), { truncate: true, batchSize: 4 });
   const encodeMs = performance.now() - t1;
   const texts = againstReference(items, out);
-  const info = { dtype: model.dtype, backend: model.backend, adapter: model.adapter };
+  const info = { dtype: model.dtype, backend: model.backend, adapter: model.adapter, compute: model.compute };
   await model.dispose();
   return { ...info, texts, loadMs, encodeMs };
 }

@@ -94,6 +94,20 @@ pub fn wgpu(test: &str) -> Option<PickedDevice> {
     }
 }
 
+/// The wgpu device with f16 matmuls ([`KernelChoice::BurnF16`], for f16 packs), or `None` after
+/// saying why: no adapter, or one without `shader-f16`. Under `M3_REQUIRE_WGPU` either is a
+/// failure: lavapipe, which CI installs, has `shader-f16`.
+pub fn wgpu_f16(test: &str) -> Option<PickedDevice> {
+    match device(DeviceKind::Gpu, KernelChoice::BurnF16) {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var_os("M3_REQUIRE_WGPU").is_none() => {
+            eprintln!("NOT RUN {test} with f16 matmuls: {e}");
+            None
+        }
+        Err(e) => panic!("{test}: M3_REQUIRE_WGPU is set but the f16 matmul device is missing: {e}"),
+    }
+}
+
 /// The texts of the reference's `compute_score` pairs, flattened: query, passage, query, ...
 pub fn pair_texts(reference: &Value) -> Vec<&str> {
     let pairs = reference["scores"]["pairs"].as_array().unwrap();

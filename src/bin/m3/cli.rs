@@ -32,7 +32,10 @@ const USAGE: &str = "usage:
       encodes one N-token text --runs times, prints load/encode times and memory (RSS) as one JSON line
 options:
   --device cpu|wgpu|auto     (default cpu; --backend is the same)
-  --kernel auto|burn|register  linear-layer kernel on wgpu (auto: ours on software adapters, burn's on GPUs)
+  --kernel auto|burn|register|burn-f16
+                             matmul kernels on wgpu (auto: ours on software adapters, burn's on GPUs;
+                             burn-f16: burn's, an f16 pack's matmuls on f16 operands with f32 sums;
+                             needs shader-f16; outside issue 11's f16 bounds, docs/packs.md)
   --encoder-file auto|bin|safetensors
   --max-length N             tokens per window, <s> and </s> included (default: the model's limit, 8192)
   --overlap N                tokens shared by neighbouring windows (default min(256, half a window))
@@ -362,6 +365,7 @@ fn bench(args: &Args) -> Result<(), String> {
         "{}",
         json!({"tokens": args.tokens, "device": format!("{:?}", args.device).to_lowercase(),
                "layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size,
+               "weights": model.weight_storage().dtype, "compute": model.weight_storage().compute,
                "load_s": load_s, "encode_first_s": times[0], "encode_s": times[times.len() - 1],
                "rss_after_load_mib": rss_loaded.round(), "peak_rss_mib": peak.round(), "hwm_after_reset_mib": load_peak.round(),
                "peak_minus_loaded_mib": (peak - rss_loaded).round()})
