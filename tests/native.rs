@@ -305,3 +305,39 @@ fn wgpu_linear_kernels_agree() {
         assert!(close(&wx, &wy), "text {i}: sparse weights differ");
     }
 }
+
+/// `matmul_f16` (f16 operands, kernel::LinearKernel::BurnF16) sums in f32 and returns f32: no
+/// rounding of the results to f16 (which burn's own f16 matmul would add: 2^-11 relative).
+#[test]
+fn f16_matmul_keeps_f32_sums() {
+    use bge_m3_web::kernels::matmul_f16;
+    use burn::tensor::{Tensor, TensorData};
+    let Some(d) = wgpu_f16("f16_matmul_keeps_f32_sums") else { return };
+    use burn::tensor::FloatDType;
+    let read = |t: Tensor<2>| {
+        let t = t.cast(FloatDType::F32);
+        block_on(t.into_data_async()).unwrap().try_to_vec::<f32>().unwrap()
+    };
+    // 1 + 2^-11 is an f32, not an f16 (it rounds to 1, as burn's f16 matmul shows).
+    let a = Tensor::<2>::from_data(TensorData::new(vec![1f32, 1.0], [1, 2]), &d.device);
+    let b = Tensor::<2>::from_data(TensorData::new(vec![1f32, 2f32.powi(-11)], [2, 1]), &d.device);
+    assert_eq!(read(a.clone().cast(FloatDType::F16).matmul(b.clone().cast(FloatDType::F16))), vec![1.0]);
+    assert_eq!(read(matmul_f16(a, b)), vec![1.0 + 2f32.powi(-11)]);
+    // A linear layer's shape, operands exact in f16: within f32 summation error of the f64 sums.
+    let (n, k, m) = (48, 256, 96);
+    let value = |i: usize| half::f16::from_f32(((i * 7919 % 1000) as f32 - 500.0) / 256.0).to_f32();
+    let x: Vec<f32> = (0..n * k).map(value).collect();
+    let w: Vec<f32> = (0..k * m).map(|i| value(i + 13)).collect();
+    let got = read(matmul_f16(
+        Tensor::<2>::from_data(TensorData::new(x.clone(), [n, k]), &d.device),
+        Tensor::<2>::from_data(TensorData::new(w.clone(), [k, m]), &d.device),
+    ));
+    for r in 0..n {
+        for c in 0..m {
+            let want: f64 = (0..k).map(|i| x[r * k + i] as f64 * w[i * m + c] as f64).sum();
+            let scale: f64 = (0..k).map(|i| (x[r * k + i] as f64 * w[i * m + c] as f64).abs()).sum();
+            let err = (got[r * m + c] as f64 - want).abs() / scale;
+            assert!(err < 1e-6, "[{r}, {c}]: {} vs {want} (error {err:.1e} of the sum of magnitudes)", got[r * m + c]);
+        }
+    }
+}
