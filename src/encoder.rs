@@ -133,11 +133,7 @@ impl Linear {
         Ok(Linear {
             weight,
             bias,
-            kernel: if register_kernel_fits(d_in, d_out) || kernel == LinearKernel::BurnF16 {
-                kernel
-            } else {
-                LinearKernel::Burn
-            },
+            kernel: if register_kernel_fits(d_in, d_out) { kernel } else { LinearKernel::Burn },
             d_in,
             d_out,
         })
@@ -185,8 +181,8 @@ impl Linear {
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         match (&self.weight, self.kernel) {
             (Weight::F32(w), LinearKernel::Burn | LinearKernel::BurnF16) => x.matmul(w.clone()) + self.bias.clone(),
-            (Weight::F16(w), _) => matmul_f16(x, w.clone()) + self.bias.clone(),
             (Weight::F32(w), LinearKernel::Register4x4) => linear_register_4x4(x, w.clone(), self.bias.clone()),
+            (Weight::F16(w), _) => matmul_f16(x, w.clone()) + self.bias.clone(),
             (Weight::Gpu(packed), _) => linear_packed_register(x, packed, self.bias.clone()),
             (Weight::Int8Host { q_t, scale, device }, _) => {
                 // [in, out] f32 for this pass only.
@@ -527,10 +523,10 @@ impl Encoder {
         Ok(Encoder { embeddings, layers })
     }
 
-    /// How the encoder's weights are held: the linear layers' storage type ("f32", "f16" or "int8")
-    /// and the type their matmuls compute in
-    /// and the bytes of weights on the device and in host memory (counted from shapes, between
-    /// forward passes; LayerNorms and biases included, the heads not).
+    /// How the encoder's weights are held: the linear layers' storage type ("f32", "f16" or
+    /// "int8"), the type their matmuls compute in, and the bytes of weights on the device and in
+    /// host memory (counted from shapes, between forward passes; LayerNorms and biases included,
+    /// the heads not).
     pub fn storage(&self, cfg: &ModelConfig) -> WeightStorage {
         let h = cfg.hidden_size;
         let linears: Vec<&Linear> = self

@@ -108,6 +108,17 @@ impl PickedDevice {
         }
         Ok(PickedDevice { linear_kernel: choice.for_adapter(self.adapter_is_cpu, self.shader_f16)?, ..self })
     }
+
+    /// f16 matmuls ([`KernelChoice::BurnF16`]) where they can pay: a GPU with `shader-f16`. A
+    /// software adapter emulates f16, and elsewhere the feature is missing: the device is kept
+    /// as it is there (a stated fallback; [`crate::encoder::WeightStorage::compute`] tells).
+    pub fn with_f16_matmuls_on_gpus(self) -> Self {
+        if self.shader_f16 && !self.adapter_is_cpu {
+            PickedDevice { linear_kernel: LinearKernel::BurnF16, ..self }
+        } else {
+            self
+        }
+    }
 }
 
 /// The CPU backend (the only choice for it: burn's kernels).

@@ -355,11 +355,10 @@ impl M3 {
             }
         };
         let kind: DeviceKind = device.parse()?;
-        // f16 matmuls where a GPU can: a stated fallback elsewhere (the `compute` getter says
-        // "f32"), since a page cannot choose its user's GPU. Software adapters emulate f16.
-        let kernel = match compute.as_str() {
-            "" | "f32" => KernelChoice::Auto,
-            "f16" => KernelChoice::BurnF16,
+        // f16 matmuls where a GPU can, else the stated fallback (a page cannot choose its user's GPU).
+        let f16 = match compute.as_str() {
+            "" | "f32" => false,
+            "f16" => true,
             other => return Err(Error::Input(format!("unknown compute {other:?} (f32 or f16)"))),
         };
         if !files.is_object() {
@@ -371,8 +370,8 @@ impl M3 {
         let colbert = Checkpoint::open(file(&files, "colbert")?)?;
         let sparse = Checkpoint::open(file(&files, "sparse")?)?;
         let mut d = pick_device(kind, limits, KernelChoice::Auto).await?;
-        if kernel == KernelChoice::BurnF16 && d.shader_f16 && !d.adapter_is_cpu {
-            d = d.with_kernel(kernel)?;
+        if f16 {
+            d = d.with_f16_matmuls_on_gpus();
         }
         let mut progress = |done: usize, total: usize| {
             if let Some(f) = &on_progress {
