@@ -8,11 +8,14 @@
 //!   file's size and SHA-256 (what a loader checks while it streams the files).
 //!
 //! Storage types ([`stored_as`] owns the rule):
-//! - `f16`: every float tensor in f16 (a value beyond f16's range is an error, not infinity).
+//! - `f16`: every float matrix in f16 (a value beyond f16's range is an error, not infinity).
 //! - `int8`: the encoder's linear weights (attention query/key/value/output, FFN in/out) symmetric
 //!   int8 per output channel (row of PyTorch's `[out, in]`), the word-embedding table int8 per row;
-//!   scale = max |row| / 127 in `<name>.scale` (f32, `[rows]`). LayerNorms, biases, position and
-//!   token-type embeddings stay f16. The loader ([`crate::weights`]) dequantizes on read.
+//!   scale = max |row| / 127 in `<name>.scale` (f32, `[rows]`). Position and token-type
+//!   embeddings and the heads' weights f16. The loader ([`crate::weights`]) dequantizes on read.
+//! - Both: vectors (1-D tensors: LayerNorm weights and biases, every bias) stay f32. They are
+//!   0.06% of the model (0.64 MB more than f16 at full size), and rounding them was most of an
+//!   f16 pack's sparse error on an HF-like random model (docs/packs.md).
 //!
 //! `pooler.*` is not written: BGE-M3 does not use XLM-R's pooler.
 
@@ -70,13 +73,15 @@ impl PackDtype {
 /// How one tensor is stored in a pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
+    /// Vectors: unchanged.
+    F32,
     F16,
     /// int8 per row, plus `<name>.scale`.
     I8Rows,
 }
 
-/// The encoder's matrices that int8 packs quantize: the six linear weights of every layer and
-/// the word-embedding table.
+/// How a tensor is stored: vectors f32; the encoder's matrices that int8 packs quantize (the six
+/// linear weights of every layer and the word-embedding table) int8; the rest f16.
 pub fn stored_as(name: &str, shape: &[usize], dtype: PackDtype) -> Stored {
     const LINEAR: [&str; 6] = [
         "attention.self.query.weight",
@@ -88,7 +93,9 @@ pub fn stored_as(name: &str, shape: &[usize], dtype: PackDtype) -> Stored {
     ];
     let name = name.strip_prefix("roberta.").unwrap_or(name);
     let linear = name.starts_with("encoder.layer.") && LINEAR.iter().any(|l| name.ends_with(l));
-    if dtype == PackDtype::Int8 && shape.len() == 2 && (linear || name == "embeddings.word_embeddings.weight") {
+    if shape.len() == 1 {
+        Stored::F32
+    } else if dtype == PackDtype::Int8 && shape.len() == 2 && (linear || name == "embeddings.word_embeddings.weight") {
         Stored::I8Rows
     } else {
         Stored::F16
@@ -285,6 +292,7 @@ impl Planned {
     /// (name, dtype, shape, bytes) of each safetensors entry.
     fn entries(&self) -> Vec<(String, &'static str, Vec<usize>, usize)> {
         match self.stored {
+            Stored::F32 => vec![(self.name.clone(), "F32", self.shape.clone(), self.numel() * 4)],
             Stored::F16 => vec![(self.name.clone(), "F16", self.shape.clone(), self.numel() * 2)],
             Stored::I8Rows => {
                 let rows = self.shape[0];
@@ -344,6 +352,10 @@ impl TensorSink {
     /// Converts `data` (whole rows) and appends the bytes to `out`.
     fn push(&mut self, data: &[f32], out: &mut Vec<u8>) -> Result<()> {
         match self.p.stored {
+            Stored::F32 => {
+                out.extend_from_slice(bytemuck::cast_slice(data));
+                self.err.add(data, data.iter().copied());
+            }
             Stored::F16 => {
                 let h: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v)).collect();
                 if let Some(i) = h.iter().position(|v| !v.is_finite()) {
@@ -427,10 +439,11 @@ pub fn metadata(dtype: PackDtype, head: bool) -> BTreeMap<String, String> {
 /// How a pack of `dtype` stores the encoder's tensors, in words (metadata and manifest).
 fn quantization(dtype: PackDtype) -> String {
     match dtype {
-        PackDtype::F16 => "every float tensor f16 (round to nearest)".to_string(),
+        PackDtype::F16 => "every float matrix f16 (round to nearest); vectors (LayerNorms, biases) f32".to_string(),
         PackDtype::Int8 => format!(
             "linear weights of every layer int8 per output channel, word embeddings int8 per row: symmetric, \
-             scale = max|row|/127 in <name>{SCALE_SUFFIX} (f32), value = q * scale; other tensors f16"
+             scale = max|row|/127 in <name>{SCALE_SUFFIX} (f32), value = q * scale; vectors (LayerNorms, biases) f32; \
+             other tensors f16"
         ),
     }
 }

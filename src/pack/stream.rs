@@ -371,7 +371,7 @@ impl StreamConverter {
                     let sink = TensorSink::new(slot.planned.clone());
                     let unit = match slot.planned.stored {
                         super::Stored::I8Rows => sink.row * elem,
-                        super::Stored::F16 => elem,
+                        super::Stored::F16 | super::Stored::F32 => elem,
                     };
                     self.arrived[i] = true;
                     Member::Tensor { slot: i, sink, elem, unit, buf: Vec::new(), early: Vec::new() }
@@ -426,7 +426,7 @@ impl StreamConverter {
                 // Whole units (rows for int8, elements for f16), a bounded run at a time.
                 let per_step = match sink.p.stored {
                     super::Stored::I8Rows => *unit * (F16_RUN / sink.row).max(1),
-                    super::Stored::F16 => *unit * F16_RUN,
+                    super::Stored::F16 | super::Stored::F32 => *unit * F16_RUN,
                 };
                 let mut used = 0;
                 while buf.len() - used >= *unit {

@@ -395,6 +395,7 @@ fn convert(args: &Args) -> Result<(), String> {
     ))?;
     for t in &report.tensors {
         let stored = match t.stored {
+            Stored::F32 => "f32",
             Stored::F16 => "f16",
             Stored::I8Rows => "int8",
         };
