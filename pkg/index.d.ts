@@ -67,8 +67,7 @@ export interface LoadOptions {
    *  `shader-f16`, the linear layers and both attention products take f16 operands (sums, results,
    *  LayerNorm, GELU and softmax stay f32): on real GPUs the faster path, but rounding the
    *  activations adds about as much error as storing the weights in f16 did, which takes the tiny
-   *  fixture just past issue 11's f16 bounds (sparse 1.07e-3, scores 1.04e-3 of their bound 1e-3;
-   *  docs/packs.md). Elsewhere (no `shader-f16`, a software adapter, another dtype, the CPU backend) it is ignored:
+   *  fixture just past issue 11's f16 bounds (scores 1.24e-3 off, bound 1e-3; docs/packs.md). Elsewhere (no `shader-f16`, a software adapter, another dtype, the CPU backend) it is ignored:
    *  `Model.compute` says what was granted. */
   compute?: 'f32' | 'f16';
   /** Encoder weights file under a base URL (default "pytorch_model.bin", which every revision of

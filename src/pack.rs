@@ -11,11 +11,13 @@
 //! - `f16`: every float matrix in f16 (a value beyond f16's range is an error, not infinity).
 //! - `int8`: the encoder's linear weights (attention query/key/value/output, FFN in/out) symmetric
 //!   int8 per output channel (row of PyTorch's `[out, in]`), the word-embedding table int8 per row;
-//!   scale = max |row| / 127 in `<name>.scale` (f32, `[rows]`). Position and token-type
-//!   embeddings and the heads' weights f16. The loader ([`crate::weights`]) dequantizes on read.
-//! - Both: vectors (1-D tensors: LayerNorm weights and biases, every bias) stay f32. They are
-//!   0.06% of the model (0.64 MB more than f16 at full size), and rounding them was most of an
-//!   f16 pack's sparse error on an HF-like random model (docs/packs.md).
+//!   scale = max |row| / 127 in `<name>.scale` (f32, `[rows]`). Position embeddings and the
+//!   ColBERT head's weight f16. The loader ([`crate::weights`]) dequantizes on read.
+//! - Both: vectors (tensors with at most one dimension above 1: LayerNorm weights and biases,
+//!   every bias, the token-type embedding `[1, H]`, the sparse head's `[1, H]`) stay f32. Each
+//!   applies to every token alike, so its rounding error does not average out; they are 0.06% of
+//!   the model (0.64 MB more than f16 at full size), and rounding them was most of an f16 pack's
+//!   sparse error on an HF-like random model (docs/packs.md).
 //!
 //! `pooler.*` is not written: BGE-M3 does not use XLM-R's pooler.
 
@@ -73,15 +75,16 @@ impl PackDtype {
 /// How one tensor is stored in a pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
-    /// Vectors: unchanged.
+    /// Vectors (at most one dimension above 1): unchanged.
     F32,
     F16,
     /// int8 per row, plus `<name>.scale`.
     I8Rows,
 }
 
-/// How a tensor is stored: vectors f32; the encoder's matrices that int8 packs quantize (the six
-/// linear weights of every layer and the word-embedding table) int8; the rest f16.
+/// How a tensor is stored: vectors (at most one dimension above 1) f32; the encoder's matrices
+/// that int8 packs quantize (the six linear weights of every layer and the word-embedding table)
+/// int8; the rest f16.
 pub fn stored_as(name: &str, shape: &[usize], dtype: PackDtype) -> Stored {
     const LINEAR: [&str; 6] = [
         "attention.self.query.weight",
@@ -93,7 +96,7 @@ pub fn stored_as(name: &str, shape: &[usize], dtype: PackDtype) -> Stored {
     ];
     let name = name.strip_prefix("roberta.").unwrap_or(name);
     let linear = name.starts_with("encoder.layer.") && LINEAR.iter().any(|l| name.ends_with(l));
-    if shape.len() == 1 {
+    if shape.iter().filter(|&&d| d > 1).count() < 2 {
         Stored::F32
     } else if dtype == PackDtype::Int8 && shape.len() == 2 && (linear || name == "embeddings.word_embeddings.weight") {
         Stored::I8Rows
@@ -439,10 +442,12 @@ pub fn metadata(dtype: PackDtype, head: bool) -> BTreeMap<String, String> {
 /// How a pack of `dtype` stores the encoder's tensors, in words (metadata and manifest).
 fn quantization(dtype: PackDtype) -> String {
     match dtype {
-        PackDtype::F16 => "every float matrix f16 (round to nearest); vectors (LayerNorms, biases) f32".to_string(),
+        PackDtype::F16 => {
+            "every float matrix f16 (round to nearest); vectors (LayerNorms, biases, [1, n]) f32".to_string()
+        }
         PackDtype::Int8 => format!(
             "linear weights of every layer int8 per output channel, word embeddings int8 per row: symmetric, \
-             scale = max|row|/127 in <name>{SCALE_SUFFIX} (f32), value = q * scale; vectors (LayerNorms, biases) f32; \
+             scale = max|row|/127 in <name>{SCALE_SUFFIX} (f32), value = q * scale; vectors (LayerNorms, biases, [1, n]) f32; \
              other tensors f16"
         ),
     }

@@ -63,7 +63,9 @@ fn measure(fixture: &str, dtype: PackDtype, on: &PickedDevice) -> (Fidelity, u64
     let q = "encoder.layer.0.attention.self.query.weight";
     let want = if dtype == PackDtype::Int8 { DType::I8 } else { DType::F16 };
     assert_eq!(st.entry(q).unwrap().dtype, want);
-    assert_eq!(st.entry("embeddings.LayerNorm.weight").unwrap().dtype, DType::F32); // vectors stay f32
+    // Vectors (at most one dimension above 1) stay f32.
+    assert_eq!(st.entry("embeddings.LayerNorm.weight").unwrap().dtype, DType::F32);
+    assert_eq!(st.entry("embeddings.token_type_embeddings.weight").unwrap().dtype, DType::F32);
     assert_eq!(st.entry("embeddings.position_embeddings.weight").unwrap().dtype, DType::F16);
     assert!(report.tensors.iter().any(|t| t.stored == Stored::I8Rows) == (dtype == PackDtype::Int8));
 
