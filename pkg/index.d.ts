@@ -62,14 +62,13 @@ export interface LoadOptions {
   /** "default" (default): a WebGPU device with the default limits only (128 MiB per binding),
    *  what most laptops and phones grant; "adapter": every limit the adapter offers. */
   limits?: 'default' | 'adapter';
-  /** What the matmuls multiply. 'f32' (default): every weight is widened to f32 inside the
-   *  kernel, accumulation in f32. 'f16': for an f16 model (`dtype: 'f16'`) on a WebGPU adapter with
-   *  `shader-f16`, the linear layers and both attention products take f16 operands (sums, results,
-   *  LayerNorm, GELU and softmax stay f32): on real GPUs the faster path, but rounding the
-   *  activations adds about as much error as storing the weights in f16 did, which takes the tiny
-   *  fixture just past issue 11's f16 bounds (scores 1.24e-3 off, bound 1e-3; docs/packs.md). Elsewhere (no `shader-f16`, a software adapter, another dtype, the CPU backend) it is ignored:
-   *  `Model.compute` says what was granted. */
-  compute?: 'f32' | 'f16';
+  /** What the matmuls multiply. 'auto' (default): for an f16 model (`dtype: 'f16'`) on a GPU
+   *  whose WebGPU adapter has `shader-f16`, the linear layers and both attention products take
+   *  f16 operands (sums, results, bias, GELU, LayerNorm and softmax stay f32), within issue 11's
+   *  f16 bounds on the test models (docs/packs.md; never yet run on a real GPU); everywhere else
+   *  (software adapters, no `shader-f16`, f32 and int8 models, the CPU backend) every weight is
+   *  widened to f32 inside the kernel. 'f32': always the latter. `Model.compute` says which ran. */
+  compute?: 'auto' | 'f32';
   /** Encoder weights file under a base URL (default "pytorch_model.bin", which every revision of
    *  BAAI/bge-m3 has; "model.safetensors" is smaller to parse where present). Not used for a
    *  pack, whose encoder is always "model.safetensors". */
@@ -259,8 +258,8 @@ export interface Model {
   /** How the loaded weights were stored and downloaded: 'f32' for BAAI's layout, else the pack's
    *  dtype (see `WeightsDtype`). */
   readonly dtype: WeightsDtype;
-  /** 'f16' where `LoadOptions.compute` 'f16' was granted (an f16 model on an adapter with
-   *  `shader-f16`), else 'f32'. The adapter string ends in "shader-f16" where it has it. */
+  /** 'f16' where the matmuls take f16 operands (see `LoadOptions.compute`), else 'f32'. The
+   *  adapter string ends in "shader-f16" where the adapter has it. */
   readonly compute: 'f32' | 'f16';
   encode(text: string, options?: EncodeOptions): Promise<Embedding>;
   encode(texts: string[], options?: EncodeOptions): Promise<Embedding[]>;

@@ -11,7 +11,7 @@ ColBERT row cosine >= 0.999, sparse weights within 1e-3 of the text's largest, e
 1e-3 (relative above 1); int8: dense cosine >= 0.995, ColBERT row cosine >= 0.99 (sparse and score
 errors printed, not bounded). On --device wgpu texts of 1000 tokens or more are left out (minutes
 each on a software adapter), as tests/pack.rs does, and so are the pairs with such a text. --kernel goes to m3 (auto, burn, register,
-burn-f16); an f16 pack with burn-f16 (f16 matmuls) is held to pack-bounds.json's f16-compute.
+burn-f16: f16 matmuls).
 
 --backend is the same as --device (m3's own alias). m3 runs with --truncate: FlagEmbedding's
 reference truncates long texts at 8192 tokens, where m3 by default cuts them into windows.
@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 
-# Issue 11's bounds per pack dtype, and f16-compute's (their one owner; None: printed, not bounded).
+# Issue 11's bounds per pack dtype (their one owner; None: printed, not bounded).
 BOUNDS = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "pack-bounds.json"),
                         encoding="utf-8"))
 PACK_DTYPES = ("f16", "int8")
@@ -63,8 +63,7 @@ def fidelity(got, want):
 
 def check_pack(a, ref):
     """Converts the model to a pack and measures it against the f32 reference; exits 0 or 1."""
-    key = "f16-compute" if a.pack == "f16" and a.kernel == "burn-f16" else a.pack
-    bounds = BOUNDS[key]
+    bounds = BOUNDS[a.pack]
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "pack")
         conv = subprocess.run([a.m3, "convert", "--model", a.model, "--out", out, "--dtype", a.pack],
@@ -94,7 +93,7 @@ def check_pack(a, ref):
           + ", ".join(f"{k} {v:.7g}" for k, v in f.items()))
     for l in worst_tensor:
         print("  m3 convert:", l.strip())
-    print("FAIL " + "; ".join(failed) if failed else f"within the {key} bounds")
+    print("FAIL " + "; ".join(failed) if failed else f"within issue 11's {a.pack} bounds")
     sys.exit(1 if failed else 0)
 
 

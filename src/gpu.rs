@@ -40,9 +40,9 @@ impl std::str::FromStr for DeviceKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KernelChoice {
     /// Ours ([`LinearKernel::Register4x4`]) on a CPU (software) adapter such as SwiftShader or
-    /// lavapipe, where burn's tiled kernels run at ~0.1 GFLOP/s; burn's on GPUs. Never f16
-    /// matmuls: they add as much error as storing the weights in f16 does, which takes an f16
-    /// pack past issue 11's bounds on the fixture (docs/packs.md), so they are asked for.
+    /// lavapipe, where burn's tiled kernels run at ~0.1 GFLOP/s; burn's on GPUs, with f16
+    /// operands for an f16 pack ([`LinearKernel::BurnF16`]) where the GPU has `shader-f16` (within
+    /// issue 11's f16 bounds: docs/packs.md). Software adapters emulate f16 and keep f32.
     #[default]
     Auto,
     Burn,
@@ -78,6 +78,7 @@ impl KernelChoice {
                 ));
             }
             KernelChoice::Auto if adapter_is_cpu => LinearKernel::Register4x4,
+            KernelChoice::Auto if shader_f16 => LinearKernel::BurnF16,
             KernelChoice::Auto => LinearKernel::Burn,
         })
     }
@@ -109,14 +110,12 @@ impl PickedDevice {
         Ok(PickedDevice { linear_kernel: choice.for_adapter(self.adapter_is_cpu, self.shader_f16)?, ..self })
     }
 
-    /// f16 matmuls ([`KernelChoice::BurnF16`]) where they can pay: a GPU with `shader-f16`. A
-    /// software adapter emulates f16, and elsewhere the feature is missing: the device is kept
-    /// as it is there (a stated fallback; [`crate::encoder::WeightStorage::compute`] tells).
-    pub fn with_f16_matmuls_on_gpus(self) -> Self {
-        if self.shader_f16 && !self.adapter_is_cpu {
-            PickedDevice { linear_kernel: LinearKernel::BurnF16, ..self }
-        } else {
-            self
+    /// The same device without f16 matmuls: burn's f32 matmul where [`LinearKernel::BurnF16`]
+    /// was chosen, the rest unchanged.
+    pub fn without_f16_matmuls(self) -> Self {
+        match self.linear_kernel {
+            LinearKernel::BurnF16 => PickedDevice { linear_kernel: LinearKernel::Burn, ..self },
+            _ => self,
         }
     }
 }

@@ -326,8 +326,9 @@ impl M3 {
     /// `limits`: "default" (WebGPU's default limits: 128 MiB per binding; the default) or
     /// "adapter" (all the adapter offers).
     /// `on_progress(done, total)`, if given, is called as encoder layers are built.
-    /// `compute`: "f32" (the default) or "f16": an f16 pack's matmuls on f16 operands where the
-    /// WebGPU adapter is a GPU with `shader-f16` (the `compute` getter says what was granted).
+    /// `compute`: "auto" (the default: an f16 pack's matmuls on f16 operands where the WebGPU
+    /// adapter is a GPU with `shader-f16`, see [`KernelChoice::Auto`]) or "f32" (never); the
+    /// `compute` getter says which ran.
     pub async fn load(
         files: JsValue,
         device: Option<String>,
@@ -355,11 +356,10 @@ impl M3 {
             }
         };
         let kind: DeviceKind = device.parse()?;
-        // f16 matmuls where a GPU can, else the stated fallback (a page cannot choose its user's GPU).
-        let f16 = match compute.as_str() {
-            "" | "f32" => false,
-            "f16" => true,
-            other => return Err(Error::Input(format!("unknown compute {other:?} (f32 or f16)"))),
+        let f32_only = match compute.as_str() {
+            "" | "auto" => false,
+            "f32" => true,
+            other => return Err(Error::Input(format!("unknown compute {other:?} (auto or f32)"))),
         };
         if !files.is_object() {
             return Err(Error::Input("load() needs an object { config, tokenizer, encoder, colbert, sparse }".into()));
@@ -370,8 +370,8 @@ impl M3 {
         let colbert = Checkpoint::open(file(&files, "colbert")?)?;
         let sparse = Checkpoint::open(file(&files, "sparse")?)?;
         let mut d = pick_device(kind, limits, KernelChoice::Auto).await?;
-        if f16 {
-            d = d.with_f16_matmuls_on_gpus();
+        if f32_only {
+            d = d.without_f16_matmuls();
         }
         let mut progress = |done: usize, total: usize| {
             if let Some(f) = &on_progress {

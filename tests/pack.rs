@@ -137,12 +137,11 @@ fn label(on: &PickedDevice) -> String {
     format!("{} ({:?})", on.backend, on.linear_kernel)
 }
 
-/// The bounds of `key` ("f16", "int8": issue 11's; "f16-compute": f16 matmuls) in
-/// tests/pack-bounds.json, their one owner: dense and ColBERT row cosine floors, sparse and score
-/// error ceilings (None: not bounded).
-fn bounds(key: &str) -> (f64, f64, Option<f64>, Option<f64>) {
+/// Issue 11's bounds for `dtype` (tests/pack-bounds.json, their one owner): dense and ColBERT row
+/// cosine floors, sparse and score error ceilings (None: not bounded).
+fn bounds(dtype: PackDtype) -> (f64, f64, Option<f64>, Option<f64>) {
     let all: Value = serde_json::from_str(include_str!("pack-bounds.json")).unwrap();
-    let b = &all[key];
+    let b = &all[dtype.name()];
     (
         b["dense_cos"].as_f64().unwrap(),
         b["colbert_row_cos"].as_f64().unwrap(),
@@ -153,12 +152,8 @@ fn bounds(key: &str) -> (f64, f64, Option<f64>, Option<f64>) {
 
 /// Holds `f` to the bounds of a `dtype` pack run `on` a device.
 fn assert_within(f: &Fidelity, dtype: PackDtype, on: &PickedDevice) {
-    let d = match (dtype, on.linear_kernel) {
-        (PackDtype::F16, LinearKernel::BurnF16) => "f16-compute",
-        _ => dtype.name(),
-    };
-    let (dense, colbert, sparse, score) = bounds(d);
-    let on = label(on);
+    let (dense, colbert, sparse, score) = bounds(dtype);
+    let (d, on) = (dtype.name(), label(on));
     assert!(f.dense_cos >= dense, "{d} dense cosine {} < {dense} on {on}", f.dense_cos);
     assert!(f.colbert_row_cos >= colbert, "{d} colbert row cosine {} < {colbert} on {on}", f.colbert_row_cos);
     if let Some(b) = sparse {

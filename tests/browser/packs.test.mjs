@@ -129,13 +129,13 @@ for (const dtype of ['f16', 'int8']) {
   });
 }
 
-// f16 asks for f16 matmuls: granted on a GPU with shader-f16 only, so on SwiftShader (a CPU
-// adapter without the feature) the stated fallback, 'f32', is what the model reports.
-for (const [dtype, worker, compute] of [['f16', true, 'f16'], ['int8', false, undefined]]) {
-  test(`${dtype} pack by URL on WebGPU (worker: ${worker}, compute: ${compute}): the reference texts of up to 100 tokens`, { timeout: 900_000 }, async () => {
-    const r = await run('packParity', { base: `/packs/${dtype}/`, device: 'webgpu', worker, dtype, compute, maxItemTokens: 100 });
-    const granted = compute === 'f16' && /shader-f16/.test(r.adapter) && !/\bCpu\b/.test(r.adapter);
-    assertParity(r, dtype, { backend: 'webgpu', texts: 11, compute: granted ? 'f16' : 'f32' });
+// f16 matmuls are the default for an f16 pack on a GPU with shader-f16 only: on SwiftShader (a
+// CPU adapter without the feature) the model reports 'f32'.
+for (const [dtype, worker] of [['f16', true], ['int8', false]]) {
+  test(`${dtype} pack by URL on WebGPU (worker: ${worker}): the reference texts of up to 100 tokens`, { timeout: 900_000 }, async () => {
+    const r = await run('packParity', { base: `/packs/${dtype}/`, device: 'webgpu', worker, dtype, maxItemTokens: 100 });
+    const f16 = dtype === 'f16' && /shader-f16/.test(r.adapter) && !/\bCpu\b/.test(r.adapter);
+    assertParity(r, dtype, { backend: 'webgpu', texts: 11, compute: f16 ? 'f16' : 'f32' });
   });
 }
 

@@ -33,9 +33,9 @@ const USAGE: &str = "usage:
 options:
   --device cpu|wgpu|auto     (default cpu; --backend is the same)
   --kernel auto|burn|register|burn-f16
-                             matmul kernels on wgpu (auto: ours on software adapters, burn's on GPUs;
-                             burn-f16: burn's, an f16 pack's matmuls on f16 operands with f32 sums;
-                             needs shader-f16; outside issue 11's f16 bounds, docs/packs.md)
+                             matmul kernels on wgpu (auto: ours on software adapters, burn's on GPUs,
+                             burn-f16 there with shader-f16; burn-f16: an f16 pack's matmuls on f16
+                             operands with f32 sums, needs shader-f16; burn: always f32)
   --encoder-file auto|bin|safetensors
   --max-length N             tokens per window, <s> and </s> included (default: the model's limit, 8192)
   --overlap N                tokens shared by neighbouring windows (default min(256, half a window))
