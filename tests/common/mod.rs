@@ -84,27 +84,23 @@ pub fn cpu() -> PickedDevice {
 /// lavapipe). `M3_REQUIRE_WGPU=1` (set by scripts/test.sh, which installs lavapipe) turns a
 /// missing adapter into a failure, so that CI cannot pass these tests without running them.
 pub fn wgpu(test: &str) -> Option<PickedDevice> {
-    match device(DeviceKind::Gpu, KernelChoice::Auto) {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var_os("M3_REQUIRE_WGPU").is_none() => {
-            eprintln!("NOT RUN {test}: no wgpu adapter on this machine ({e})");
-            None
-        }
-        Err(e) => panic!("{test}: M3_REQUIRE_WGPU is set but no wgpu adapter was found: {e}"),
-    }
+    wgpu_with(test, KernelChoice::Auto)
 }
 
-/// The wgpu device with f16 matmuls ([`KernelChoice::BurnF16`], for f16 packs), or `None` after
-/// saying why: no adapter, or one without `shader-f16`. Under `M3_REQUIRE_WGPU` either is a
-/// failure: lavapipe, which CI installs, has `shader-f16`.
+/// The wgpu device with f16 matmuls ([`KernelChoice::BurnF16`], for f16 packs), as [`wgpu`]; an
+/// adapter without `shader-f16` counts as missing (lavapipe, which CI installs, has it).
 pub fn wgpu_f16(test: &str) -> Option<PickedDevice> {
-    match device(DeviceKind::Gpu, KernelChoice::BurnF16) {
+    wgpu_with(test, KernelChoice::BurnF16)
+}
+
+fn wgpu_with(test: &str, kernel: KernelChoice) -> Option<PickedDevice> {
+    match device(DeviceKind::Gpu, kernel) {
         Ok(d) => Some(d),
         Err(e) if std::env::var_os("M3_REQUIRE_WGPU").is_none() => {
-            eprintln!("NOT RUN {test} with f16 matmuls: {e}");
+            eprintln!("NOT RUN {test} (kernel {kernel:?}): no such wgpu device on this machine ({e})");
             None
         }
-        Err(e) => panic!("{test}: M3_REQUIRE_WGPU is set but the f16 matmul device is missing: {e}"),
+        Err(e) => panic!("{test}: M3_REQUIRE_WGPU is set but the wgpu device (kernel {kernel:?}) is missing: {e}"),
     }
 }
 
