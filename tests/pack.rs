@@ -199,6 +199,109 @@ fn int8_packs_keep_fidelity() {
     }
 }
 
+/// The demo's sample corpus as the demo reads it (www/corpus/manifest.json; each text trimmed).
+fn demo_corpus() -> Vec<(String, String)> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www/corpus");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let docs = manifest["documents"].as_array().unwrap();
+    docs.iter()
+        .map(|d| {
+            let file = d["file"].as_str().unwrap();
+            (file.to_string(), std::fs::read_to_string(dir.join(file)).unwrap().trim().to_string())
+        })
+        .collect()
+}
+
+/// Per query, the documents' indices by compute_score's colbert+sparse+dense (FlagEmbedding's
+/// weights), best first: each document encoded whole (windows at the model's limit, merged as
+/// `windows::merge` does), as `BgeM3::score` scores a passage.
+fn rankings(model: &bge_m3_web::BgeM3, docs: &[&str], queries: &[&str]) -> Vec<Vec<usize>> {
+    let opts = EncodeOptions::default();
+    let encode = |texts: &[&str]| block_on(model.encode(texts, &opts, &mut |_| {})).unwrap();
+    let (docs, queries) = (encode(docs), encode(queries));
+    let dim = model.config.hidden_size;
+    queries
+        .iter()
+        .map(|q| {
+            let scores: Vec<f32> = docs
+                .iter()
+                .map(|d| compute_scores(q.embedding(), d.embedding(), dim, ScoreWeights::default()).unwrap())
+                .map(|s| s.colbert_sparse_dense)
+                .collect();
+            let mut order: Vec<usize> = (0..docs.len()).collect();
+            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+            order
+        })
+        .collect()
+}
+
+#[test]
+fn packs_keep_the_demo_top5() {
+    // Issue 11: on the demo's sample corpus with 20 queries (tests/demo-queries.json), the top 5
+    // documents by colbert+sparse+dense of a pack equal f32's, in order, in at least the share of
+    // queries that tests/pack-bounds.json sets. The model: the tiny fixture, or the f32 model
+    // folder in M3_TOP5_MODEL (e.g. a full-size random one: see docs/packs.md).
+    let source = std::env::var_os("M3_TOP5_MODEL").map(std::path::PathBuf::from).unwrap_or_else(tiny_dir);
+    let corpus = demo_corpus();
+    let docs: Vec<&str> = corpus.iter().map(|(_, t)| t.as_str()).collect();
+    let queries: Value = serde_json::from_str(include_str!("demo-queries.json")).unwrap();
+    let queries: Vec<&str> =
+        queries["queries"].as_array().unwrap().iter().map(|q| q["text"].as_str().unwrap()).collect();
+    assert_eq!(queries.len(), 20);
+    let on = cpu();
+    let t = std::time::Instant::now();
+    let f32_model = load_dir(&source, &on, WeightsFile::Auto, &mut |_, _| {}).unwrap();
+    let want = rankings(&f32_model, &docs, &queries);
+    drop(f32_model);
+    // How much the queries' rankings differ (a model that ranked every query alike would make the
+    // agreement below trivial).
+    let distinct: std::collections::BTreeSet<&[usize]> = want.iter().map(|r| &r[..5]).collect();
+    let firsts: std::collections::BTreeSet<usize> = want.iter().map(|r| r[0]).collect();
+    println!(
+        "{}: f32 ranked in {:.1?}: {} distinct top-5 lists, {} distinct first documents",
+        source.display(),
+        t.elapsed(),
+        distinct.len(),
+        firsts.len()
+    );
+    let all: Value = serde_json::from_str(include_str!("pack-bounds.json")).unwrap();
+    for dtype in [PackDtype::F16, PackDtype::Int8] {
+        let out = std::env::temp_dir().join(format!("m3-pack-top5-{}-{}", dtype.name(), std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        convert(&source, &out, dtype, &mut |_| {}).unwrap();
+        let model = load_dir(&out, &on, WeightsFile::Auto, &mut |_, _| {}).unwrap();
+        let got = rankings(&model, &docs, &queries);
+        drop(model);
+        let _ = std::fs::remove_dir_all(&out);
+        let same_order = got.iter().zip(&want).filter(|(g, w)| g[..5] == w[..5]).count();
+        let same_set = got
+            .iter()
+            .zip(&want)
+            .filter(|(g, w)| {
+                let (mut g, mut w) = (g[..5].to_vec(), w[..5].to_vec());
+                g.sort();
+                w.sort();
+                g == w
+            })
+            .count();
+        let same_first = got.iter().zip(&want).filter(|(g, w)| g[0] == w[0]).count();
+        println!(
+            "{} {}: top-5 in the same order for {same_order}/20 queries, the same 5 for {same_set}/20, the same first \
+             for {same_first}/20",
+            source.display(),
+            dtype.name()
+        );
+        for (k, (g, w)) in got.iter().zip(&want).enumerate().filter(|(_, (g, w))| g[..5] != w[..5]) {
+            let names = |r: &[usize]| r[..5].iter().map(|&i| corpus[i].0.as_str()).collect::<Vec<_>>().join(" ");
+            println!("  query {k} {:?}: f32 {}; {} {}", queries[k], names(w), dtype.name(), names(g));
+        }
+        if let Some(floor) = all[dtype.name()]["top5_agree"].as_f64() {
+            let share = same_order as f64 / 20.0;
+            assert!(share >= floor, "{}: top-5 equals f32's for {same_order}/20 queries < {floor}", dtype.name());
+        }
+    }
+}
+
 #[test]
 fn int8_scales_are_checked() {
     // A pack whose scale tensor is missing or non-finite is a format error, not garbage weights.
