@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""How much of an f16 pack's error is the dtype's, at any size, with numpy alone: runs the model in
+float64 twice, with its f32 weights and with the parameters that a pack stores in f16 rounded to
+f16 (`pack::stored_as`: tensors with more than one dimension above 1; vectors stay f32), and
+prints the sparse error of the rounding (per text, against the text's largest weight) and the least
+dense cosine. Also measures `m3 encode` on the f32 folder and on an f16 pack (if given) against the
+float64 run of the f32 weights: our own arithmetic's share.
+
+    python3 scripts/f16_weights_numpy.py MODEL_DIR [--pack F16_PACK_DIR]
+
+MODEL_DIR: model.safetensors (f32) and sparse_linear.safetensors, as scripts/random_checkpoint.py
+--numpy writes them (e.g. the full-size random model of docs/packs.md). The texts are
+pack_fidelity.py's; their token ids come from `m3 encode` (our tokenizer, checked against HF's).
+An independent forward pass (embeddings, 24 post-LN layers, exact GELU), written from HF's
+XLMRobertaModel, not from src/.
+"""
+import argparse
+import json
+import math
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from pack_fidelity import TEXTS, encode  # noqa: E402
+
+SPECIAL = (0, 1, 2, 3)  # <s> <pad> </s> <unk>
+ERF = np.vectorize(math.erf)
+
+
+class SafeTensors:
+    def __init__(self, path):
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            self.header = json.loads(f.read(n))
+        self.data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n)
+
+    def get(self, name):
+        e = self.header[name]
+        a, b = e["data_offsets"]
+        dt = {"F32": "<f4", "F16": "<f2"}[e["dtype"]]
+        return np.frombuffer(self.data[a:b], dtype=dt).reshape(e["shape"])
+
+
+def layer_norm(x, w, b, eps):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def forward(st, cfg, ids, rounded):
+    """Last hidden state [T, H] in float64; `rounded`: f16-round what a pack stores in f16."""
+    def p(name):
+        t = st.get(name)
+        if rounded and sum(d > 1 for d in t.shape) > 1:
+            t = t.astype(np.float16)
+        return t.astype(np.float64)
+
+    eps, heads = cfg["layer_norm_eps"], cfg["num_attention_heads"]
+    word = st.get("embeddings.word_embeddings.weight")
+    x = word[ids].astype(np.float16 if rounded else np.float32).astype(np.float64)
+    pos = np.arange(len(ids)) + 2  # cumsum(ids != 1) * (ids != 1) + 1, no padding
+    x = x + p("embeddings.position_embeddings.weight")[pos] + p("embeddings.token_type_embeddings.weight")[0]
+    x = layer_norm(x, p("embeddings.LayerNorm.weight"), p("embeddings.LayerNorm.bias"), eps)
+    t, h = x.shape
+    d = h // heads
+    for i in range(cfg["num_hidden_layers"]):
+        pre = f"encoder.layer.{i}."
+        lin = lambda y, n: y @ p(pre + n + ".weight").T + p(pre + n + ".bias")
+        q, k, v = (lin(x, f"attention.self.{n}").reshape(t, heads, d).transpose(1, 0, 2) for n in ("query", "key", "value"))
+        s = q @ k.transpose(0, 2, 1) / math.sqrt(d)
+        s = np.exp(s - s.max(-1, keepdims=True))
+        ctx = ((s / s.sum(-1, keepdims=True)) @ v).transpose(1, 0, 2).reshape(t, h)
+        x = layer_norm(lin(ctx, "attention.output.dense") + x, p(pre + "attention.output.LayerNorm.weight"),
+                       p(pre + "attention.output.LayerNorm.bias"), eps)
+        u = lin(x, "intermediate.dense")
+        u = 0.5 * u * (1.0 + ERF(u / math.sqrt(2.0)))
+        x = layer_norm(lin(u, "output.dense") + x, p(pre + "output.LayerNorm.weight"), p(pre + "output.LayerNorm.bias"), eps)
+    return x
+
+
+def outputs(hidden, ids, sw, sb):
+    w = np.maximum(hidden @ sw.T + sb, 0.0)[:, 0]
+    sparse = {}
+    for tid, v in zip(ids, w):
+        if tid not in SPECIAL and v > 0:
+            sparse[str(tid)] = max(sparse.get(str(tid), 0.0), float(v))
+    return sparse, hidden[0] / np.linalg.norm(hidden[0])
+
+
+def compare(name, got, want):
+    sparse, cos = 0.0, 1.0
+    for (s, d), (w, dw) in zip(got, want):
+        e = max([abs(s.get(k, 0.0) - w.get(k, 0.0)) for k in set(s) | set(w)] + [0.0])
+        sparse = max(sparse, e / max(list(w.values()) + [1e-6]))
+        cos = min(cos, float(np.dot(d, dw) / np.linalg.norm(d) / np.linalg.norm(dw)))
+    print(f"{name:<44} sparse error / text's largest {sparse:.2e}, dense cosine {cos:.7f}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--pack", help="an f16 pack of MODEL (m3 convert): its m3 encode outputs are measured too")
+    ap.add_argument("--device", default="cpu")
+    a = ap.parse_args()
+    cfg = json.load(open(Path(a.model) / "config.json"))
+    st = SafeTensors(Path(a.model) / "model.safetensors")
+    head = SafeTensors(Path(a.model) / "sparse_linear.safetensors")
+    sw, sb = head.get("weight").astype(np.float64), head.get("bias").astype(np.float64)
+    ours, _ = encode(a.model, a.device, TEXTS)
+    ids = [o["input_ids"] for o in ours]
+    exact = [outputs(forward(st, cfg, i, False), i, sw, sb) for i in ids]
+    rounded = [outputs(forward(st, cfg, i, True), i, sw, sb) for i in ids]
+    print(f"{a.model}: {len(TEXTS)} texts, float64 arithmetic; against float64 with the f32 weights:")
+    compare("float64, weights rounded as an f16 pack", rounded, exact)
+    as_outputs = lambda enc: [(o["sparse"], np.array(o["dense"])) for o in enc]
+    compare("m3 encode, f32 folder", as_outputs(ours), exact)
+    if a.pack:
+        pack, _ = encode(a.pack, a.device, TEXTS)
+        compare("m3 encode, f16 pack", as_outputs(pack), exact)
+        compare("m3 encode, f16 pack against float64 rounded", as_outputs(pack), rounded)
+
+
+if __name__ == "__main__":
+    main()
