@@ -140,14 +140,18 @@ fn label(on: &PickedDevice) -> String {
 /// Issue 11's bounds for `dtype` (tests/pack-bounds.json, their one owner): dense and ColBERT row
 /// cosine floors, sparse and score error ceilings (None: not bounded).
 fn bounds(dtype: PackDtype) -> (f64, f64, Option<f64>, Option<f64>) {
-    let all: Value = serde_json::from_str(include_str!("pack-bounds.json")).unwrap();
-    let b = &all[dtype.name()];
+    let b = &pack_bounds()[dtype.name()];
     (
         b["dense_cos"].as_f64().unwrap(),
         b["colbert_row_cos"].as_f64().unwrap(),
         b["sparse_rel"].as_f64(),
         b["score_err"].as_f64(),
     )
+}
+
+/// tests/pack-bounds.json, per dtype name.
+fn pack_bounds() -> Value {
+    serde_json::from_str(include_str!("pack-bounds.json")).unwrap()
 }
 
 /// Holds `f` to the bounds of a `dtype` pack run `on` a device.
@@ -264,7 +268,7 @@ fn packs_keep_the_demo_top5() {
         distinct.len(),
         firsts.len()
     );
-    let all: Value = serde_json::from_str(include_str!("pack-bounds.json")).unwrap();
+    let all = pack_bounds();
     for dtype in [PackDtype::F16, PackDtype::Int8] {
         let out = std::env::temp_dir().join(format!("m3-pack-top5-{}-{}", dtype.name(), std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
