@@ -6,7 +6,7 @@ prints the sparse error of the rounding (per text, against the text's largest we
 dense cosine. Also measures `m3 encode` on the f32 folder and on an f16 pack (if given) against the
 float64 run of the f32 weights: our own arithmetic's share.
 
-    python3 scripts/f16_weights_numpy.py MODEL_DIR [--pack F16_PACK_DIR]
+    python3 scripts/f16_weights_numpy.py MODEL_DIR [--pack F16_PACK_DIR] [--groups]
 
 MODEL_DIR: model.safetensors (f32) and sparse_linear.safetensors, as scripts/random_checkpoint.py
 --numpy writes them (e.g. the full-size random model of docs/packs.md). The texts are
@@ -51,17 +51,34 @@ def layer_norm(x, w, b, eps):
     return (x - mu) / np.sqrt(var + eps) * w + b
 
 
-def forward(st, cfg, ids, rounded):
-    """Last hidden state [T, H] in float64; `rounded`: f16-round what a pack stores in f16."""
+def stored_f16(t):
+    """What an f16 pack stores in f16 (`pack::stored_as`): tensors with more than one dimension above 1."""
+    return sum(d > 1 for d in t.shape) > 1
+
+
+# Groups of the parameters a pack rounds: whose rounding costs what.
+GROUPS = {
+    "every matrix (= the f16 pack)": lambda n: True,
+    "word embeddings only": lambda n: "word_embeddings" in n,
+    "position embeddings only": lambda n: "position_embeddings" in n,
+    "attention q, k, v, output only": lambda n: ".attention." in n,
+    "FFN in and out only": lambda n: ".intermediate." in n or (".output.dense" in n and ".attention." not in n),
+    "the last 4 layers only": lambda n: any(f"layer.{k}." in n for k in range(20, 24)),
+}
+
+
+def forward(st, cfg, ids, rounds):
+    """Last hidden state [T, H] in float64; `rounds(name)`: f16-round that tensor if a pack stores it in f16."""
     def p(name):
         t = st.get(name)
-        if rounded and sum(d > 1 for d in t.shape) > 1:
+        if rounds(name) and stored_f16(t):
             t = t.astype(np.float16)
         return t.astype(np.float64)
 
     eps, heads = cfg["layer_norm_eps"], cfg["num_attention_heads"]
-    word = st.get("embeddings.word_embeddings.weight")
-    x = word[ids].astype(np.float16 if rounded else np.float32).astype(np.float64)
+    name = "embeddings.word_embeddings.weight"
+    word = st.get(name)  # only the rows of `ids` are read
+    x = word[ids].astype(np.float16 if rounds(name) and stored_f16(word) else np.float32).astype(np.float64)
     pos = np.arange(len(ids)) + 2  # cumsum(ids != 1) * (ids != 1) + 1, no padding
     x = x + p("embeddings.position_embeddings.weight")[pos] + p("embeddings.token_type_embeddings.weight")[0]
     x = layer_norm(x, p("embeddings.LayerNorm.weight"), p("embeddings.LayerNorm.bias"), eps)
@@ -97,7 +114,7 @@ def compare(name, got, want):
         e = max([abs(s.get(k, 0.0) - w.get(k, 0.0)) for k in set(s) | set(w)] + [0.0])
         sparse = max(sparse, e / max(list(w.values()) + [1e-6]))
         cos = min(cos, float(np.dot(d, dw) / np.linalg.norm(d) / np.linalg.norm(dw)))
-    print(f"{name:<44} sparse error / text's largest {sparse:.2e}, dense cosine {cos:.7f}")
+    print(f"{name:<50} sparse error / text's largest {sparse:.2e}, dense cosine {cos:.7f}")
 
 
 def main():
@@ -105,6 +122,7 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--pack", help="an f16 pack of MODEL (m3 convert): its m3 encode outputs are measured too")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--groups", action="store_true", help="also round each group of parameters alone (GROUPS)")
     a = ap.parse_args()
     cfg = json.load(open(Path(a.model) / "config.json"))
     st = SafeTensors(Path(a.model) / "model.safetensors")
@@ -112,10 +130,14 @@ def main():
     sw, sb = head.get("weight").astype(np.float64), head.get("bias").astype(np.float64)
     ours, _ = encode(a.model, a.device, TEXTS)
     ids = [o["input_ids"] for o in ours]
-    exact = [outputs(forward(st, cfg, i, False), i, sw, sb) for i in ids]
-    rounded = [outputs(forward(st, cfg, i, True), i, sw, sb) for i in ids]
+    run = lambda rounds: [outputs(forward(st, cfg, i, rounds), i, sw, sb) for i in ids]
+    exact = run(lambda n: False)
+    rounded = run(GROUPS["every matrix (= the f16 pack)"])
     print(f"{a.model}: {len(TEXTS)} texts, float64 arithmetic; against float64 with the f32 weights:")
     compare("float64, weights rounded as an f16 pack", rounded, exact)
+    if a.groups:
+        for name, rounds in list(GROUPS.items())[1:]:
+            compare(f"float64, {name} rounded", run(rounds), exact)
     as_outputs = lambda enc: [(o["sparse"], np.array(o["dense"])) for o in enc]
     compare("m3 encode, f32 folder", as_outputs(ours), exact)
     if a.pack:
