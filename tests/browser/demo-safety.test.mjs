@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { serve, launch, requireFixtures, root } from './server.mjs';
 import { policy } from '../../www/csp.js';
+import { quotaAbove as lowerQuota, quotaHolds as waitQuotaHolds } from './quota.mjs';
 
 const PAGE = '/www/?model=/fixtures/tiny-m3/&device=cpu';
 const artifacts = path.join(root, 'test-results');
@@ -92,23 +93,12 @@ async function search(q) {
   return { hits: await page.$$eval('#results .hit', l => l.length), searchMs, wallMs: Date.now() - t0 };
 }
 
-/** Sets this origin's quota `extra` bytes above what it uses now (the cached model included).
- *  IndexedDB keeps the space it was last allotted for up to 30 s before it asks the quota manager
- *  again (Chromium's BucketContext::kBucketSpaceCacheTimeLimit), so the lower quota holds for
- *  writes 31 s later (`quotaHolds`): the suite lowers it once, and runs two tests that write
- *  nothing in this origin meanwhile. */
+/** The quota is lowered once (`quotaAbove`, the cached model included in what the origin uses) and
+ *  holds for writes 31 s later (`quotaHolds`, tests/browser/quota.mjs): the suite runs two tests
+ *  that write nothing in this origin meanwhile. */
 let quotaLoweredAt = null;
-async function quotaAbove(extra) {
-  const { usage } = await page.evaluate(() => navigator.storage.estimate());
-  await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: usage + extra });
-  assert.equal((await cdp.send('Storage.getUsageAndQuota', { origin })).overrideActive, true);
-  quotaLoweredAt = Date.now();
-}
-async function quotaHolds() {
-  const wait = 31_000 - (Date.now() - quotaLoweredAt);
-  console.log(`waiting ${Math.max(0, wait)} ms more for IndexedDB to ask for the lowered quota`);
-  if (wait > 0) await page.waitForTimeout(wait);
-}
+const quotaAbove = async extra => { quotaLoweredAt = await lowerQuota(page, cdp, origin, extra); };
+const quotaHolds = () => waitQuotaHolds(page, quotaLoweredAt);
 const resetQuota = () => cdp.send('Storage.overrideQuotaForOrigin', { origin });
 
 /** Deterministic texts: `n` words from a small vocabulary. */
