@@ -25,6 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+from check_reference import fidelity  # noqa: E402
 from pack_fidelity import TEXTS, encode  # noqa: E402
 
 SPECIAL = (0, 1, 2, 3)  # <s> <pad> </s> <unk>
@@ -109,12 +110,10 @@ def outputs(hidden, ids, sw, sb):
 
 
 def compare(name, got, want):
-    sparse, cos = 0.0, 1.0
-    for (s, d), (w, dw) in zip(got, want):
-        e = max([abs(s.get(k, 0.0) - w.get(k, 0.0)) for k in set(s) | set(w)] + [0.0])
-        sparse = max(sparse, e / max(list(w.values()) + [1e-6]))
-        cos = min(cos, float(np.dot(d, dw) / np.linalg.norm(d) / np.linalg.norm(dw)))
-    print(f"{name:<50} sparse error / text's largest {sparse:.2e}, dense cosine {cos:.7f}")
+    """check_reference.fidelity's measure (sparse error over the text's largest weight, dense cosine)."""
+    as_lines = lambda outs: [{"sparse": sp, "dense": list(d), "colbert": []} for sp, d in outs]
+    f = fidelity(as_lines(got), as_lines(want))
+    print(f"{name:<50} sparse error / text's largest {f['sparse_rel']:.2e}, dense cosine {f['dense_cos']:.7f}")
 
 
 def main():
