@@ -7,8 +7,9 @@
 //! memory is ordinary memory and every barrier switches between the invocations of a workgroup,
 //! so the same kernel ran at ~0.1 GFLOP/s there (measured: `[32, 384] x [384, 384]` took ~110 ms
 //! on SwiftShader). `matmul_4x4` has no workgroup memory and no barriers: each invocation keeps
-//! a 4 x 4 block of the output in registers and reads its operands as `vec4`s straight from the
-//! buffers (the CPU's caches do the staging), ~1.2 GFLOP/s on the same machine.
+//! a `UNIT_ROWS` x 4 block of the output in registers and reads its operands as `vec4`s straight
+//! from the buffers (the CPU's caches do the staging), ~1.2 GFLOP/s on the same machine with
+//! blocks of 4 rows.
 //! `softmax_rows` replaces burn's five-kernel softmax with one in-place pass.
 //! `crate::gpu` picks these for CPU adapters ([`crate::gpu::KernelChoice`]); GPUs keep burn's
 //! kernels.
@@ -40,9 +41,17 @@ pub enum LinearKernel {
 
 type Vec4 = Vector<f32, Const<4>>;
 
-/// Units per workgroup along the output columns (in vec4s) and along the blocks of 4 rows.
+/// Units per workgroup along the output columns (in vec4s) and along the blocks of `UNIT_ROWS` rows.
 const GROUP_COLS: u32 = 16;
 const GROUP_ROWS: u32 = 4;
+
+/// Rows of the output each unit of `matmul_4x4` and `matmul_4x4_packed` computes: every weight
+/// vec4 it reads (or unpacks) serves this many rows, so that reading and unpacking cost less than
+/// the multiply-adds they feed on a CPU adapter, where arithmetic, not memory, is what a kernel
+/// waits on. (SwiftShader, small model, 512 tokens, packed kernel against f32 at 4 rows: 4 rows
+/// with the old unpacking 0.30-0.60x for f16; 8 rows 1.08x f16, 1.33-1.42x int8; 16 rows
+/// 1.07-1.30x f16, 1.26-1.30x int8. The f32 kernel at 16 rows: docs/benchmarks.md.)
+const UNIT_ROWS: usize = 16;
 
 /// Where row `r` of matrix `z` starts in a buffer, in vec4s:
 /// `offset + (z / heads) * batch + (z % heads) * head + r * row`.
@@ -71,8 +80,8 @@ fn row_times_w(acc: Vec4, a: Vec4, w0: Vec4, w1: Vec4, w2: Vec4, w3: Vec4) -> Ve
 
 /// For every matrix z (`ABSOLUTE_POS_Z`): out[z][m, :] = scale * (a[z][m, :] B[z]) + bias[z],
 /// with a [rows, 4 * k4], B [4 * k4, 4 * n4], bias one row of n4 vec4s (when `has_bias`).
-/// One unit computes the 4 rows `4 * ABSOLUTE_POS_Y ..` and the 4 columns `4 * ABSOLUTE_POS_X ..`
-/// in registers.
+/// One unit computes the `UNIT_ROWS` rows `UNIT_ROWS * ABSOLUTE_POS_Y ..` and the 4 columns
+/// `4 * ABSOLUTE_POS_X ..` in registers.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn matmul_4x4(
@@ -93,56 +102,43 @@ fn matmul_4x4(
 ) {
     let z = ABSOLUTE_POS_Z as usize;
     let col = ABSOLUTE_POS_X as usize;
-    let row0 = ABSOLUTE_POS_Y as usize * 4;
+    let row0 = ABSOLUTE_POS_Y as usize * UNIT_ROWS;
     if col >= n4 || row0 >= rows {
         terminate!();
     }
     // Rows past the end read the last row (their results are not written).
     let last = rows - 1;
-    let a0 = row_start(&a_layout, z, heads, row0);
-    let a1 = row_start(&a_layout, z, heads, usize::min(row0 + 1, last));
-    let a2 = row_start(&a_layout, z, heads, usize::min(row0 + 2, last));
-    let a3 = row_start(&a_layout, z, heads, usize::min(row0 + 3, last));
+    let mut a_at = Array::<usize>::new(UNIT_ROWS);
+    let mut acc = Array::<Vec4>::new(UNIT_ROWS);
+    #[unroll]
+    for r in 0..UNIT_ROWS {
+        a_at[r] = row_start(&a_layout, z, heads, usize::min(row0 + r, last));
+        acc[r] = Vec4::new(0.0f32);
+    }
     let b_start = row_start(&b_layout, z, heads, 0) + col;
-    let zero = Vec4::new(0.0f32);
-    let mut acc0 = zero;
-    let mut acc1 = zero;
-    let mut acc2 = zero;
-    let mut acc3 = zero;
     for kk in 0..k4 {
         let w_row = b_start + kk * 4 * b_layout.row;
         let w0 = b[w_row];
         let w1 = b[w_row + b_layout.row];
         let w2 = b[w_row + 2 * b_layout.row];
         let w3 = b[w_row + 3 * b_layout.row];
-        acc0 = row_times_w(acc0, a[a0 + kk], w0, w1, w2, w3);
-        acc1 = row_times_w(acc1, a[a1 + kk], w0, w1, w2, w3);
-        acc2 = row_times_w(acc2, a[a2 + kk], w0, w1, w2, w3);
-        acc3 = row_times_w(acc3, a[a3 + kk], w0, w1, w2, w3);
+        #[unroll]
+        for r in 0..UNIT_ROWS {
+            acc[r] = row_times_w(acc[r], a[a_at[r] + kk], w0, w1, w2, w3);
+        }
     }
     let s = Vec4::new(scale);
-    let mut add = zero;
+    let mut add = Vec4::new(0.0f32);
     if has_bias {
         add = bias[row_start(&bias_layout, z, heads, 0) + col];
     }
-    out[row_start(&out_layout, z, heads, row0) + col] = acc0 * s + add;
-    if row0 + 1 < rows {
-        out[row_start(&out_layout, z, heads, row0 + 1) + col] = acc1 * s + add;
-    }
-    if row0 + 2 < rows {
-        out[row_start(&out_layout, z, heads, row0 + 2) + col] = acc2 * s + add;
-    }
-    if row0 + 3 < rows {
-        out[row_start(&out_layout, z, heads, row0 + 3) + col] = acc3 * s + add;
+    #[unroll]
+    for r in 0..UNIT_ROWS {
+        if row0 + r < rows {
+            out[row_start(&out_layout, z, heads, row0 + r) + col] = acc[r] * s + add;
+        }
     }
 }
-
-/// Rows of the output each unit of `matmul_4x4_packed` computes: every weight it unpacks serves
-/// this many rows, so that unpacking costs less than the multiply-adds it feeds on a CPU adapter,
-/// where arithmetic, not memory, is what a kernel waits on. (SwiftShader, small model, 512 tokens,
-/// against f32: 4 rows with the old unpacking 0.30-0.60x for f16; 8 rows 1.08x f16, 1.33-1.42x
-/// int8; 16 rows 1.07-1.30x f16, 1.26-1.30x int8: docs/benchmarks.md.)
-const PACKED_ROWS: usize = 16;
 
 /// How `matmul_4x4_packed` reads a weight word (chosen when the weight is uploaded:
 /// [`pack_i8_columns`], [`pack_f16_columns`]).
@@ -213,7 +209,7 @@ fn packed_w(words: &Tensor<u32>, at: usize, #[comptime] code: WordCode) -> Vec4 
 /// out[m, :] = (a[m, :] W) * factor + bias for a packed weight W [4 * k4, 4 * n4] (`code`: one
 /// u32 word per 4 columns for int8, two for f16), with a per-column `factor` (int8: the scales;
 /// rebased f16: 2^(112 - s); f16: unused). The weight is never expanded: each unit unpacks the
-/// words it reads in registers, for `PACKED_ROWS` rows of the output and 4 columns, and the
+/// words it reads in registers, for `UNIT_ROWS` rows of the output and 4 columns, and the
 /// factor is applied once, after the k loop (it factors out of it).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
@@ -229,16 +225,16 @@ fn matmul_4x4_packed(
     #[comptime] code: WordCode,
 ) {
     let col = ABSOLUTE_POS_X as usize;
-    let row0 = ABSOLUTE_POS_Y as usize * PACKED_ROWS;
+    let row0 = ABSOLUTE_POS_Y as usize * UNIT_ROWS;
     if col >= n4 || row0 >= rows {
         terminate!();
     }
     // Rows past the end read the last row (their results are not written).
     let last = rows - 1;
-    let mut a_at = Array::<usize>::new(PACKED_ROWS);
-    let mut acc = Array::<Vec4>::new(PACKED_ROWS);
+    let mut a_at = Array::<usize>::new(UNIT_ROWS);
+    let mut acc = Array::<Vec4>::new(UNIT_ROWS);
     #[unroll]
-    for r in 0..PACKED_ROWS {
+    for r in 0..UNIT_ROWS {
         a_at[r] = usize::min(row0 + r, last) * k4;
         acc[r] = Vec4::new(0.0f32);
     }
@@ -256,7 +252,7 @@ fn matmul_4x4_packed(
         let w2 = packed_w(words, w_row + 2 * per_row, code);
         let w3 = packed_w(words, w_row + 3 * per_row, code);
         #[unroll]
-        for r in 0..PACKED_ROWS {
+        for r in 0..UNIT_ROWS {
             acc[r] = row_times_w(acc[r], a[a_at[r] + kk], w0, w1, w2, w3);
         }
     }
@@ -266,7 +262,7 @@ fn matmul_4x4_packed(
     }
     let add = bias[col];
     #[unroll]
-    for r in 0..PACKED_ROWS {
+    for r in 0..UNIT_ROWS {
         if row0 + r < rows {
             out[(row0 + r) * n4 + col] = acc[r] * f + add;
         }
@@ -347,7 +343,7 @@ fn launch(
 ) {
     let count = CubeCount::Static(
         n4.div_ceil(GROUP_COLS as usize) as u32,
-        rows.div_ceil(4).div_ceil(GROUP_ROWS as usize) as u32,
+        rows.div_ceil(UNIT_ROWS).div_ceil(GROUP_ROWS as usize) as u32,
         matrices as u32,
     );
     let has_bias = bias.is_some();
@@ -443,7 +439,7 @@ pub fn linear_packed_register(x: BurnTensor<2>, weight: &PackedWeight, bias: Bur
     let out = empty_f32(&x, [rows, n4 * 4]);
     let count = CubeCount::Static(
         n4.div_ceil(GROUP_COLS as usize) as u32,
-        rows.div_ceil(PACKED_ROWS).div_ceil(GROUP_ROWS as usize) as u32,
+        rows.div_ceil(UNIT_ROWS).div_ceil(GROUP_ROWS as usize) as u32,
         1,
     );
     // SAFETY: columns stop at n4, rows past `rows` are clamped (reads) or skipped (writes), k
