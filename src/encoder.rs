@@ -46,7 +46,7 @@ pub fn is_wgpu(device: &Device) -> bool {
 enum Weight {
     /// f32 on the device: [in, out].
     F32(Tensor<2>),
-    /// int8 or f16 on a wgpu device, packed in 32-bit words; `matmul_4x4_packed` reads them as
+    /// int8 or f16 on a wgpu device, packed in 32-bit words; `matmul_4x4` reads them as
     /// they are: no f32 copy of the matrix exists.
     Gpu(PackedWeight),
     /// f16 on a wgpu device with `shader-f16` ([`LinearKernel::BurnF16`]): an f16 tensor

@@ -45,7 +45,7 @@ type Vec4 = Vector<f32, Const<4>>;
 const GROUP_COLS: u32 = 16;
 const GROUP_ROWS: u32 = 4;
 
-/// Rows of the output each unit of `matmul_4x4` and `matmul_4x4_packed` computes: every weight
+/// Rows of the output each unit of `matmul_4x4` computes: every weight
 /// vec4 it reads (or unpacks) serves this many rows, so that reading and unpacking cost less than
 /// the multiply-adds they feed on a CPU adapter, where arithmetic, not memory, is what a kernel
 /// waits on. (SwiftShader, small model, 512 tokens, packed kernel against f32 at 4 rows: 4 rows
@@ -78,69 +78,7 @@ fn row_times_w(acc: Vec4, a: Vec4, w0: Vec4, w1: Vec4, w2: Vec4, w3: Vec4) -> Ve
         + Vec4::new(a.extract(3usize)) * w3
 }
 
-/// For every matrix z (`ABSOLUTE_POS_Z`): out[z][m, :] = scale * (a[z][m, :] B[z]) + bias[z],
-/// with a [rows, 4 * k4], B [4 * k4, 4 * n4], bias one row of n4 vec4s (when `has_bias`).
-/// One unit computes the `UNIT_ROWS` rows `UNIT_ROWS * ABSOLUTE_POS_Y ..` and the 4 columns
-/// `4 * ABSOLUTE_POS_X ..` in registers.
-#[cube(launch_unchecked)]
-#[allow(clippy::too_many_arguments)]
-fn matmul_4x4(
-    a: &Tensor<Vec4>,
-    b: &Tensor<Vec4>,
-    bias: &Tensor<Vec4>,
-    out: &mut Tensor<Vec4>,
-    a_layout: Layout,
-    b_layout: Layout,
-    bias_layout: Layout,
-    out_layout: Layout,
-    heads: usize,
-    rows: usize,
-    k4: usize,
-    n4: usize,
-    scale: f32,
-    #[comptime] has_bias: bool,
-) {
-    let z = ABSOLUTE_POS_Z as usize;
-    let col = ABSOLUTE_POS_X as usize;
-    let row0 = ABSOLUTE_POS_Y as usize * UNIT_ROWS;
-    if col >= n4 || row0 >= rows {
-        terminate!();
-    }
-    // Rows past the end read the last row (their results are not written).
-    let last = rows - 1;
-    let mut a_at = Array::<usize>::new(UNIT_ROWS);
-    let mut acc = Array::<Vec4>::new(UNIT_ROWS);
-    #[unroll]
-    for r in 0..UNIT_ROWS {
-        a_at[r] = row_start(&a_layout, z, heads, usize::min(row0 + r, last));
-        acc[r] = Vec4::new(0.0f32);
-    }
-    let b_start = row_start(&b_layout, z, heads, 0) + col;
-    for kk in 0..k4 {
-        let w_row = b_start + kk * 4 * b_layout.row;
-        let w0 = b[w_row];
-        let w1 = b[w_row + b_layout.row];
-        let w2 = b[w_row + 2 * b_layout.row];
-        let w3 = b[w_row + 3 * b_layout.row];
-        #[unroll]
-        for r in 0..UNIT_ROWS {
-            acc[r] = row_times_w(acc[r], a[a_at[r] + kk], w0, w1, w2, w3);
-        }
-    }
-    let s = Vec4::new(scale);
-    let mut add = Vec4::new(0.0f32);
-    if has_bias {
-        add = bias[row_start(&bias_layout, z, heads, 0) + col];
-    }
-    #[unroll]
-    for r in 0..UNIT_ROWS {
-        if row0 + r < rows {
-            out[row_start(&out_layout, z, heads, row0 + r) + col] = acc[r] * s + add;
-        }
-    }
-}
-
-/// How `matmul_4x4_packed` reads a weight word (chosen when the weight is uploaded:
+/// How `matmul_4x4` reads a weight word (chosen when the weight is uploaded:
 /// [`pack_i8_columns`], [`pack_f16_columns`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WordCode {
@@ -206,24 +144,43 @@ fn packed_w(words: &Tensor<u32>, at: usize, #[comptime] code: WordCode) -> Vec4 
     v
 }
 
-/// out[m, :] = (a[m, :] W) * factor + bias for a packed weight W [4 * k4, 4 * n4] (`code`: one
-/// u32 word per 4 columns for int8, two for f16), with a per-column `factor` (int8: the scales;
-/// rebased f16: 2^(112 - s); f16: unused). The weight is never expanded: each unit unpacks the
-/// words it reads in registers, for `UNIT_ROWS` rows of the output and 4 columns, and the
-/// factor is applied once, after the k loop (it factors out of it).
+/// 4 columns of a row of B at `at`: a vec4 of `b`, or unpacked from `words` (`packed`).
+#[cube]
+fn b_vec4(b: &Tensor<Vec4>, words: &Tensor<u32>, at: usize, #[comptime] packed: Option<WordCode>) -> Vec4 {
+    if comptime!(packed.is_some()) { packed_w(words, at, comptime!(packed.unwrap_or(WordCode::Int8))) } else { b[at] }
+}
+
+/// For every matrix z (`ABSOLUTE_POS_Z`): out[z][m, :] = scale * (a[z][m, :] B[z]) * f + bias[z],
+/// with a [rows, 4 * k4], B [4 * k4, 4 * n4], bias one row of n4 vec4s (when `has_bias`). B is
+/// f32 vec4s in `b` (`packed` None; f = 1), or, for one matrix in plain row-major layouts, a
+/// packed weight in `words` (`packed` its [`WordCode`]: one u32 word per 4 columns for int8, two
+/// for f16) with a per-column factor f in `factor` (int8: the scales; rebased f16: 2^(112 - s);
+/// f16: 1, unread). A packed weight is never expanded: each unit unpacks the words it reads in
+/// registers, and f is applied once, after the k loop (it factors out of it). The argument a
+/// launch does not use is bound to a stand-in and never read. One unit computes the `UNIT_ROWS`
+/// rows `UNIT_ROWS * ABSOLUTE_POS_Y ..` and the 4 columns `4 * ABSOLUTE_POS_X ..` in registers.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-fn matmul_4x4_packed(
+fn matmul_4x4(
     a: &Tensor<Vec4>,
+    b: &Tensor<Vec4>,
     words: &Tensor<u32>,
     factor: &Tensor<Vec4>,
     bias: &Tensor<Vec4>,
     out: &mut Tensor<Vec4>,
+    a_layout: Layout,
+    b_layout: Layout,
+    bias_layout: Layout,
+    out_layout: Layout,
+    heads: usize,
     rows: usize,
     k4: usize,
     n4: usize,
-    #[comptime] code: WordCode,
+    scale: f32,
+    #[comptime] has_bias: bool,
+    #[comptime] packed: Option<WordCode>,
 ) {
+    let z = ABSOLUTE_POS_Z as usize;
     let col = ABSOLUTE_POS_X as usize;
     let row0 = ABSOLUTE_POS_Y as usize * UNIT_ROWS;
     if col >= n4 || row0 >= rows {
@@ -235,36 +192,39 @@ fn matmul_4x4_packed(
     let mut acc = Array::<Vec4>::new(UNIT_ROWS);
     #[unroll]
     for r in 0..UNIT_ROWS {
-        a_at[r] = usize::min(row0 + r, last) * k4;
+        a_at[r] = row_start(&a_layout, z, heads, usize::min(row0 + r, last));
         acc[r] = Vec4::new(0.0f32);
     }
-    // Words per weight row, and the first word of this unit's 4 columns.
-    let mut per_row = n4;
-    let mut first = col;
-    if comptime!(code != WordCode::Int8) {
-        per_row = 2 * n4;
-        first = 2 * col;
+    // Where this unit's 4 columns start in B's first row: vec4s of `b`, or words of `words`
+    // (one per 4 columns for int8, two for f16). B's rows are `b_layout.row` vec4s or words.
+    let mut first = row_start(&b_layout, z, heads, 0) + col;
+    if comptime!(packed.is_some_and(|code| code != WordCode::Int8)) {
+        first += col;
     }
+    let per_row = b_layout.row;
     for kk in 0..k4 {
-        let w_row = kk * 4 * per_row + first;
-        let w0 = packed_w(words, w_row, code);
-        let w1 = packed_w(words, w_row + per_row, code);
-        let w2 = packed_w(words, w_row + 2 * per_row, code);
-        let w3 = packed_w(words, w_row + 3 * per_row, code);
+        let w_row = first + kk * 4 * per_row;
+        let w0 = b_vec4(b, words, w_row, packed);
+        let w1 = b_vec4(b, words, w_row + per_row, packed);
+        let w2 = b_vec4(b, words, w_row + 2 * per_row, packed);
+        let w3 = b_vec4(b, words, w_row + 3 * per_row, packed);
         #[unroll]
         for r in 0..UNIT_ROWS {
             acc[r] = row_times_w(acc[r], a[a_at[r] + kk], w0, w1, w2, w3);
         }
     }
-    let mut f = Vec4::new(1.0f32);
-    if comptime!(code != WordCode::F16) {
-        f = factor[col];
+    let mut m = Vec4::new(scale);
+    if comptime!(packed.is_some_and(|code| code != WordCode::F16)) {
+        m *= factor[col];
     }
-    let add = bias[col];
+    let mut add = Vec4::new(0.0f32);
+    if has_bias {
+        add = bias[row_start(&bias_layout, z, heads, 0) + col];
+    }
     #[unroll]
     for r in 0..UNIT_ROWS {
         if row0 + r < rows {
-            out[(row0 + r) * n4 + col] = acc[r] * f + add;
+            out[row_start(&out_layout, z, heads, row0 + r) + col] = acc[r] * m + add;
         }
     }
 }
@@ -327,11 +287,17 @@ fn primitive<const D: usize>(t: BurnTensor<D>) -> CubeTensor {
     into_contiguous(t.try_into_primitive::<Wgpu>().expect("the register kernels run on wgpu tensors"))
 }
 
+/// B of a `matmul_4x4` launch: f32 vec4s with their layout, or one packed matrix.
+enum B<'a> {
+    F32(&'a CubeTensor, LayoutLaunch),
+    Packed(&'a PackedTensors),
+}
+
 /// Launches `matmul_4x4` over `matrices` matrices of `rows` x `n4` vec4s (k4 vec4s inner).
 #[allow(clippy::too_many_arguments)]
 fn launch(
     a: (&CubeTensor, LayoutLaunch),
-    b: (&CubeTensor, LayoutLaunch),
+    b: B,
     bias: Option<(&CubeTensor, LayoutLaunch)>,
     out: (&CubeTensor, LayoutLaunch),
     matrices: usize,
@@ -347,21 +313,31 @@ fn launch(
         matrices as u32,
     );
     let has_bias = bias.is_some();
-    // Without a bias the kernel never reads its bias argument; `a` stands in for it.
+    // Arguments the kernel never reads (no bias; the other form of B) are bound to `a`.
     let (bias, bias_layout) = bias.unwrap_or((a.0, matrix(0, 0)));
+    let (b, b_layout, words, factor, packed) = match b {
+        B::F32(b, layout) => (b, layout, a.0, a.0, None),
+        B::Packed(p) => {
+            let per_row = if p.code == WordCode::Int8 { n4 } else { 2 * n4 };
+            (a.0, matrix(0, per_row), &p.words, &p.factor, Some(p.code))
+        }
+    };
     // SAFETY: callers pass layouts that keep every read and write inside the tensors: columns
-    // stop at n4, rows past `rows` are clamped (reads) or skipped (writes), k stops at k4.
+    // stop at n4, rows past `rows` are clamped (reads) or skipped (writes), k stops at k4; packed
+    // words hold 4 k4 rows of n4 (int8) or 2 n4 (f16) words.
     unsafe {
         matmul_4x4::launch_unchecked(
             &out.0.client,
             count,
             CubeDim::new_2d(GROUP_COLS, GROUP_ROWS),
             a.0.clone().into_tensor_arg(),
-            b.0.clone().into_tensor_arg(),
+            b.clone().into_tensor_arg(),
+            words.clone().into_tensor_arg(),
+            factor.clone().into_tensor_arg(),
             bias.clone().into_tensor_arg(),
             out.0.clone().into_tensor_arg(),
             a.1,
-            b.1,
+            b_layout,
             bias_layout,
             out.1,
             heads,
@@ -370,6 +346,7 @@ fn launch(
             n4,
             scale,
             has_bias,
+            packed,
         );
     }
 }
@@ -389,7 +366,7 @@ pub fn linear_register_4x4(x: BurnTensor<2>, weight: BurnTensor<2>, bias: BurnTe
     let (k4, n4) = (d_in / 4, d_out / 4);
     launch(
         (&x, matrix(0, k4)),
-        (&weight, matrix(0, n4)),
+        B::F32(&weight, matrix(0, n4)),
         Some((&bias, matrix(0, 0))),
         (&out, matrix(0, n4)),
         1,
@@ -419,7 +396,7 @@ pub fn matmul_f16<const D: usize>(lhs: BurnTensor<D>, rhs: BurnTensor<D>) -> Bur
     }
 }
 
-/// A linear layer's weight packed in 32-bit words (an Int tensor) as `matmul_4x4_packed` reads
+/// A linear layer's weight packed in 32-bit words (an Int tensor) as `matmul_4x4` reads
 /// it, with its per-column factor [1, out] (see [`WordCode`]).
 pub struct PackedWeight {
     pub words: burn::tensor::Tensor<2, burn::tensor::Int>,
@@ -427,45 +404,45 @@ pub struct PackedWeight {
     pub code: WordCode,
 }
 
-/// x [N, in] · W [in, out] + bias [1, out] -> [N, out] with `matmul_4x4_packed`, W packed (no
-/// f32 copy of it is made). wgpu tensors only, with `register_kernel_fits(in, out)`.
+/// The device tensors of a [`PackedWeight`], as `matmul_4x4` binds them.
+struct PackedTensors {
+    words: CubeTensor,
+    factor: CubeTensor,
+    code: WordCode,
+}
+
+/// x [N, in] · W [in, out] + bias [1, out] -> [N, out] with `matmul_4x4`, W packed (no f32
+/// copy of it is made). wgpu tensors only, with `register_kernel_fits(in, out)`.
 pub fn linear_packed_register(x: BurnTensor<2>, weight: &PackedWeight, bias: BurnTensor<2>) -> BurnTensor<2> {
     let [rows, d_in] = x.dims();
     let n4 = weight.factor.dims()[1] / 4;
-    let (x, bias, factor) = (primitive(x), primitive(bias), primitive(weight.factor.clone()));
-    let words = into_contiguous(
-        weight.words.clone().try_into_primitive::<Wgpu>().expect("the register kernels run on wgpu tensors"),
-    );
+    let (x, bias) = (primitive(x), primitive(bias));
+    let packed = PackedTensors {
+        words: into_contiguous(
+            weight.words.clone().try_into_primitive::<Wgpu>().expect("the register kernels run on wgpu tensors"),
+        ),
+        factor: primitive(weight.factor.clone()),
+        code: weight.code,
+    };
     let out = empty_f32(&x, [rows, n4 * 4]);
-    let count = CubeCount::Static(
-        n4.div_ceil(GROUP_COLS as usize) as u32,
-        rows.div_ceil(UNIT_ROWS).div_ceil(GROUP_ROWS as usize) as u32,
+    launch(
+        (&x, matrix(0, d_in / 4)),
+        B::Packed(&packed),
+        Some((&bias, matrix(0, 0))),
+        (&out, matrix(0, n4)),
         1,
+        1,
+        rows,
+        d_in / 4,
+        n4,
+        1.0,
     );
-    // SAFETY: columns stop at n4, rows past `rows` are clamped (reads) or skipped (writes), k
-    // stops at d_in / 4 vec4s of x; words holds d_in rows of n4 (int8) or 2 n4 (f16) words.
-    unsafe {
-        matmul_4x4_packed::launch_unchecked(
-            &out.client,
-            count,
-            CubeDim::new_2d(GROUP_COLS, GROUP_ROWS),
-            x.into_tensor_arg(),
-            words.into_tensor_arg(),
-            factor.into_tensor_arg(),
-            bias.into_tensor_arg(),
-            out.clone().into_tensor_arg(),
-            rows,
-            d_in / 4,
-            n4,
-            weight.code,
-        );
-    }
     BurnTensor::from_primitive::<Wgpu>(out)
 }
 
 /// f16 bit patterns of a row-major [rows, cols] matrix (cols even), packed two columns to a
 /// word, column 2 c + j in half j of word c: [rows, cols / 2] words, with the code and the
-/// column factor `matmul_4x4_packed` reads them with. Rebased ([`WordCode::F16Rebased`]) when
+/// column factor `matmul_4x4` reads them with. Rebased ([`WordCode::F16Rebased`]) when
 /// the matrix's non-zero values span at most 31 binades (any weight matrix under 2^7 in
 /// magnitude does), as IEEE halves ([`WordCode::F16`], factor 1) otherwise.
 pub fn pack_f16_columns(bits: &[u16]) -> (Vec<i32>, WordCode, f32) {
@@ -508,7 +485,7 @@ pub fn pack_f16_columns(bits: &[u16]) -> (Vec<i32>, WordCode, f32) {
 
 /// int8 values of a row-major [rows, cols] matrix (cols a multiple of 4) packed four columns to
 /// a word, column 4 c + j in byte j of word c as q + 128: [rows, cols / 4], as
-/// `matmul_4x4_packed` reads them ([`WordCode::Int8`]).
+/// `matmul_4x4` reads them ([`WordCode::Int8`]).
 pub fn pack_i8_columns(q: &[i8]) -> Vec<i32> {
     let biased = |v: i8| (v as i16 + 128) as u8;
     q.chunks_exact(4).map(|b| i32::from_le_bytes([biased(b[0]), biased(b[1]), biased(b[2]), biased(b[3])])).collect()
@@ -549,7 +526,7 @@ pub fn attention_register_4x4(
         let scores_layout = || LayoutLaunch::new(0, heads * len * t4, len * t4, t4);
         launch(
             (&q, per_text(start * h4)),
-            (&k_t, LayoutLaunch::new(0, heads * d * t4, d * t4, t4)),
+            B::F32(&k_t, LayoutLaunch::new(0, heads * d * t4, d * t4, t4)),
             Some((&mask, LayoutLaunch::new(0, t4, 0, 0))),
             (&scores, scores_layout()),
             b * heads,
@@ -562,7 +539,7 @@ pub fn attention_register_4x4(
         softmax_in_place(&scores, b * heads * len, t4);
         launch(
             (&scores, scores_layout()),
-            (&v, per_text(0)),
+            B::F32(&v, per_text(0)),
             None,
             (&context, per_text(start * h4)),
             b * heads,
