@@ -95,6 +95,16 @@ pub enum WordCode {
     F16,
 }
 
+impl WordCode {
+    /// u32 words per 4 columns of a weight row: one of four int8, two of two halves.
+    pub const fn words_per_vec4(self) -> usize {
+        match self {
+            WordCode::Int8 => 1,
+            WordCode::F16Rebased | WordCode::F16 => 2,
+        }
+    }
+}
+
 /// The f16 in the low 16 bits of `h`, as f32 (WGSL without `shader-f16` has no f16 type, and
 /// cubecl does not expose `unpack2x16float`): normal numbers rebuilt bit by bit, subnormals as
 /// mantissa * 2^-24. Packs hold finite values only (`m3 convert` refuses overflow).
@@ -195,12 +205,9 @@ fn matmul_4x4(
         a_at[r] = row_start(&a_layout, z, heads, usize::min(row0 + r, last));
         acc[r] = Vec4::new(0.0f32);
     }
-    // Where this unit's 4 columns start in B's first row: vec4s of `b`, or words of `words`
-    // (one per 4 columns for int8, two for f16). B's rows are `b_layout.row` vec4s or words.
-    let mut first = row_start(&b_layout, z, heads, 0) + col;
-    if comptime!(packed.is_some_and(|code| code != WordCode::Int8)) {
-        first += col;
-    }
+    // Where this unit's 4 columns start in B's first row: vec4s of `b`, or words of `words`.
+    // B's rows are `b_layout.row` vec4s or words.
+    let first = row_start(&b_layout, z, heads, 0) + col * comptime!(packed.map_or(1, WordCode::words_per_vec4));
     let per_row = b_layout.row;
     for kk in 0..k4 {
         let w_row = first + kk * 4 * per_row;
@@ -317,10 +324,7 @@ fn launch(
     let (bias, bias_layout) = bias.unwrap_or((a.0, matrix(0, 0)));
     let (b, b_layout, words, factor, packed) = match b {
         B::F32(b, layout) => (b, layout, a.0, a.0, None),
-        B::Packed(p) => {
-            let per_row = if p.code == WordCode::Int8 { n4 } else { 2 * n4 };
-            (a.0, matrix(0, per_row), &p.words, &p.factor, Some(p.code))
-        }
+        B::Packed(p) => (a.0, matrix(0, n4 * p.code.words_per_vec4()), &p.words, &p.factor, Some(p.code)),
     };
     // SAFETY: callers pass layouts that keep every read and write inside the tensors: columns
     // stop at n4, rows past `rows` are clamped (reads) or skipped (writes), k stops at k4; packed
