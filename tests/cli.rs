@@ -1,6 +1,6 @@
-//! `m3 encode --format qdrant|milvus` (the portable export, natively): one line per window with the
-//! package's point ids, and its input checks. Its values against the package's `toJsonl` are held by
-//! tests/engines/portable.test.mjs.
+//! `m3 bench`'s report, and `m3 encode --format qdrant|milvus` (the portable export, natively): one
+//! line per window with the package's point ids, and its input checks. Its values against the
+//! package's `toJsonl` are held by tests/engines/portable.test.mjs.
 #![cfg(not(target_family = "wasm"))]
 
 mod common;
@@ -88,4 +88,20 @@ fn encode_format_refuses_what_an_engine_could_not_take() {
         assert!(out.is_empty(), "{args:?}: wrote {out}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn bench_names_the_adapter_and_kernel_it_ran_on() {
+    let model = tiny_dir();
+    let (code, out, err) =
+        m3(&["bench", "--model", model.to_str().unwrap(), "--tokens", "40", "--runs", "2", "--device", "cpu"], "");
+    assert_eq!(code, 0, "{err}");
+    let b: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(b["tokens"], 40);
+    assert_eq!((b["weights"].as_str(), b["compute"].as_str()), (Some("f32"), Some("f32")));
+    // Figures are reported with the adapter they ran on (scripts/bench-gpu-dtypes.sh's table).
+    assert_eq!(b["adapter"], "CPU (burn flex)");
+    assert_eq!((b["adapter_is_cpu"].as_bool(), b["shader_f16"].as_bool()), (Some(true), Some(false)));
+    assert!(b["kernel"].is_string());
+    assert!(b["encode_s"].as_f64().unwrap() > 0.0 && b["load_s"].as_f64().unwrap() > 0.0);
 }

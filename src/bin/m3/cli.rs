@@ -12,7 +12,7 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use bge_m3_web::native::{DeviceKind, KernelChoice, WeightsFile, block_on, device, load_dir};
+use bge_m3_web::native::{DeviceKind, KernelChoice, PickedDevice, WeightsFile, block_on, device, load_dir};
 use bge_m3_web::pack::{PackDtype, Stored};
 use bge_m3_web::tokenizer::OffsetMap;
 use bge_m3_web::{BgeM3, Document, Embedding, EncodeOptions, Progress, ScoreWeights};
@@ -325,18 +325,18 @@ fn rss_mib() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// One text of exactly `tokens` tokens, encoded twice (the first call includes kernel
-/// compilation on wgpu); times and resident memory as one JSON line.
-fn load(args: &Args) -> Result<BgeM3, String> {
+/// The model of `--model` on the device of `--device` and `--kernel`, with that device.
+fn load(args: &Args) -> Result<(BgeM3, PickedDevice), String> {
     let d = device(args.device, args.kernel).map_err(|e| e.to_string())?;
-    load_dir(&args.model, &d, args.encoder_file, &mut |_, _| {}).map_err(|e| e.to_string())
+    let model = load_dir(&args.model, &d, args.encoder_file, &mut |_, _| {}).map_err(|e| e.to_string())?;
+    Ok((model, d))
 }
 
 /// One text of exactly `tokens` tokens, encoded `runs` times (the first call includes kernel
 /// compilation on wgpu); times and resident memory as one JSON line.
 fn bench(args: &Args) -> Result<(), String> {
     let t0 = std::time::Instant::now();
-    let model = load(args)?;
+    let (model, picked) = load(args)?;
     let load_s = t0.elapsed().as_secs_f64();
     // Reset the peak (VmHWM) so that what follows measures encoding, not loading.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -364,6 +364,8 @@ fn bench(args: &Args) -> Result<(), String> {
     println!(
         "{}",
         json!({"tokens": args.tokens, "device": format!("{:?}", args.device).to_lowercase(),
+               "adapter": picked.adapter, "adapter_is_cpu": picked.adapter_is_cpu, "shader_f16": picked.shader_f16,
+               "kernel": format!("{:?}", picked.linear_kernel),
                "layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size,
                "weights": model.weight_storage().dtype, "compute": model.weight_storage().compute,
                "load_s": load_s, "encode_first_s": times[0], "encode_s": times[times.len() - 1],
@@ -434,7 +436,7 @@ fn run() -> Result<(), String> {
     // The first group is read (and checked) before the model is loaded: bad input fails fast.
     let mut rows = reader.next_group()?;
     let t0 = std::time::Instant::now();
-    let model = load(&args)?;
+    let (model, _) = load(&args)?;
     model.window_policy(&args.opts).map_err(|e| e.to_string())?;
     eprintln!("m3: loaded {} in {:.1} s", args.model.display(), t0.elapsed().as_secs_f32());
     let dim = model.config.hidden_size;
