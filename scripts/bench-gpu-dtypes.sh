@@ -24,14 +24,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-source "$here/cargo-env.sh" # CARGO_TARGET_DIR
-M3="${M3:-$CARGO_TARGET_DIR/release/m3}"
-TOKENIZER="${TOKENIZER:-$root/../shared/fixtures/tiny-m3/tokenizer.json}"
-PY="${M3_PYTHON:-python3}"
+source "$here/gpu-env.sh" # M3, TOKENIZER, PY; prints the GPU
 OUT="${1:-$root/bench-out/gpu-dtypes}"
 RUNS="${RUNS:-3}"
 mkdir -p "$OUT"
-if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; fi
 torch_flag=()
 "$PY" -c 'import torch' 2>/dev/null || torch_flag=(--numpy)
 results="$OUT/results.jsonl"

@@ -16,13 +16,10 @@
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-source "$here/cargo-env.sh" # CARGO_TARGET_DIR
-M3="${M3:-$CARGO_TARGET_DIR/release/m3}"
-TOKENIZER="${TOKENIZER:-$root/../shared/fixtures/tiny-m3/tokenizer.json}"
-PY="${M3_PYTHON:-python3}"
+source "$here/gpu-env.sh" # M3, TOKENIZER, PY; prints the GPU
+command -v nvidia-smi >/dev/null || { echo "bench-gpu-memory: nvidia-smi is needed (it samples the GPU memory)" >&2; exit 1; }
 OUT="${1:-$root/bench-out/gpu-memory}"
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 if [ -n "${M3_FULL_MODEL:-}" ]; then
   model="$M3_FULL_MODEL"
 else

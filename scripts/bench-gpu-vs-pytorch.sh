@@ -17,12 +17,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-source "$here/cargo-env.sh" # CARGO_TARGET_DIR
-M3="${M3:-$CARGO_TARGET_DIR/release/m3}"
-TOKENIZER="${TOKENIZER:-$root/../shared/fixtures/tiny-m3/tokenizer.json}"
+source "$here/gpu-env.sh" # M3, TOKENIZER, PY; prints the GPU
 OUT="${1:-$root/bench-out/gpu-vs-pytorch}"
-PY="${M3_PYTHON:-python3}"
-if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; fi
 mkdir -p "$OUT"
 [ -f "$OUT/texts.json" ] || "$PY" "$here/bench_texts.py" --tokenizer "$TOKENIZER" --out "$OUT/texts.json"
 args=()
