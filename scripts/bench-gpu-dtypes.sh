@@ -12,9 +12,10 @@
 #                  shader-f16, the packed-word kernel where it has not)
 #   f16-packed     the f16 pack, --kernel register (halves kept two per u32, unpacked in the kernel)
 #   int8           the int8 pack, --kernel auto (four per u32, dequantized in the kernel)
-# Prints each run's JSON line, then a markdown table (tok/s of the last run, against f32) and
-# whether f16 at 512 tokens reaches 1.7x f32. OUT_DIR (default bench-out/gpu-dtypes, ignored by git)
-# keeps the models (written once) and results.jsonl.
+# Prints each run's JSON line (a failed run is reported and the others go on), then a markdown
+# table (tok/s of the last run, against f32) and whether f16 at 512 tokens reaches 1.7x f32.
+# OUT_DIR (default bench-out/gpu-dtypes, ignored by git) keeps the models (written once) and
+# results.jsonl.
 # Env: M3 (default $CARGO_TARGET_DIR/release/m3), TOKENIZER (default
 # ../shared/fixtures/tiny-m3/tokenizer.json next to the repository), MODELS, TOKENS, RUNS (default
 # 3), M3_PYTHON (default python3), M3_FULL_MODEL (an f32 full-size folder to use as "full"),
@@ -50,30 +51,40 @@ for m in ${MODELS:-small full}; do
   for n in ${TOKENS:-16 512}; do
     for run in "f32 $f32 auto" "f16 $OUT/$m-f16 auto" "f16-packed $OUT/$m-f16 register" "int8 $OUT/$m-int8 auto"; do
       read -r name dir kernel <<< "$run"
-      line="$("$M3" bench --model "$dir" --device wgpu --kernel "$kernel" --tokens "$n" --runs "$RUNS")"
-      echo "$line"
-      echo "{\"model\": \"$m\", \"run\": \"$name\", \"bench\": $line}" >> "$results"
+      # A run that fails (a kernel the adapter rejects, out of memory) is a row of the table, not
+      # the end of the script: the other runs still report.
+      if line="$("$M3" bench --model "$dir" --device wgpu --kernel "$kernel" --tokens "$n" --runs "$RUNS")"; then
+        echo "$line"
+        echo "{\"model\": \"$m\", \"run\": \"$name\", \"tokens\": $n, \"bench\": $line}" >> "$results"
+      else
+        status=$?
+        echo "bench-gpu-dtypes: $m $name at $n tokens failed (exit $status)" >&2
+        echo "{\"model\": \"$m\", \"run\": \"$name\", \"tokens\": $n, \"failed\": $status}" >> "$results"
+      fi
     done
   done
 done
 "$PY" - "$results" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print(f"\nAdapter: {rows[0]['bench']['adapter']}\n")
+ran = [r["bench"] for r in rows if "bench" in r]
+adapter = ran[0]["adapter"] if ran else "none (every run failed)"
+print(f"\nAdapter: {adapter}\n")
 print("| model | tokens | run | weights / compute | kernel | tok/s | vs f32 |")
 print("|---|---:|---|---|---|---:|---:|")
-tps = {}
+tps = {(r["model"], r["tokens"], r["run"]): r["tokens"] / r["bench"]["encode_s"] for r in rows if "bench" in r}
 for r in rows:
-    b = r["bench"]
-    tps[(r["model"], b["tokens"], r["run"])] = b["tokens"] / b["encode_s"]
-for r in rows:
-    b, key = r["bench"], (r["model"], r["bench"]["tokens"], r["run"])
-    ratio = tps[key] / tps[(r["model"], b["tokens"], "f32")]
-    print(f"| {r['model']} | {b['tokens']} | {r['run']} | {b['weights']} / {b['compute']} | {b['kernel']} | {tps[key]:,.0f} | {ratio:.2f}x |")
+    key = (r["model"], r["tokens"], r["run"])
+    if "bench" not in r:
+        print(f"| {r['model']} | {r['tokens']} | {r['run']} | failed (exit {r['failed']}) | | | |")
+        continue
+    b, f32 = r["bench"], tps.get((r["model"], r["tokens"], "f32"))
+    ratio = f"{tps[key] / f32:.2f}x" if f32 else "-"
+    print(f"| {r['model']} | {r['tokens']} | {r['run']} | {b['weights']} / {b['compute']} | {b['kernel']} | {tps[key]:,.0f} | {ratio} |")
 for (model, n, run), t in tps.items():
-    if run == "f16" and n == 512:
+    if run == "f16" and n == 512 and (model, n, "f32") in tps:
         ratio = t / tps[(model, n, "f32")]
-        if rows[0]["bench"]["adapter_is_cpu"]:
+        if ran[0]["adapter_is_cpu"]:
             verdict = "a CPU adapter: the target is for a real GPU"
         else:
             verdict = "met" if ratio >= 1.7 else "not met"
