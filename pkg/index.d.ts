@@ -62,13 +62,17 @@ export interface LoadOptions {
   /** "default" (default): a WebGPU device with the default limits only (128 MiB per binding),
    *  what most laptops and phones grant; "adapter": every limit the adapter offers. */
   limits?: 'default' | 'adapter';
-  /** What the matmuls multiply. 'auto' (default): for an f16 model (`dtype: 'f16'`) on a GPU
-   *  whose WebGPU adapter has `shader-f16`, the linear layers and both attention products take
-   *  f16 operands (sums, results, bias, GELU, LayerNorm and softmax stay f32), within issue 11's
-   *  f16 bounds on the test models (docs/packs.md; never yet run on a real GPU); everywhere else
-   *  (software adapters, no `shader-f16`, f32 and int8 models, the CPU backend) every weight is
-   *  widened to f32 inside the kernel. 'f32': always the latter. `Model.compute` says which ran. */
-  compute?: 'auto' | 'f32';
+  /** What the matmuls multiply. 'auto' (default) and 'f32': f32 arithmetic everywhere, compact
+   *  (f16, int8) weights widened to f32 in registers inside our kernel, never copied to f32: the
+   *  faster choice on every adapter measured (on an NVIDIA H200, native wgpu, full-size model,
+   *  512 tokens: an f16 pack ran 1.6x as fast so as with f16 operands; docs/benchmarks.md).
+   *  'f16': for an f16 model (`dtype: 'f16'`) where the WebGPU adapter has `shader-f16`, the
+   *  linear layers and both attention products take f16 operands in burn's kernels (sums,
+   *  results, bias, GELU, LayerNorm and softmax stay f32; within issue 11's f16 bounds on the
+   *  test models, docs/packs.md); where the adapter lacks the feature (SwiftShader,
+   *  most phones) or on the CPU backend it falls back to f32 arithmetic. `Model.compute` says
+   *  which ran. */
+  compute?: 'auto' | 'f32' | 'f16';
   /** Encoder weights file under a base URL (default "pytorch_model.bin", which every revision of
    *  BAAI/bge-m3 has; "model.safetensors" is smaller to parse where present). Not used for a
    *  pack, whose encoder is always "model.safetensors". */

@@ -3,14 +3,15 @@
 ../shared/fixtures/tiny-m3-reference.json, as written by make_fixture.py).
 
     python3 scripts/check_reference.py REFERENCE.json MODEL_DIR [--device cpu|wgpu] [--m3 PATH] [--tol 1e-4]
-    python3 scripts/check_reference.py REFERENCE.json MODEL_DIR --pack f16|int8 [--device cpu|wgpu] [--kernel K]
+    python3 scripts/check_reference.py REFERENCE.json MODEL_DIR --pack f16|int8 [--device cpu|wgpu] [--kernel K] [--all-texts]
 
 --pack converts MODEL_DIR with `m3 convert` (into a temporary folder) and holds the pack's outputs
 to issue 11's bounds against the f32 reference instead of --tol: f16: dense cosine >= 0.9999,
 ColBERT row cosine >= 0.999, sparse weights within 1e-3 of the text's largest, every score within
 1e-3 (relative above 1); int8: dense cosine >= 0.995, ColBERT row cosine >= 0.99 (sparse and score
 errors printed, not bounded). On --device wgpu texts of 1000 tokens or more are left out (minutes
-each on a software adapter), as tests/pack.rs does, and so are the pairs with such a text. --kernel goes to m3 (auto, burn, register,
+each on a software adapter), as tests/pack.rs does, and so are the pairs with such a text, unless
+--all-texts (for a real GPU). --kernel goes to m3 (auto, burn, register,
 burn-f16: f16 matmuls).
 
 --backend is the same as --device (m3's own alias). m3 runs with --truncate: FlagEmbedding's
@@ -71,7 +72,7 @@ def check_pack(a, ref):
         if conv.returncode != 0:
             sys.exit(f"m3 convert failed: {conv.stderr.strip()}")
         worst_tensor = [l for l in conv.stdout.splitlines() + conv.stderr.splitlines() if "worst" in l.lower()]
-        short = {i["text"] for i in ref["items"] if a.device == "cpu" or len(i["input_ids"]) < 1000}
+        short = {i["text"] for i in ref["items"] if a.device == "cpu" or a.all_texts or len(i["input_ids"]) < 1000}
         items = [i for i in ref["items"] if i["text"] in short]
         got = run_m3(a, "encode", out, [{"text": i["text"]} for i in items])
         kept = [k for k, (q, p) in enumerate(ref["scores"]["pairs"]) if q in short and p in short]
@@ -115,6 +116,7 @@ def main():
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--pack", choices=PACK_DTYPES, help="convert to a pack and check issue 11's bounds")
     ap.add_argument("--kernel", default="auto", help="m3 --kernel: auto, burn, register or burn-f16")
+    ap.add_argument("--all-texts", action="store_true", help="--pack on wgpu: keep the texts of 1000 tokens or more")
     target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/bge-m3-target"))
     ap.add_argument("--m3", default=os.path.join(target, "release", "m3"))
     a = ap.parse_args()

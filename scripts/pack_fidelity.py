@@ -4,7 +4,7 @@ same texts with the f32 folder and each pack through `m3 encode`, and prints siz
 times, the worst tensor errors, and how far each pack's outputs are from the f32 ones (dense and
 ColBERT cosines, sparse error relative to the text's largest weight). Standard library only.
 
-    python3 scripts/pack_fidelity.py MODEL_DIR [--out DIR] [--device cpu|wgpu] [--texts N]
+    python3 scripts/pack_fidelity.py MODEL_DIR [--out DIR] [--device cpu|wgpu] [--kernel K] [--texts N]
 
 The full-size figures in docs/packs.md come from a random model with HF-like weights:
     python3 scripts/random_checkpoint.py /tmp/full --tokenizer ../shared/fixtures/tiny-m3/tokenizer.json --std 0.02 --numpy
@@ -39,10 +39,10 @@ TEXTS = [
 ]
 
 
-def encode(model, device, texts):
+def encode(model, device, texts, kernel="auto"):
     lines = "".join(json.dumps({"text": t}) + "\n" for t in texts)
     t0 = time.time()
-    run = subprocess.run([str(M3), "encode", "--model", str(model), "--device", device],
+    run = subprocess.run([str(M3), "encode", "--model", str(model), "--device", device, "--kernel", kernel],
                          input=lines.encode(), capture_output=True, check=False)
     if run.returncode != 0:
         sys.exit(f"m3 encode {model}: {run.stderr.decode()}")
@@ -58,11 +58,12 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--out", help="where the packs go (default: MODEL-f16, MODEL-int8 beside it)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--kernel", default="auto", help="m3 --kernel on wgpu: auto, burn, register or burn-f16")
     ap.add_argument("--texts", type=int, default=len(TEXTS))
     a = ap.parse_args()
     model = Path(a.model)
     texts = TEXTS[: a.texts]
-    base, base_s = encode(model, a.device, texts)
+    base, base_s = encode(model, a.device, texts, a.kernel)
     print(f"f32  {folder_bytes(model) / 1e9:6.3f} GB  encode {base_s:6.1f} s")
     for dtype in ("f16", "int8"):
         pack = Path(a.out or model.parent) / f"{model.name}-{dtype}"
@@ -74,7 +75,7 @@ def main():
                 sys.exit(f"m3 convert: {run.stderr.decode()}")
             worst = [l for l in run.stdout.decode().splitlines() if l.startswith("worst")]
             print(f"{dtype}: converted in {time.time() - t0:.1f} s; {worst[0] if worst else ''}")
-        got, s = encode(pack, a.device, texts)
+        got, s = encode(pack, a.device, texts, a.kernel)
         f = fidelity(got, base)
         dense, colbert, sparse = f["dense_cos"], f["colbert_row_cos"], f["sparse_rel"]
         print(f"{dtype:<4} {folder_bytes(pack) / 1e9:6.3f} GB  encode {s:6.1f} s  vs f32: dense cosine >= {dense:.6f}, "

@@ -150,6 +150,20 @@ impl Linear {
         }
     }
 
+    /// The kernel [`Linear::forward`] runs for this weight, for reports: "burn" (burn's matmul,
+    /// f32), "burn-f16" (burn's, f16 operands), "register" (ours, f32 rows), "register-packed"
+    /// (ours, reading f16 or int8 words), "burn-widened" (burn's, on an f32 copy of a host-held
+    /// f16 or int8 weight made for the pass).
+    pub fn kernel_name(&self) -> &'static str {
+        match (&self.weight, self.kernel) {
+            (Weight::F32(_), LinearKernel::Register4x4) => "register",
+            (Weight::F32(_), LinearKernel::Burn | LinearKernel::BurnF16) => "burn",
+            (Weight::F16(_), _) => "burn-f16",
+            (Weight::Gpu(_), _) => "register-packed",
+            (Weight::Int8Host { .. } | Weight::F16Host { .. }, _) => "burn-widened",
+        }
+    }
+
     /// Whether the matmul runs on f16 operands ([`Weight::F16`]).
     pub fn computes_in_f16(&self) -> bool {
         matches!(self.weight, Weight::F16(_))
@@ -187,7 +201,10 @@ impl Linear {
             (Weight::Int8Host { q_t, scale, device }, _) => {
                 // [in, out] f32 for this pass only.
                 let out = self.d_out;
-                let w: Vec<f32> = q_t.iter().enumerate().map(|(i, &q)| q as f32 * scale[i % out]).collect();
+                let mut w = Vec::with_capacity(q_t.len());
+                for row in q_t.chunks_exact(out) {
+                    w.extend(row.iter().zip(scale).map(|(&q, &s)| q as f32 * s));
+                }
                 let w = upload(HostTensor { shape: vec![self.d_in, out], data: w }, [self.d_in, out], device);
                 x.matmul(w) + self.bias.clone()
             }
@@ -488,6 +505,8 @@ pub struct WeightStorage {
     /// The linear layers' and attention's matmul operands: "f16" ([`LinearKernel::BurnF16`] on
     /// an f16 pack) or "f32" (compact weights are widened to f32 inside the kernel).
     pub compute: &'static str,
+    /// The kernel the linear layers run ([`Linear::kernel_name`]).
+    pub kernel: &'static str,
     pub device_bytes: usize,
     pub host_bytes: usize,
 }
@@ -551,7 +570,8 @@ impl Encoder {
         }
         let dtype = linears.first().map(|l| l.dtype()).unwrap_or("f32");
         let compute = if linears.first().is_some_and(|l| l.computes_in_f16()) { "f16" } else { "f32" };
-        WeightStorage { dtype, compute, device_bytes: device, host_bytes: host }
+        let kernel = linears.first().map(|l| l.kernel_name()).unwrap_or("burn");
+        WeightStorage { dtype, compute, kernel, device_bytes: device, host_bytes: host }
     }
 
     /// ids: B rows of T ids, `lengths[i]` real tokens in row i (the rest is padding).

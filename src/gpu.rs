@@ -39,10 +39,12 @@ impl std::str::FromStr for DeviceKind {
 /// Which kernel runs the linear layers and attention on a wgpu device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KernelChoice {
-    /// Ours ([`LinearKernel::Register4x4`]) on a CPU (software) adapter such as SwiftShader or
-    /// lavapipe, where burn's tiled kernels run at ~0.1 GFLOP/s; burn's on GPUs, with f16
-    /// operands for an f16 pack ([`LinearKernel::BurnF16`]) where the GPU has `shader-f16` (within
-    /// issue 11's f16 bounds: docs/packs.md). Software adapters emulate f16 and keep f32.
+    /// Ours ([`LinearKernel::Register4x4`], f32 arithmetic, compact weights read as packed words)
+    /// on every adapter: on software ones (SwiftShader, lavapipe) burn's tiled kernels run at
+    /// ~0.1 GFLOP/s, and on the one real GPU measured (an NVIDIA H200 on Vulkan, full-size model,
+    /// 512 tokens) ours ran f32 at 1.73x burn's, an f16 pack at 1.87x and int8 at 1.81x burn's
+    /// f32, where burn's f16-operand matmuls ([`KernelChoice::BurnF16`]) gave 1.18x
+    /// (docs/benchmarks.md). Layers whose shapes the kernel does not fit get burn's.
     #[default]
     Auto,
     Burn,
@@ -65,9 +67,8 @@ impl std::str::FromStr for KernelChoice {
 }
 
 impl KernelChoice {
-    /// The kernel for a wgpu adapter (`adapter_is_cpu`: a software adapter; `shader_f16`: it
-    /// has WebGPU's `shader-f16` feature).
-    pub fn for_adapter(self, adapter_is_cpu: bool, shader_f16: bool) -> Result<LinearKernel> {
+    /// The kernel for a wgpu adapter (`shader_f16`: it has WebGPU's `shader-f16` feature).
+    pub fn for_adapter(self, shader_f16: bool) -> Result<LinearKernel> {
         Ok(match self {
             KernelChoice::Burn => LinearKernel::Burn,
             KernelChoice::Register => LinearKernel::Register4x4,
@@ -77,9 +78,7 @@ impl KernelChoice {
                     "kernel burn-f16 needs an adapter with shader-f16; this one has none".into(),
                 ));
             }
-            KernelChoice::Auto if adapter_is_cpu => LinearKernel::Register4x4,
-            KernelChoice::Auto if shader_f16 => LinearKernel::BurnF16,
-            KernelChoice::Auto => LinearKernel::Burn,
+            KernelChoice::Auto => LinearKernel::Register4x4,
         })
     }
 }
@@ -107,15 +106,16 @@ impl PickedDevice {
         if self.backend == "cpu" {
             return Ok(self);
         }
-        Ok(PickedDevice { linear_kernel: choice.for_adapter(self.adapter_is_cpu, self.shader_f16)?, ..self })
+        Ok(PickedDevice { linear_kernel: choice.for_adapter(self.shader_f16)?, ..self })
     }
 
-    /// The same device without f16 matmuls: burn's f32 matmul where [`LinearKernel::BurnF16`]
-    /// was chosen, the rest unchanged.
-    pub fn without_f16_matmuls(self) -> Self {
-        match self.linear_kernel {
-            LinearKernel::BurnF16 => PickedDevice { linear_kernel: LinearKernel::Burn, ..self },
-            _ => self,
+    /// The same device with f16 matmuls ([`LinearKernel::BurnF16`]) where the adapter has
+    /// `shader-f16`; unchanged (f32 arithmetic) where it has not, or on the CPU backend.
+    pub fn with_f16_matmuls_if_supported(self) -> Self {
+        if self.backend != "cpu" && self.shader_f16 {
+            PickedDevice { linear_kernel: LinearKernel::BurnF16, ..self }
+        } else {
+            self
         }
     }
 }
@@ -146,7 +146,7 @@ pub async fn pick_device(kind: DeviceKind, limits: GpuLimits, kernel: KernelChoi
         let d = init_wgpu(limits).await?;
         Ok::<_, Error>(PickedDevice {
             device: d.device,
-            linear_kernel: kernel.for_adapter(d.adapter_is_cpu, d.shader_f16)?,
+            linear_kernel: kernel.for_adapter(d.shader_f16)?,
             backend: "webgpu",
             adapter: d.description,
             adapter_is_cpu: d.adapter_is_cpu,

@@ -326,9 +326,10 @@ impl M3 {
     /// `limits`: "default" (WebGPU's default limits: 128 MiB per binding; the default) or
     /// "adapter" (all the adapter offers).
     /// `on_progress(done, total)`, if given, is called as encoder layers are built.
-    /// `compute`: "auto" (the default: an f16 pack's matmuls on f16 operands where the WebGPU
-    /// adapter is a GPU with `shader-f16`, see [`KernelChoice::Auto`]) or "f32" (never); the
-    /// `compute` getter says which ran.
+    /// `compute`: "auto" (the default) or "f32": f32 arithmetic in our kernels, compact weights
+    /// widened in registers (the faster path where measured, see [`KernelChoice::Auto`]); "f16":
+    /// an f16 pack's matmuls on f16 operands (burn's kernels) where the WebGPU adapter has
+    /// `shader-f16`, f32 elsewhere. The `compute` getter says which ran.
     pub async fn load(
         files: JsValue,
         device: Option<String>,
@@ -356,10 +357,10 @@ impl M3 {
             }
         };
         let kind: DeviceKind = device.parse()?;
-        let f32_only = match compute.as_str() {
-            "" | "auto" => false,
-            "f32" => true,
-            other => return Err(Error::Input(format!("unknown compute {other:?} (auto or f32)"))),
+        let f16_matmuls = match compute.as_str() {
+            "" | "auto" | "f32" => false,
+            "f16" => true,
+            other => return Err(Error::Input(format!("unknown compute {other:?} (auto, f32 or f16)"))),
         };
         if !files.is_object() {
             return Err(Error::Input("load() needs an object { config, tokenizer, encoder, colbert, sparse }".into()));
@@ -370,8 +371,8 @@ impl M3 {
         let colbert = Checkpoint::open(file(&files, "colbert")?)?;
         let sparse = Checkpoint::open(file(&files, "sparse")?)?;
         let mut d = pick_device(kind, limits, KernelChoice::Auto).await?;
-        if f32_only {
-            d = d.without_f16_matmuls();
+        if f16_matmuls {
+            d = d.with_f16_matmuls_if_supported();
         }
         let mut progress = |done: usize, total: usize| {
             if let Some(f) = &on_progress {

@@ -57,7 +57,7 @@ export class Engine {
   static async load(source, { device = 'auto', limits = 'default', compute = 'auto', encoderFile, dtype, cache = DEFAULT_CACHE, onProgress, signal } = {}) {
     if (!['auto', 'webgpu', 'cpu'].includes(device)) throw new TypeError(`device must be "auto", "webgpu" or "cpu" (got ${JSON.stringify(device)})`);
     if (!['default', 'adapter'].includes(limits)) throw new TypeError(`limits must be "default" or "adapter" (got ${JSON.stringify(limits)})`);
-    if (!['auto', 'f32'].includes(compute)) throw new TypeError(`compute must be "auto" or "f32" (got ${JSON.stringify(compute)})`);
+    if (!['auto', 'f32', 'f16'].includes(compute)) throw new TypeError(`compute must be "auto", "f32" or "f16" (got ${JSON.stringify(compute)})`);
     if (dtype !== undefined && !DTYPES.includes(dtype)) throw new TypeError(`dtype must be ${DTYPES.map(d => `"${d}"`).join(', ')} (got ${JSON.stringify(dtype)})`);
     // Asked for WebGPU where no adapter exists: fail before downloading gigabytes, and touch no
     // cached file. (Only this early check is here; src/gpu.rs chooses the device.)

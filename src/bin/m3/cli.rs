@@ -33,9 +33,9 @@ const USAGE: &str = "usage:
 options:
   --device cpu|wgpu|auto     (default cpu; --backend is the same)
   --kernel auto|burn|register|burn-f16
-                             matmul kernels on wgpu (auto: ours on software adapters, burn's on GPUs,
-                             burn-f16 there with shader-f16; burn-f16: an f16 pack's matmuls on f16
-                             operands with f32 sums, needs shader-f16; burn: always f32)
+                             matmul kernels on wgpu (auto = register: ours, f32 arithmetic, compact
+                             weights read packed; burn: burn's, f32; burn-f16: an f16 pack's matmuls
+                             on f16 operands with f32 sums in burn's, needs shader-f16)
   --encoder-file auto|bin|safetensors
   --max-length N             tokens per window, <s> and </s> included (default: the model's limit, 8192)
   --overlap N                tokens shared by neighbouring windows (default min(256, half a window))
@@ -332,6 +332,15 @@ fn load(args: &Args) -> Result<(BgeM3, PickedDevice), String> {
     Ok((model, d))
 }
 
+/// The steady encode time of `times` (one per run, the first with kernel compilation): the
+/// median of the runs after the first, or the one run there is.
+fn steady_s(times: &[f64]) -> f64 {
+    let mut warm = times.get(1..).filter(|w| !w.is_empty()).unwrap_or(times).to_vec();
+    warm.sort_by(f64::total_cmp);
+    let mid = warm.len() / 2;
+    if warm.len() % 2 == 1 { warm[mid] } else { (warm[mid - 1] + warm[mid]) / 2.0 }
+}
+
 /// One text of exactly `tokens` tokens, encoded `runs` times (the first call includes kernel
 /// compilation on wgpu); times and resident memory as one JSON line.
 fn bench(args: &Args) -> Result<(), String> {
@@ -365,10 +374,10 @@ fn bench(args: &Args) -> Result<(), String> {
         "{}",
         json!({"tokens": args.tokens, "device": format!("{:?}", args.device).to_lowercase(),
                "adapter": picked.adapter, "adapter_is_cpu": picked.adapter_is_cpu, "shader_f16": picked.shader_f16,
-               "kernel": format!("{:?}", picked.linear_kernel),
+               "kernel": model.weight_storage().kernel, "kernel_choice": format!("{:?}", picked.linear_kernel),
                "layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size,
                "weights": model.weight_storage().dtype, "compute": model.weight_storage().compute,
-               "load_s": load_s, "encode_first_s": times[0], "encode_s": times[times.len() - 1],
+               "load_s": load_s, "encode_first_s": times[0], "encode_s": steady_s(&times), "encode_runs_s": times,
                "rss_after_load_mib": rss_loaded.round(), "peak_rss_mib": peak.round(), "hwm_after_reset_mib": load_peak.round(),
                "peak_minus_loaded_mib": (peak - rss_loaded).round()})
     );
