@@ -4,7 +4,9 @@
 # but no node, Chromium or FlagEmbedding. Both run the same checkpoints and texts (FlagEmbedding
 # when importable, else plain transformers + torch with FlagEmbedding's heads).
 #   M3=path/to/m3 TOKENIZER=path/to/tokenizer.json bash scripts/bench-gpu-vs-pytorch.sh [OUT_DIR]
-# Writes OUT_DIR/{texts.json,small,full,native.json} and prints a markdown table. OUT_DIR defaults
+# Writes OUT_DIR/{texts.json,small,full,native.json} and prints a markdown table. The random
+# checkpoints have HF-like weights (std 0.02): at 0.2 a full-size model is ill-conditioned and the
+# cosine column would measure that, not m3. OUT_DIR defaults
 # to bench-out/gpu-vs-pytorch in the repository (ignored by git).
 # Env: M3 (default $CARGO_TARGET_DIR/release/m3, CARGO_TARGET_DIR defaulting to
 # ~/.cache/bge-m3-target), TOKENIZER (default ../shared/fixtures/tiny-m3/tokenizer.json next to the
@@ -32,7 +34,7 @@ for m in ${MODELS:-small full}; do
     args+=(--model "full=$M3_FULL_MODEL")
     continue
   fi
-  [ -f "$OUT/$m/colbert_linear.pt" ] || "$PY" "$here/random_checkpoint.py" "$OUT/$m" --tokenizer "$TOKENIZER" "${size[@]}"
+  [ -f "$OUT/$m/colbert_linear.pt" ] || "$PY" "$here/random_checkpoint.py" "$OUT/$m" --tokenizer "$TOKENIZER" "${size[@]}" --std 0.02
   args+=(--model "$m=$OUT/$m")
 done
 "$PY" "$here/bench_native.py" "${args[@]}" --texts "$OUT/texts.json" --m3 "$M3" --python "$PY" \
