@@ -73,6 +73,13 @@ export interface LoadOptions {
    *  most phones) or on the CPU backend it falls back to f32 arithmetic. `Model.compute` says
    *  which ran. */
   compute?: 'auto' | 'f32' | 'f16';
+  /** Which kernels run the matmuls on WebGPU. 'auto' (default) and 'register': ours
+   *  (register-blocked, no workgroup memory), the faster on every adapter measured: SwiftShader,
+   *  lavapipe and an NVIDIA H200 natively (1.6-2.0x burn's at 512 and 2048 tokens). 'burn':
+   *  burn's tiled kernels for f32 weights and attention, for a GPU where ours turn out slower
+   *  (compact weights keep our packed kernel, unless `compute: 'f16'`). No effect on the CPU
+   *  backend. `Model.kernel` says which ran. */
+  kernel?: 'auto' | 'register' | 'burn';
   /** Encoder weights file under a base URL (default "pytorch_model.bin", which every revision of
    *  BAAI/bge-m3 has; "model.safetensors" is smaller to parse where present). Not used for a
    *  pack, whose encoder is always "model.safetensors". */
@@ -265,6 +272,10 @@ export interface Model {
   /** 'f16' where the matmuls take f16 operands (see `LoadOptions.compute`), else 'f32'. The
    *  adapter string ends in "shader-f16" where the adapter has it. */
   readonly compute: 'f32' | 'f16';
+  /** The kernel the linear layers ran: 'register' (ours, f32 weights), 'register-packed' (ours,
+   *  reading f16 or int8 words), 'burn' (burn's), 'burn-f16' (burn's on f16 operands) or
+   *  'burn-widened' (the CPU backend, a compact matrix widened to f32 for each pass). */
+  readonly kernel: 'register' | 'register-packed' | 'burn' | 'burn-f16' | 'burn-widened';
   encode(text: string, options?: EncodeOptions): Promise<Embedding>;
   encode(texts: string[], options?: EncodeOptions): Promise<Embedding[]>;
   /** Token ids and UTF-16 spans of a text, untruncated. */

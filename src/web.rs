@@ -326,20 +326,28 @@ impl M3 {
     /// `limits`: "default" (WebGPU's default limits: 128 MiB per binding; the default) or
     /// "adapter" (all the adapter offers).
     /// `on_progress(done, total)`, if given, is called as encoder layers are built.
-    /// `compute`: "auto" (the default) or "f32": f32 arithmetic in our kernels, compact weights
-    /// widened in registers (the faster path where measured, see [`KernelChoice::Auto`]); "f16":
-    /// an f16 pack's matmuls on f16 operands (burn's kernels) where the WebGPU adapter has
-    /// `shader-f16`, f32 elsewhere. The `compute` getter says which ran.
+    /// `compute`: "auto" (the default) or "f32": f32 arithmetic, compact weights widened in
+    /// registers; "f16": an f16 pack's matmuls on f16 operands (burn's kernels) where the WebGPU
+    /// adapter has `shader-f16`, f32 elsewhere. The `compute` getter says which ran.
+    /// `kernel`: "auto" (the default: ours, the faster where measured, see
+    /// [`KernelChoice::Auto`]), "register" (the same) or "burn" (burn's tiled kernels for f32
+    /// weights and attention; compact weights keep our packed kernel unless `compute` is "f16").
+    /// The `kernel` getter says which ran.
     pub async fn load(
         files: JsValue,
         device: Option<String>,
         limits: Option<String>,
         on_progress: Option<js_sys::Function>,
         compute: Option<String>,
+        kernel: Option<String>,
     ) -> JsResult<M3> {
-        let (device, limits, compute) =
-            (device.unwrap_or_default(), limits.unwrap_or_default(), compute.unwrap_or_default());
-        Self::load_inner(files, device, limits, compute, on_progress).await.map_err(js_err)
+        let (device, limits, compute, kernel) = (
+            device.unwrap_or_default(),
+            limits.unwrap_or_default(),
+            compute.unwrap_or_default(),
+            kernel.unwrap_or_default(),
+        );
+        Self::load_inner(files, device, limits, compute, kernel, on_progress).await.map_err(js_err)
     }
 
     async fn load_inner(
@@ -347,6 +355,7 @@ impl M3 {
         device: String,
         limits: String,
         compute: String,
+        kernel: String,
         on_progress: Option<js_sys::Function>,
     ) -> Result<M3> {
         let limits = match limits.as_str() {
@@ -362,6 +371,12 @@ impl M3 {
             "f16" => true,
             other => return Err(Error::Input(format!("unknown compute {other:?} (auto, f32 or f16)"))),
         };
+        let kernel = match kernel.as_str() {
+            "" | "auto" => KernelChoice::Auto,
+            "register" => KernelChoice::Register,
+            "burn" => KernelChoice::Burn,
+            other => return Err(Error::Input(format!("unknown kernel {other:?} (auto, register or burn)"))),
+        };
         if !files.is_object() {
             return Err(Error::Input("load() needs an object { config, tokenizer, encoder, colbert, sparse }".into()));
         }
@@ -370,7 +385,7 @@ impl M3 {
         let encoder = Checkpoint::open(file(&files, "encoder")?)?;
         let colbert = Checkpoint::open(file(&files, "colbert")?)?;
         let sparse = Checkpoint::open(file(&files, "sparse")?)?;
-        let mut d = pick_device(kind, limits, KernelChoice::Auto).await?;
+        let mut d = pick_device(kind, limits, kernel).await?;
         if f16_matmuls {
             d = d.with_f16_matmuls_if_supported();
         }
@@ -401,6 +416,14 @@ impl M3 {
     #[wasm_bindgen(getter)]
     pub fn compute(&self) -> String {
         self.model.weight_storage().compute.into()
+    }
+
+    /// The kernel the linear layers run: "register" (ours, f32 weights), "register-packed" (ours,
+    /// f16 or int8 words), "burn" (burn's), "burn-f16" (burn's on f16 operands) or
+    /// "burn-widened" (the CPU backend's, on a compact matrix widened for the pass).
+    #[wasm_bindgen(getter)]
+    pub fn kernel(&self) -> String {
+        self.model.weight_storage().kernel.into()
     }
 
     /// Most tokens in one input (`<s>` and `</s>` included): 8192 for BAAI/bge-m3.

@@ -40,7 +40,7 @@ fn files(encoder: &[u8]) -> JsValue {
 
 async fn load(device: &str) -> Result<M3, JsValue> {
     started();
-    M3::load(files(fixture!("tiny-m3/model.safetensors")), Some(device.into()), None, None, None).await
+    M3::load(files(fixture!("tiny-m3/model.safetensors")), Some(device.into()), None, None, None, None).await
 }
 
 /// The module's start function (static constructors: burn's kernel registry), which the test
@@ -132,6 +132,39 @@ async fn parity_on_webgpu() {
     parity("webgpu").await;
 }
 
+/// `kernel`: ours by default, burn's tiled kernels on request (the escape hatch for a GPU where
+/// ours are slower), both within the reference tolerance on the short fixture texts.
+#[wasm_bindgen_test]
+async fn the_kernel_choice_is_kept_and_reported() {
+    started();
+    let reference = reference();
+    let items: Vec<&Value> = reference["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["input_ids"].as_array().unwrap().len() < 100)
+        .collect();
+    let strs: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
+    for (choice, ran) in [(None, "register"), (Some("burn"), "burn")] {
+        let m3 = M3::load(
+            files(fixture!("tiny-m3/model.safetensors")),
+            Some("webgpu".into()),
+            None,
+            None,
+            None,
+            choice.map(String::from),
+        )
+        .await
+        .unwrap();
+        assert_eq!(m3.kernel(), ran);
+        let out = m3.encode(texts(&strs), options(&[("batchSize", 4.into())]), None).await.unwrap();
+        for (i, (got, want)) in out.iter().zip(&items).enumerate() {
+            let d = max_diff(&Float32Array::from(get(&got, "dense")).to_vec(), &floats(&want["dense"]));
+            assert!(d <= TOL, "{ran} text {i}: dense differs by {d}");
+        }
+    }
+}
+
 /// A long text becomes windows with UTF-16 spans; progress comes after each forward pass, and a
 /// callback that throws stops the encode with its error.
 #[wasm_bindgen_test]
@@ -190,15 +223,27 @@ async fn bad_input_gives_errors_with_kinds() {
     let kind = |e: &JsValue| get(e, "kind").as_string().unwrap_or_default();
     started();
     let half = &fixture!("tiny-m3/model.safetensors")[..1_000_000];
-    let e = M3::load(files(half), Some("cpu".into()), None, None, None).await.err().unwrap();
+    let e = M3::load(files(half), Some("cpu".into()), None, None, None, None).await.err().unwrap();
     assert_eq!(kind(&e), "format", "a truncated checkpoint");
-    let e = M3::load(files(b"<!doctype html>"), Some("cpu".into()), None, None, None).await.err().unwrap();
+    let e = M3::load(files(b"<!doctype html>"), Some("cpu".into()), None, None, None, None).await.err().unwrap();
     assert_eq!(kind(&e), "format", "not a checkpoint");
-    let e = M3::load(files(fixture!("tiny-m3/model.safetensors")), Some("tpu".into()), None, None, None)
+    let e = M3::load(files(fixture!("tiny-m3/model.safetensors")), Some("tpu".into()), None, None, None, None)
         .await
         .err()
         .unwrap();
     assert_eq!(kind(&e), "input");
+    let e = M3::load(
+        files(fixture!("tiny-m3/model.safetensors")),
+        Some("cpu".into()),
+        None,
+        None,
+        None,
+        Some("cudnn".into()),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(kind(&e), "input", "an unknown kernel");
     let m3 = load("cpu").await.unwrap();
     let e = m3.encode(JsValue::from(42), JsValue::UNDEFINED, None).await.unwrap_err();
     assert_eq!(name(&e), "TypeError");

@@ -54,10 +54,11 @@ export class Engine {
     this.broken = null;
   }
 
-  static async load(source, { device = 'auto', limits = 'default', compute = 'auto', encoderFile, dtype, cache = DEFAULT_CACHE, onProgress, signal } = {}) {
+  static async load(source, { device = 'auto', limits = 'default', compute = 'auto', kernel = 'auto', encoderFile, dtype, cache = DEFAULT_CACHE, onProgress, signal } = {}) {
     if (!['auto', 'webgpu', 'cpu'].includes(device)) throw new TypeError(`device must be "auto", "webgpu" or "cpu" (got ${JSON.stringify(device)})`);
     if (!['default', 'adapter'].includes(limits)) throw new TypeError(`limits must be "default" or "adapter" (got ${JSON.stringify(limits)})`);
     if (!['auto', 'f32', 'f16'].includes(compute)) throw new TypeError(`compute must be "auto", "f32" or "f16" (got ${JSON.stringify(compute)})`);
+    if (!['auto', 'register', 'burn'].includes(kernel)) throw new TypeError(`kernel must be "auto", "register" or "burn" (got ${JSON.stringify(kernel)})`);
     if (dtype !== undefined && !DTYPES.includes(dtype)) throw new TypeError(`dtype must be ${DTYPES.map(d => `"${d}"`).join(', ')} (got ${JSON.stringify(dtype)})`);
     // Asked for WebGPU where no adapter exists: fail before downloading gigabytes, and touch no
     // cached file. (Only this early check is here; src/gpu.rs chooses the device.)
@@ -71,7 +72,7 @@ export class Engine {
       throwIfAborted(signal);
       const progress = (done, total) => onProgress?.({ file: 'model', phase: 'build', loaded: done, total });
       try {
-        return new Engine(await M3.load(await toBytesIfNeeded(files), device, limits, progress, compute), stored);
+        return new Engine(await M3.load(await toBytesIfNeeded(files), device, limits, progress, compute, kernel), stored);
       } catch (e) {
         e.cached = cached;
         e.urls = urls;
@@ -103,7 +104,7 @@ export class Engine {
 
   get info() {
     const m = this.m3;
-    return { backend: m.backend, adapter: m.adapter, hiddenSize: m.hiddenSize, maxTokens: m.maxTokens, dtype: this.dtype, compute: m.compute };
+    return { backend: m.backend, adapter: m.adapter, hiddenSize: m.hiddenSize, maxTokens: m.maxTokens, dtype: this.dtype, compute: m.compute, kernel: m.kernel };
   }
 
   check() {

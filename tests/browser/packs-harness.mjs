@@ -74,7 +74,7 @@ export async function packParity({ base, device = 'cpu', worker = true, dtype, c
   const out = await model.encode(items.map(i => i.text), { truncate: true, batchSize: 4 });
   const encodeMs = performance.now() - t1;
   const texts = againstReference(items, out);
-  const info = { dtype: model.dtype, backend: model.backend, adapter: model.adapter, compute: model.compute };
+  const info = { dtype: model.dtype, backend: model.backend, adapter: model.adapter, compute: model.compute, kernel: model.kernel };
   await model.dispose();
   return { ...info, texts, loadMs, encodeMs };
 }

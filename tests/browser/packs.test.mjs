@@ -137,6 +137,7 @@ for (const [dtype, worker, compute] of [['f16', true, 'f16'], ['int8', false, 'a
     const r = await run('packParity', { base: `/packs/${dtype}/`, device: 'webgpu', worker, dtype, compute, maxItemTokens: 100 });
     const f16 = compute === 'f16' && /shader-f16/.test(r.adapter);
     assertParity(r, dtype, { backend: 'webgpu', texts: 11, compute: f16 ? 'f16' : 'f32' });
+    assert.equal(r.kernel, f16 ? 'burn-f16' : 'register-packed', `kernel on ${r.adapter}`);
   });
 }
 

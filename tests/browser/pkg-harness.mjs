@@ -184,6 +184,7 @@ export async function badInputs() {
   r.unreachable = await grab(() => load('http://127.0.0.1:9/', { device: 'cpu', cache: false }));
   r.badDevice = await grab(() => load('/fixtures/tiny-m3/', { device: 'tpu' }));
   r.badCompute = await grab(() => load('/fixtures/tiny-m3/', { device: 'cpu', compute: 'bf16' }));
+  r.badKernel = await grab(() => load('/fixtures/tiny-m3/', { device: 'cpu', kernel: 'cudnn' }));
   const bytes = async f => new Uint8Array(await (await fetch('/fixtures/tiny-m3/' + f)).arrayBuffer());
   const files = { config: await bytes('config.json'), tokenizer: await bytes('tokenizer.json'), encoder: new TextEncoder().encode('<!doctype html><title>Not found</title>'), colbert: await bytes('colbert_linear.pt'), sparse: await bytes('sparse_linear.pt') };
   r.foreign = await grab(() => load(files, { device: 'cpu' }));

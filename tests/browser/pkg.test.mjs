@@ -129,6 +129,7 @@ test('bad input: clear errors, TypeError for non-strings, encode([]) is []', { t
   assert.match(r.unreachable.message, /config\.json: could not fetch http:\/\/127\.0\.0\.1:9\/config\.json/);
   assert.equal(r.badDevice.name, 'TypeError');
   assert.match(`${r.badCompute.name}: ${r.badCompute.message}`, /^TypeError: compute must be "auto", "f32" or "f16"/);
+  assert.match(`${r.badKernel.name}: ${r.badKernel.message}`, /^TypeError: kernel must be "auto", "register" or "burn"/);
   assert.match(r.foreign.message, /bad model file/);
   assert.match(r.missingFiles.message, /lack tokenizer\.json/);
   assert.equal(r.number.name, 'TypeError');

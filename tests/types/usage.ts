@@ -37,6 +37,12 @@ export async function quickStart(): Promise<number> {
   await model.encode(42);
   // @ts-expect-error: the device is one of three
   await load(HF_BGE_M3, { device: 'tpu' });
+  // burn's kernels on request, f16 operands where the adapter has shader-f16; what ran
+  const burn: Model = await load(HF_BGE_M3, { kernel: 'burn', compute: 'f16' });
+  const ran: 'f32' | 'f16' = burn.compute;
+  if (burn.kernel === 'burn-f16' || ran === 'f16') console.log('f16 operands');
+  // @ts-expect-error: the kernel is one of three
+  await load(HF_BGE_M3, { kernel: 'cudnn' });
   // A pack made by `m3 convert --dtype int8`, by URL or as picked files with its manifest.
   const pack: Model = await load('/models/bge-m3-int8/', { dtype: 'int8' });
   const stored: WeightsDtype = pack.dtype;
