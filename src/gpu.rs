@@ -110,13 +110,9 @@ impl PickedDevice {
     }
 
     /// The same device with f16 matmuls ([`LinearKernel::BurnF16`]) where the adapter has
-    /// `shader-f16`; unchanged (f32 arithmetic) where it has not, or on the CPU backend.
+    /// `shader-f16`; unchanged (f32 arithmetic) where it has not (the CPU backend has not).
     pub fn with_f16_matmuls_if_supported(self) -> Self {
-        if self.backend != "cpu" && self.shader_f16 {
-            PickedDevice { linear_kernel: LinearKernel::BurnF16, ..self }
-        } else {
-            self
-        }
+        if self.shader_f16 { PickedDevice { linear_kernel: LinearKernel::BurnF16, ..self } } else { self }
     }
 }
 

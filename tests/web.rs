@@ -39,8 +39,21 @@ fn files(encoder: &[u8]) -> JsValue {
 }
 
 async fn load(device: &str) -> Result<M3, JsValue> {
+    load_with_kernel(device, None).await
+}
+
+/// The tiny fixture on `device` with `M3.load`'s `kernel` argument.
+async fn load_with_kernel(device: &str, kernel: Option<&str>) -> Result<M3, JsValue> {
     started();
-    M3::load(files(fixture!("tiny-m3/model.safetensors")), Some(device.into()), None, None, None, None).await
+    M3::load(
+        files(fixture!("tiny-m3/model.safetensors")),
+        Some(device.into()),
+        None,
+        None,
+        None,
+        kernel.map(String::from),
+    )
+    .await
 }
 
 /// The module's start function (static constructors: burn's kernel registry), which the test
@@ -136,7 +149,6 @@ async fn parity_on_webgpu() {
 /// ours are slower), both within the reference tolerance on the short fixture texts.
 #[wasm_bindgen_test]
 async fn the_kernel_choice_is_kept_and_reported() {
-    started();
     let reference = reference();
     let items: Vec<&Value> = reference["items"]
         .as_array()
@@ -146,16 +158,7 @@ async fn the_kernel_choice_is_kept_and_reported() {
         .collect();
     let strs: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
     for (choice, ran) in [(None, "register"), (Some("burn"), "burn")] {
-        let m3 = M3::load(
-            files(fixture!("tiny-m3/model.safetensors")),
-            Some("webgpu".into()),
-            None,
-            None,
-            None,
-            choice.map(String::from),
-        )
-        .await
-        .unwrap();
+        let m3 = load_with_kernel("webgpu", choice).await.unwrap();
         assert_eq!(m3.kernel(), ran);
         let out = m3.encode(texts(&strs), options(&[("batchSize", 4.into())]), None).await.unwrap();
         for (i, (got, want)) in out.iter().zip(&items).enumerate() {
@@ -232,17 +235,7 @@ async fn bad_input_gives_errors_with_kinds() {
         .err()
         .unwrap();
     assert_eq!(kind(&e), "input");
-    let e = M3::load(
-        files(fixture!("tiny-m3/model.safetensors")),
-        Some("cpu".into()),
-        None,
-        None,
-        None,
-        Some("cudnn".into()),
-    )
-    .await
-    .err()
-    .unwrap();
+    let e = load_with_kernel("cpu", Some("cudnn")).await.err().unwrap();
     assert_eq!(kind(&e), "input", "an unknown kernel");
     let m3 = load("cpu").await.unwrap();
     let e = m3.encode(JsValue::from(42), JsValue::UNDEFINED, None).await.unwrap_err();
