@@ -57,7 +57,11 @@ export interface LoadProgress {
 }
 
 export interface LoadOptions {
-  /** "auto" (default): WebGPU when `navigator.gpu` gives an adapter, else the wasm CPU backend. */
+  /** "auto" (default): WebGPU on a hardware adapter; the wasm CPU backend where `navigator.gpu`
+   *  gives no adapter or a software one (SwiftShader: the CPU backend measured 2-4x as fast, see
+   *  `Model.adapter`, which then names the adapter passed over). "webgpu": WebGPU on whatever
+   *  adapter there is (an error where none). "cpu": the wasm CPU backend (one thread, SIMD128;
+   *  the whole model in wasm memory: an f32 full-size model takes 2.45 GiB, an int8 pack 0.82). */
   device?: DeviceKind;
   /** "default" (default): a WebGPU device with the default limits only (128 MiB per binding),
    *  what most laptops and phones grant; "adapter": every limit the adapter offers. */

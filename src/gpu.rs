@@ -16,7 +16,7 @@ use crate::kernels::LinearKernel;
 /// Which device to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceKind {
-    /// WebGPU / wgpu when an adapter is found, else the CPU backend.
+    /// WebGPU / wgpu on a hardware adapter, else the CPU backend ([`auto_device`]).
     Auto,
     /// WebGPU in the browser, wgpu (Vulkan, Metal, DX12; lavapipe too) natively.
     Gpu,
@@ -141,8 +141,24 @@ pub fn cpu_fallback(why: &dyn std::fmt::Display) -> PickedDevice {
     PickedDevice { adapter: format!("{} (no WebGPU adapter: {why})", cpu.adapter), ..cpu }
 }
 
-/// The device for `kind`; with [`DeviceKind::Auto`], the CPU backend when no adapter is found
-/// ([`cpu_fallback`]).
+/// What [`DeviceKind::Auto`] runs on, given the wgpu device it could get (the one owner of that
+/// rule, natively and in the browser): that device on a hardware adapter; the CPU backend where
+/// there is no adapter ([`cpu_fallback`]) or where it is a software one (SwiftShader, lavapipe),
+/// on which the CPU backend runs 2-4x as fast (docs/benchmarks.md, "Which device 'auto' picks");
+/// `device: "webgpu"` / `--device wgpu` still runs on such an adapter.
+pub fn auto_device<E: std::fmt::Display>(gpu: std::result::Result<PickedDevice, E>) -> PickedDevice {
+    match gpu {
+        Ok(d) if d.adapter_is_cpu => {
+            let cpu = cpu_device();
+            let adapter = format!("{} (faster than the software GPU adapter {})", cpu.adapter, d.adapter);
+            PickedDevice { adapter, ..cpu }
+        }
+        Ok(d) => d,
+        Err(e) => cpu_fallback(&e),
+    }
+}
+
+/// The device for `kind`; with [`DeviceKind::Auto`], see [`auto_device`].
 pub async fn pick_device(kind: DeviceKind, limits: GpuLimits, kernel: KernelChoice) -> Result<PickedDevice> {
     let gpu = || async {
         let d = init_wgpu(limits).await?;
@@ -158,7 +174,7 @@ pub async fn pick_device(kind: DeviceKind, limits: GpuLimits, kernel: KernelChoi
     match kind {
         DeviceKind::Cpu => Ok(cpu_device()),
         DeviceKind::Gpu => gpu().await,
-        DeviceKind::Auto => Ok(gpu().await.unwrap_or_else(|e| cpu_fallback(&e))),
+        DeviceKind::Auto => Ok(auto_device(gpu().await)),
     }
 }
 
@@ -247,4 +263,36 @@ pub async fn init_wgpu(limits: GpuLimits) -> Result<WgpuDevice> {
     let description =
         format!("{name} ({:?}, {:?}; {binding_mib} MiB per storage binding{f16})", info.backend, info.device_type);
     Ok(WgpuDevice { device, description, adapter_is_cpu: info.device_type == wgpu::DeviceType::Cpu, shader_f16 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wgpu device as `pick_device` describes it (the burn device itself plays no part here).
+    fn wgpu_like(adapter: &str, adapter_is_cpu: bool) -> PickedDevice {
+        PickedDevice {
+            linear_kernel: LinearKernel::Register4x4,
+            backend: "webgpu",
+            adapter: adapter.into(),
+            adapter_is_cpu,
+            ..cpu_device()
+        }
+    }
+
+    #[test]
+    fn auto_takes_hardware_gpus_and_passes_over_software_ones() {
+        let gpu = auto_device::<String>(Ok(wgpu_like("NVIDIA H200 (Vulkan, DiscreteGpu)", false)));
+        assert_eq!((gpu.backend, gpu.linear_kernel), ("webgpu", LinearKernel::Register4x4));
+        let soft = auto_device::<String>(Ok(wgpu_like("llvmpipe (Vulkan, Cpu)", true)));
+        assert_eq!((soft.backend, soft.linear_kernel, soft.adapter_is_cpu), ("cpu", LinearKernel::Burn, true));
+        assert!(
+            soft.adapter.ends_with("(faster than the software GPU adapter llvmpipe (Vulkan, Cpu))"),
+            "{}",
+            soft.adapter
+        );
+        let none = auto_device(Err("no adapter"));
+        assert_eq!(none.backend, "cpu");
+        assert!(none.adapter.ends_with("(no WebGPU adapter: no adapter)"), "{}", none.adapter);
+    }
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 pub use crate::gpu::{DeviceKind, KernelChoice, PickedDevice};
-use crate::gpu::{GpuLimits, cpu_device, cpu_fallback, pick_device};
+use crate::gpu::{GpuLimits, auto_device, cpu_device, pick_device};
 use crate::model::BgeM3;
 use crate::weights::Checkpoint;
 
@@ -27,8 +27,9 @@ pub fn device(kind: DeviceKind, kernel: KernelChoice) -> Result<PickedDevice> {
         })
         .clone();
     match (gpu, kind) {
+        (Ok(d), DeviceKind::Auto) if d.adapter_is_cpu => Ok(auto_device::<String>(Ok(d))),
         (Ok(d), _) => d.with_kernel(kernel),
-        (Err(e), DeviceKind::Auto) => Ok(cpu_fallback(&e)),
+        (Err(e), DeviceKind::Auto) => Ok(auto_device(Err(e))),
         (Err(e), _) => Err(Error::Device(e)),
     }
 }

@@ -173,7 +173,7 @@ export async function loadModel({ auto = false } = {}) {
 
 function explainLoadError(e, src, device) {
   const m = e?.message ?? String(e);
-  if (/WebGPU is not available/i.test(m)) return `This browser offers no WebGPU adapter, so “WebGPU only” cannot run. Choose “WebGPU if available, else CPU” to use the CPU fallback. (${m})`;
+  if (/WebGPU is not available/i.test(m)) return `This browser offers no WebGPU adapter, so “WebGPU only” cannot run. Choose “Automatic” to use the CPU fallback. (${m})`;
   if (/HTTP 404/.test(m)) return `A model file is missing: ${m}. Check that ${src.label} holds the BAAI/bge-m3 files (config.json, tokenizer.json, pytorch_model.bin, colbert_linear.pt, sparse_linear.pt).`;
   if (/HTTP \d+/.test(m)) return `The model host answered with an error: ${m}.`;
   if (/could not fetch|network error|Failed to fetch/i.test(m)) {

@@ -31,7 +31,8 @@ const USAGE: &str = "usage:
   m3 bench --model DIR --tokens N [--runs 2] [options]
       encodes one N-token text --runs times, prints load/encode times and memory (RSS) as one JSON line
 options:
-  --device cpu|wgpu|auto     (default cpu; --backend is the same)
+  --device cpu|wgpu|auto     (default cpu; auto: wgpu on a hardware GPU, else cpu, which beats
+                             software adapters such as lavapipe; --backend is the same)
   --kernel auto|burn|register|burn-f16
                              matmul kernels on wgpu (auto = register: ours, f32 arithmetic, compact
                              weights read packed; burn: burn's, f32; burn-f16: an f16 pack's matmuls
