@@ -144,8 +144,9 @@ pub fn cpu_fallback(why: &dyn std::fmt::Display) -> PickedDevice {
 /// What [`DeviceKind::Auto`] runs on, given the wgpu device it could get (the one owner of that
 /// rule, natively and in the browser): that device on a hardware adapter; the CPU backend where
 /// there is no adapter ([`cpu_fallback`]) or where it is a software one (SwiftShader, lavapipe),
-/// on which the CPU backend runs 2-4x as fast (docs/benchmarks.md, "Which device 'auto' picks");
-/// `device: "webgpu"` / `--device wgpu` still runs on such an adapter.
+/// on which the CPU backend runs 2-4x as fast (docs/benchmarks.md, "The wasm CPU backend:
+/// SIMD128, and which device "auto" picks"); `device: "webgpu"` / `--device wgpu` still runs on
+/// such an adapter.
 pub fn auto_device<E: std::fmt::Display>(gpu: std::result::Result<PickedDevice, E>) -> PickedDevice {
     match gpu {
         Ok(d) if d.adapter_is_cpu => {
