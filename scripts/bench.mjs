@@ -164,6 +164,7 @@ function onnxDir(name, dir) {
 function textsFile() {
   const f = path.join(cache, 'texts.json');
   if (fs.existsSync(f)) return f;
+  fs.mkdirSync(cache, { recursive: true });
   const env = pythonEnv();
   if (spawnSync(python, ['-c', 'import tokenizers'], { env, stdio: 'ignore' }).status !== 0) {
     sh(python, ['-m', 'pip', 'install', '-q', '--no-deps', '--target', path.join(cache, 'pydeps'), 'tokenizers==0.22.1']);

@@ -14,7 +14,7 @@ use crate::gpu::flush_uploads;
 use crate::kernels::{LinearKernel, attention_kernel_fits, attention_register_4x4};
 use crate::kernels::{PackedWeight, WordCode, linear_packed_register, linear_register_4x4, matmul_f16};
 use crate::kernels::{pack_f16_columns, pack_i8_columns, register_kernel_fits};
-use crate::weights::{F16Matrix, HostTensor, Int8Rows, TensorSource, expect_shape};
+use crate::weights::{F16Matrix, HostTensor, Int8Rows, TensorSource, expect_shape, f16_to_f32, widen_f16};
 
 /// Most bytes one feed-forward block may take: keeps the peak activation memory
 /// of an 8192-token text far under 1 GiB and every buffer under WebGPU's default 128 MiB binding.
@@ -55,8 +55,8 @@ enum Weight {
     /// int8 in host memory (the CPU backend): `q_t` [in, out] (transposed), `scale` [out].
     /// Dequantized for each forward pass, one matrix at a time.
     Int8Host { q_t: Vec<i8>, scale: Vec<f32>, device: Device },
-    /// f16 in host memory (the CPU backend): `w_t` [in, out], widened for each forward pass.
-    F16Host { w_t: Vec<half::f16>, device: Device },
+    /// f16 in host memory (the CPU backend): `w_t` [in, out] (bits), widened for each forward pass.
+    F16Host { w_t: Vec<u16>, device: Device },
 }
 
 /// `torch.nn.Linear`: y = x W^T + b. PyTorch stores W as [out, in]; kept here as [in, out].
@@ -119,10 +119,7 @@ impl Linear {
                         upload(HostTensor { shape: vec![1, d_out], data: vec![factor; d_out] }, [1, d_out], device);
                     Weight::Gpu(PackedWeight { words, factor, code })
                 }
-                Some(m) => {
-                    let w_t = transpose(&m.bits, d_out, d_in).into_iter().map(half::f16::from_bits).collect();
-                    Weight::F16Host { w_t, device: device.clone() }
-                }
+                Some(m) => Weight::F16Host { w_t: transpose(&m.bits, d_out, d_in), device: device.clone() },
                 None => {
                     let w = src.tensor(&w_key)?;
                     let w_t = transpose(&w.data, d_out, d_in);
@@ -201,15 +198,17 @@ impl Linear {
             (Weight::Int8Host { q_t, scale, device }, _) => {
                 // [in, out] f32 for this pass only.
                 let out = self.d_out;
-                let mut w = Vec::with_capacity(q_t.len());
-                for row in q_t.chunks_exact(out) {
-                    w.extend(row.iter().zip(scale).map(|(&q, &s)| q as f32 * s));
+                let mut w = vec![0f32; q_t.len()];
+                for (w, q) in w.chunks_exact_mut(out).zip(q_t.chunks_exact(out)) {
+                    for ((w, &q), &s) in w.iter_mut().zip(q).zip(scale) {
+                        *w = q as f32 * s;
+                    }
                 }
                 let w = upload(HostTensor { shape: vec![self.d_in, out], data: w }, [self.d_in, out], device);
                 x.matmul(w) + self.bias.clone()
             }
             (Weight::F16Host { w_t, device }, _) => {
-                let w: Vec<f32> = w_t.iter().map(|v| v.to_f32()).collect();
+                let w = widen_f16(w_t);
                 let w =
                     upload(HostTensor { shape: vec![self.d_in, self.d_out], data: w }, [self.d_in, self.d_out], device);
                 x.matmul(w) + self.bias.clone()
@@ -358,7 +357,7 @@ impl Embeddings {
                 let mut rows = Vec::with_capacity(flat.len() * h);
                 for &id in &flat {
                     let id = id as usize;
-                    rows.extend(t.bits[id * h..(id + 1) * h].iter().map(|&b| half::f16::from_bits(b).to_f32()));
+                    rows.extend(t.bits[id * h..(id + 1) * h].iter().map(|&b| f16_to_f32(b)));
                 }
                 upload(HostTensor { shape: vec![flat.len(), h], data: rows }, [flat.len(), h], device)
             }

@@ -118,12 +118,6 @@ impl PickedDevice {
 
 /// The CPU backend (the only choice for it: burn's kernels).
 pub fn cpu_device() -> PickedDevice {
-    // flex's matmuls (gemm) have WebAssembly SIMD128 kernels but start on their scalar ones
-    // unless burn-flex's `simd` feature is on, which burn leaves off; the switch is read at the
-    // first matmul. The module needs SIMD128 either way (those kernels are compiled in, used or
-    // not: without SIMD128 it does not validate), so no browser that loads it lacks them.
-    #[cfg(target_arch = "wasm32")]
-    gemm_common::set_wasm_simd128(true);
     let adapter = if cfg!(target_family = "wasm") { "wasm CPU (burn flex)" } else { "CPU (burn flex)" };
     PickedDevice {
         device: Device::flex(),

@@ -399,10 +399,36 @@ impl<R: ReadAt> Checkpoint<R> {
     }
 }
 
+/// One IEEE half (its bits) as f32, exactly (NaNs stay NaNs): the host's one f16 -> f32 rule.
+/// Branch-free, so that a loop of it vectorizes (SIMD128 in wasm, where `half` converts one value
+/// at a time through branches: 3-4x slower). The CPU backend widens every f16 weight matrix with
+/// it on each forward pass.
+#[inline(always)]
+pub fn f16_to_f32(h: u16) -> f32 {
+    const EXP: u32 = 0x7c00 << 13; // a half's exponent field, moved to an f32's
+    let h = h as u32;
+    let o = (h & 0x7fff) << 13; // exponent and mantissa in an f32's places
+    let normal = o + ((127 - 15) << 23); // exponent rebased: exact for normal halves
+    let inf_nan = normal + ((128 - 16) << 23); // exponent all ones, mantissa (NaN payload) kept
+    // A subnormal half, m * 2^-24: (1 + m/1024) * 2^-14 less 2^-14, both normal f32s, so exact.
+    let subnormal = (f32::from_bits(normal + (1 << 23)) - f32::from_bits(113 << 23)).to_bits();
+    let bits = match o & EXP {
+        EXP => inf_nan,
+        0 => subnormal,
+        _ => normal,
+    };
+    f32::from_bits(bits | ((h & 0x8000) << 16))
+}
+
+/// Halves (their bits) as f32s: [`f16_to_f32`] over a slice.
+pub fn widen_f16(bits: &[u16]) -> Vec<f32> {
+    bits.iter().map(|&h| f16_to_f32(h)).collect()
+}
+
 pub(crate) fn decode(raw: &[u8], dtype: &DType) -> Vec<f32> {
     match dtype {
         DType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
-        DType::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        DType::F16 => raw.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
         DType::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         DType::I8 => raw.iter().map(|&b| b as i8 as f32).collect(),
         DType::Other(_) => Vec::new(),
@@ -489,6 +515,19 @@ pub fn expect_shape(name: &str, actual: &[usize], expected: &[usize]) -> Result<
 mod tests {
     //! Checkpoints written here byte by byte, as `torch.save` and safetensors lay them out.
     use super::*;
+
+    #[test]
+    fn f16_to_f32_is_exact_for_every_half() {
+        for h in 0..=u16::MAX {
+            let want = half::f16::from_bits(h).to_f32();
+            let got = f16_to_f32(h);
+            if want.is_nan() {
+                assert!(got.is_nan(), "{h:#06x}: {got} for NaN");
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "{h:#06x}: {got:e} for {want:e}");
+            }
+        }
+    }
 
     /// One tensor of a hand-made `torch.save` archive.
     struct T<'a> {
