@@ -14,7 +14,7 @@ use crate::gpu::flush_uploads;
 use crate::kernels::{LinearKernel, attention_kernel_fits, attention_register_4x4};
 use crate::kernels::{PackedWeight, WordCode, linear_packed_register, linear_register_4x4, matmul_f16};
 use crate::kernels::{pack_f16_columns, pack_i8_columns, register_kernel_fits};
-use crate::weights::{F16Matrix, HostTensor, Int8Rows, TensorSource, expect_shape, f16_to_f32, widen_f16};
+use crate::weights::{F16Matrix, HostTensor, Int8Rows, TensorSource, expect_shape, f16_to_f32};
 
 /// Most bytes one feed-forward block may take: keeps the peak activation memory
 /// of an 8192-token text far under 1 GiB and every buffer under WebGPU's default 128 MiB binding.
@@ -197,24 +197,50 @@ impl Linear {
             (Weight::Gpu(packed), _) => linear_packed_register(x, packed, self.bias.clone()),
             (Weight::Int8Host { q_t, scale, device }, _) => {
                 // [in, out] f32 for this pass only.
-                let out = self.d_out;
-                let mut w = vec![0f32; q_t.len()];
-                for (w, q) in w.chunks_exact_mut(out).zip(q_t.chunks_exact(out)) {
+                let w = widen_rows(q_t, self.d_out, |w, q| {
                     for ((w, &q), &s) in w.iter_mut().zip(q).zip(scale) {
                         *w = q as f32 * s;
                     }
-                }
-                let w = upload(HostTensor { shape: vec![self.d_in, out], data: w }, [self.d_in, out], device);
+                });
+                let w =
+                    upload(HostTensor { shape: vec![self.d_in, self.d_out], data: w }, [self.d_in, self.d_out], device);
                 x.matmul(w) + self.bias.clone()
             }
             (Weight::F16Host { w_t, device }, _) => {
-                let w = widen_f16(w_t);
+                let w = widen_rows(w_t, self.d_out, |w, h| {
+                    for (w, &h) in w.iter_mut().zip(h) {
+                        *w = f16_to_f32(h);
+                    }
+                });
                 let w =
                     upload(HostTensor { shape: vec![self.d_in, self.d_out], data: w }, [self.d_in, self.d_out], device);
                 x.matmul(w) + self.bias.clone()
             }
         }
     }
+}
+
+/// A host-held weight [in, out] as f32 for one pass: `row(out_row, src_row)` fills each row of
+/// `cols` values. Natively the rows are shared among rayon's threads (the matmul that follows
+/// runs on all of them too; one thread widening 300 M weights per pass cost a third of an f16
+/// pass at full size); wasm has one thread.
+fn widen_rows<T: Sync>(src: &[T], cols: usize, row: impl Fn(&mut [f32], &[T]) + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; src.len()];
+    if cols == 0 {
+        return out;
+    }
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        // 64 rows a task: 256 KiB of f32 at the full model's widest (1024 columns -> 4096).
+        let block = 64 * cols;
+        out.par_chunks_mut(block).zip(src.par_chunks(block)).for_each(|(o, s)| {
+            o.chunks_exact_mut(cols).zip(s.chunks_exact(cols)).for_each(|(o, s)| row(o, s));
+        });
+    }
+    #[cfg(target_family = "wasm")]
+    out.chunks_exact_mut(cols).zip(src.chunks_exact(cols)).for_each(|(o, s)| row(o, s));
+    out
 }
 
 /// `torch.nn.LayerNorm` over the last dimension.

@@ -420,11 +420,6 @@ pub fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits | ((h & 0x8000) << 16))
 }
 
-/// Halves (their bits) as f32s: [`f16_to_f32`] over a slice.
-pub fn widen_f16(bits: &[u16]) -> Vec<f32> {
-    bits.iter().map(|&h| f16_to_f32(h)).collect()
-}
-
 pub(crate) fn decode(raw: &[u8], dtype: &DType) -> Vec<f32> {
     match dtype {
         DType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
