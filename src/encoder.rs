@@ -221,9 +221,9 @@ impl Linear {
 }
 
 /// A host-held weight [in, out] as f32 for one pass: `row(out_row, src_row)` fills each row of
-/// `cols` values. Natively the rows are shared among rayon's threads (the matmul that follows
-/// runs on all of them too; one thread widening 300 M weights per pass cost a third of an f16
-/// pass at full size); wasm has one thread.
+/// `cols` values. Natively the rows are shared among rayon's threads, as the matmul that follows
+/// is (full-size f16 pack, 16 tokens, 2 cores: 0.64 s a pass widened on one thread, 0.49 s on
+/// both; docs/benchmarks.md); wasm has one thread.
 fn widen_rows<T: Sync>(src: &[T], cols: usize, row: impl Fn(&mut [f32], &[T]) + Sync) -> Vec<f32> {
     let mut out = vec![0f32; src.len()];
     if cols == 0 {
