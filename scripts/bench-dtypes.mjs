@@ -32,7 +32,7 @@ export const TARGETS = {
 /** What runs for `model` x `dtype` on `device`: the cells, warm-up runs and timed runs per cell
  *  (tok/s is the median of the timed runs; no warm-up: one cold run), or null (not run). The
  *  full-size model on SwiftShader is slow: 16 tokens on WebGPU; on the wasm CPU backend (SIMD128
- *  matmuls: ~20 s for 512 tokens on one core) a warm-up and one timed run of each cell (f32 is the
+ *  matmuls: 12-14 s for 512 tokens on one core) a warm-up and one timed run of each cell (f32 is the
  *  row expected not to fit the heap bound, or not to load). */
 function planOf(model, dtype, device, gpu) {
   if (model !== 'full' || (gpu && device === 'webgpu')) return { cells: DEFAULT_CELLS, warmup: 1, timed: 3 };
