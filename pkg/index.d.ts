@@ -222,22 +222,40 @@ export interface ScoreOptions extends Omit<EncodeOptions, 'dense' | 'sparse' | '
   weights?: Partial<ScoreWeights>;
 }
 
-/** What kind of failure an error is (`error.kind`, on errors from the model; the package decides
- *  on the kind, never on the message): a model file's contents (`format`: not a checkpoint or
+/** What kind of failure an error is (`error.kind`, on every error the package throws or rejects
+ *  with, except AbortErrors; see `M3Error`. The package decides on the kind, never on the
+ *  message, and so should its callers): a model file's contents (`format`: not a checkpoint or
  *  damaged, or an `m3-pack.json` that fails its checks; `weights`: a tensor missing or mis-shaped;
  *  `config`; `tokenizer`), a pack file whose size or SHA-256 is not what its `m3-pack.json` lists
- *  (`integrity`: the message names the file and both values; the download was not kept in the
- *  cache and nothing of it reached the model; loading again downloads it again), the caller's
- *  input (`input`, e.g. a `dtype` the source does not have; `range` for an option out of range, a
+ *  (`integrity`: the message names the file and both values, `url` is set for a download; the
+ *  download was not kept in the cache and nothing of it reached the model; loading again
+ *  downloads it again), a model host that could not be reached (`network`: offline, a name that
+ *  does not resolve, a refused connection, or a request the browser blocked: CORS, the page's
+ *  Content-Security-Policy; `url`), a host that answered with an HTTP error (`http`: `status`,
+ *  e.g. 404 for a missing file, and `url`), a download or cache write that broke off or came
+ *  short (`io`, also any other failure reading a file), the caller's input (`input`: a bad
+ *  argument (then a TypeError), a `dtype` the source does not have, picked files that lack some
+ *  (`missing` names them), a call of a disposed model; `range` for an option out of range, a
  *  RangeError), the GPU (`device`: no adapter, a lost device; never a reason to drop cached
- *  files), reading a file (`io`), or the wasm instance died (`crashed`: a panic, a trap, out of
- *  memory; every pending and later call of that model rejects so within seconds, its worker is
- *  ended, and `load()` again gives a working model). The hybrid index (`openIndex`) adds: `model`
- *  (vectors or a file of another model than the index's: the fingerprints differ), `quota` (the
- *  browser's storage for the site is full: the write was not kept, the index is as it was), and
- *  uses `input` (a call's arguments), `format` (an index file, or a damaged stored index) and
- *  `io` (any other storage failure). */
-export type ErrorKind = 'format' | 'weights' | 'config' | 'tokenizer' | 'integrity' | 'input' | 'range' | 'device' | 'io' | 'crashed' | 'model' | 'quota';
+ *  files), or the wasm instance died (`crashed`: a panic, a trap, out of memory; every pending and
+ *  later call of that model rejects so within seconds, its worker is ended, and `load()` again
+ *  gives a working model). The hybrid index (`openIndex`) adds: `model` (vectors or a file of
+ *  another model than the index's: the fingerprints differ), `quota` (the browser's storage for
+ *  the site is full: the write was not kept, the index is as it was), and uses `input` (a call's
+ *  arguments), `format` (an index file, or a damaged stored index) and `io` (any other storage
+ *  failure). */
+export type ErrorKind = 'format' | 'weights' | 'config' | 'tokenizer' | 'integrity' | 'network' | 'http' | 'io' | 'input' | 'range' | 'device' | 'crashed' | 'model' | 'quota';
+
+/** The errors of the package (a model's worker passes all of these fields on to the page). */
+export interface M3Error extends Error {
+  kind: ErrorKind;
+  /** `http`: the HTTP status the host answered with (404: the file is not there). */
+  status?: number;
+  /** `network`, `http`, `io` (downloads), `integrity` (downloads): the URL of the file. */
+  url?: string;
+  /** `input`, picked files: the file names the source lacks (e.g. "tokenizer.json"). */
+  missing?: string[];
+}
 
 export interface Tokenized {
   ids: Uint32Array;

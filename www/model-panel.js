@@ -171,19 +171,32 @@ export async function loadModel({ auto = false } = {}) {
   }
 }
 
+/** What a failed load means for the user, chosen by the error's `kind` (and `status`), never by
+ *  its message (the package's M3Error, pkg/index.d.ts). */
 function explainLoadError(e, src, device) {
   const m = e?.message ?? String(e);
-  if (/WebGPU is not available/i.test(m)) return `This browser offers no WebGPU adapter, so “WebGPU only” cannot run. Choose “Automatic” to use the CPU fallback. (${m})`;
-  if (/HTTP 404/.test(m)) return `A model file is missing: ${m}. Check that ${src.label} holds the BAAI/bge-m3 files (config.json, tokenizer.json, pytorch_model.bin, colbert_linear.pt, sparse_linear.pt).`;
-  if (/HTTP \d+/.test(m)) return `The model host answered with an error: ${m}.`;
-  if (/could not fetch|network error|Failed to fetch/i.test(m)) {
-    if (src.kind === 'url' && !hostAllowed(src.source)) return `The browser blocked the download: this page's Content-Security-Policy allows model downloads only from ${allowedHosts()}, and ${new URL(src.source).host} is none of them. To use your own host, serve the page with a policy that allows it (docs/deploy.md). (${m})`;
-    return `The model host could not be reached — are you offline, or does the host block this page (CORS)? (${m})`;
+  switch (e?.kind) {
+    case 'device':
+      return device === 'webgpu'
+        ? `This browser offers no usable WebGPU adapter, so “WebGPU only” cannot run. Choose “Automatic” to use the CPU fallback. (${m})`
+        : `The GPU failed while loading the model: ${m}`;
+    case 'http':
+      if (e.status === 404) return `A model file is missing: ${m}. Check that ${src.label} holds the BAAI/bge-m3 files (config.json, tokenizer.json, pytorch_model.bin, colbert_linear.pt, sparse_linear.pt) or a pack made by m3 convert.`;
+      return `The model host answered with an error: ${m}.`;
+    case 'network':
+      if (src.kind === 'url' && !hostAllowed(src.source)) return `The browser blocked the download: this page's Content-Security-Policy allows model downloads only from ${allowedHosts()}, and ${new URL(src.source).host} is none of them. To use your own host, serve the page with a policy that allows it (docs/deploy.md). (${m})`;
+      return `The model host could not be reached — are you offline, or does the host block this page (CORS)? (${m})`;
+    case 'io':
+      return `A model file could not be read whole (an interrupted download or a damaged file): ${m}. Load again to download it anew.`;
+    case 'integrity':
+      return `A file of the pack is not the one its m3-pack.json lists (a damaged download, or a file changed on the host); it was not used or kept: ${m}`;
+    case 'input':
+      return e.missing ? `Model files are missing: ${e.missing.join(', ')} (${m}).` : `The model could not be loaded: ${m}`;
+    case 'crashed':
+      return `The model stopped while loading — most often the device ran out of memory${device !== 'cpu' ? ' (try the CPU, or close other tabs)' : ' (close other tabs, or load a smaller pack)'}: ${m}`;
+    default:
+      return `The model could not be loaded: ${m}`;
   }
-  if (/truncated/i.test(m)) return `A model file is incomplete (interrupted download or damaged file): ${m}. Load again to download it anew.`;
-  if (/lack|missing/i.test(m)) return `Model files are missing: ${m}.`;
-  if (/memory|allocation|OutOfMemory/i.test(m)) return `The device ran out of memory loading the model${device !== 'cpu' ? ' (try the CPU, or close other tabs)' : ''}: ${m}`;
-  return `The model could not be loaded: ${m}`;
 }
 
 function renderBackend(device) {

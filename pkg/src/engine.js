@@ -2,7 +2,7 @@
 // file error) and what JS must do between forward passes (progress, abort). Windows, batching and
 // the document-level merge are Rust's (src/windows.rs).
 import init, { M3 as FirstM3, PackConverter as FirstPackConverter } from '../wasm/bge_m3_web.js';
-import { resolveFiles, evict, throwIfAborted, crashError, DEFAULT_CACHE } from './files.js';
+import { resolveFiles, evict, throwIfAborted, crashError, kindError, DEFAULT_CACHE } from './files.js';
 import { DTYPES } from './pack.js';
 
 let wasmReady, wasm, M3 = FirstM3, PackConverter = FirstPackConverter, generation = 0;
@@ -55,15 +55,15 @@ export class Engine {
   }
 
   static async load(source, { device = 'auto', limits = 'default', compute = 'auto', kernel = 'auto', encoderFile, dtype, cache = DEFAULT_CACHE, onProgress, signal } = {}) {
-    if (!['auto', 'webgpu', 'cpu'].includes(device)) throw new TypeError(`device must be "auto", "webgpu" or "cpu" (got ${JSON.stringify(device)})`);
-    if (!['default', 'adapter'].includes(limits)) throw new TypeError(`limits must be "default" or "adapter" (got ${JSON.stringify(limits)})`);
-    if (!['auto', 'f32', 'f16'].includes(compute)) throw new TypeError(`compute must be "auto", "f32" or "f16" (got ${JSON.stringify(compute)})`);
-    if (!['auto', 'register', 'burn'].includes(kernel)) throw new TypeError(`kernel must be "auto", "register" or "burn" (got ${JSON.stringify(kernel)})`);
-    if (dtype !== undefined && !DTYPES.includes(dtype)) throw new TypeError(`dtype must be ${DTYPES.map(d => `"${d}"`).join(', ')} (got ${JSON.stringify(dtype)})`);
+    if (!['auto', 'webgpu', 'cpu'].includes(device)) throw kindError('input', `device must be "auto", "webgpu" or "cpu" (got ${JSON.stringify(device)})`, {}, TypeError);
+    if (!['default', 'adapter'].includes(limits)) throw kindError('input', `limits must be "default" or "adapter" (got ${JSON.stringify(limits)})`, {}, TypeError);
+    if (!['auto', 'f32', 'f16'].includes(compute)) throw kindError('input', `compute must be "auto", "f32" or "f16" (got ${JSON.stringify(compute)})`, {}, TypeError);
+    if (!['auto', 'register', 'burn'].includes(kernel)) throw kindError('input', `kernel must be "auto", "register" or "burn" (got ${JSON.stringify(kernel)})`, {}, TypeError);
+    if (dtype !== undefined && !DTYPES.includes(dtype)) throw kindError('input', `dtype must be ${DTYPES.map(d => `"${d}"`).join(', ')} (got ${JSON.stringify(dtype)})`, {}, TypeError);
     // Asked for WebGPU where no adapter exists: fail before downloading gigabytes, and touch no
     // cached file. (Only this early check is here; src/gpu.rs chooses the device.)
     if (device === 'webgpu' && !(await navigator.gpu?.requestAdapter?.().catch(() => null))) {
-      throw Object.assign(new Error('device: WebGPU is not available: no adapter (use device "auto" or "cpu")'), { kind: 'device' });
+      throw kindError('device', 'device: WebGPU is not available: no adapter (use device "auto" or "cpu")');
     }
     await initWasm();
     const build = async () => {
@@ -132,7 +132,7 @@ export class Engine {
   }
 
   tokenize(text) {
-    if (typeof text !== 'string') throw new TypeError('text must be a string');
+    if (typeof text !== 'string') throw kindError('input', 'text must be a string', {}, TypeError);
     return this.guard(async () => this.m3.tokenize(text));
   }
 

@@ -15,6 +15,16 @@ export const DEFAULT_CACHE = 'bge-m3-web';
 const ROLES = { config: 'config.json', tokenizer: 'tokenizer.json', colbert: 'colbert_linear.pt', sparse: 'sparse_linear.pt' };
 const ENCODERS = ['model.safetensors', 'pytorch_model.bin'];
 
+/** An error of `kind` (index.d.ts's `ErrorKind`) carrying `fields`, some of `ERROR_FIELDS`. */
+export function kindError(kind, message, fields = {}, Type = Error) {
+  return Object.assign(new Type(message), { kind, ...fields });
+}
+
+/** What an error of the package carries besides its name and message (index.d.ts's `M3Error`):
+ *  all of it crosses from the model's worker to the page, so a caller decides on these, never on
+ *  the message. */
+export const ERROR_FIELDS = ['kind', 'status', 'url', 'missing'];
+
 export function abortError(message = 'The operation was aborted.') {
   return new DOMException(message, 'AbortError');
 }
@@ -52,7 +62,7 @@ export async function resolveFiles(source, { encoderFile = 'pytorch_model.bin', 
   }
   if (isFileList(source)) return { ...(await fromFileList(source, { dtype, onProgress, signal })), cached: [], urls: {} };
   if (typeof source === 'object') return { ...(await fromObject(source, { dtype, onProgress, signal })), cached: [], urls: {} };
-  throw new TypeError('source must be a base URL, a FileList / File[] or { config, tokenizer, encoder, colbert, sparse, manifest? }');
+  throw kindError('input', 'source must be a base URL, a FileList / File[] or { config, tokenizer, encoder, colbert, sparse, manifest? }', {}, TypeError);
 }
 
 function isFileList(x) {
@@ -79,7 +89,7 @@ async function fromFileList(list, { dtype, onProgress, signal }) {
     const manifest = parseManifest(await blobText(byName.get(MANIFEST)));
     const packType = packDtype(manifest, dtype, 'the picked pack');
     const missing = Object.keys(PACK_FILES).filter(name => !byName.has(name));
-    if (missing.length) throw new Error(`the picked files lack ${missing.join(', ')} (${MANIFEST} lists them)`);
+    if (missing.length) throw kindError('input', `the picked files lack ${missing.join(', ')} (${MANIFEST} lists them)`, { missing });
     for (const [name, role] of Object.entries(PACK_FILES)) {
       files[role] = await verifyLocal(byName.get(name), name, manifest.files[name], onProgress, signal);
     }
@@ -94,7 +104,7 @@ async function fromFileList(list, { dtype, onProgress, signal }) {
   const enc = ENCODERS.find(n => byName.has(n));
   if (enc) files.encoder = byName.get(enc);
   else missing.push('pytorch_model.bin or model.safetensors');
-  if (missing.length) throw new Error(`the picked files lack ${missing.join(', ')} (BAAI/bge-m3 file names are needed, or a pack with its ${MANIFEST})`);
+  if (missing.length) throw kindError('input', `the picked files lack ${missing.join(', ')} (BAAI/bge-m3 file names are needed, or a pack with its ${MANIFEST})`, { missing });
   return { files, dtype: layout };
 }
 
@@ -102,7 +112,7 @@ async function fromFileList(list, { dtype, onProgress, signal }) {
 async function fromObject(source, { dtype, onProgress, signal }) {
   const bytes = (v, role) => {
     if (!(v instanceof Blob || v instanceof ArrayBuffer || ArrayBuffer.isView(v))) {
-      throw new TypeError(`source.${role} must be a Blob, ArrayBuffer or Uint8Array`);
+      throw kindError('input', `source.${role} must be a Blob, ArrayBuffer or Uint8Array`, {}, TypeError);
     }
     return v instanceof ArrayBuffer ? new Uint8Array(v) : ArrayBuffer.isView(v) && !(v instanceof Uint8Array) ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : v;
   };
@@ -152,7 +162,7 @@ async function verifyLocal(file, name, want, onProgress, signal) {
 }
 
 async function fromUrl(base, { encoderFile, dtype, cache, converter, onProgress, signal }) {
-  if (!ENCODERS.includes(encoderFile)) throw new TypeError(`encoderFile must be ${ENCODERS.join(' or ')}`);
+  if (!ENCODERS.includes(encoderFile)) throw kindError('input', `encoderFile must be ${ENCODERS.join(' or ')}`, {}, TypeError);
   base = new URL(base, globalThis.location?.href).href; // relative to the page
   if (!base.endsWith('/')) base += '/';
   const store = cache !== false && typeof caches !== 'undefined' ? await caches.open(cache) : null;
@@ -381,11 +391,11 @@ async function request(url, name, signal) {
     resp = await fetch(url, { signal });
   } catch (e) {
     if (e?.name === 'AbortError') throw abortError();
-    throw new Error(`${name}: could not fetch ${url} (${e?.message ?? e}: network error, offline, or blocked by CORS / Content-Security-Policy)`);
+    throw kindError('network', `${name}: could not fetch ${url} (${e?.message ?? e}: network error, offline, or blocked by CORS / Content-Security-Policy)`, { url });
   }
   if (!resp.ok) {
     await resp.body?.cancel().catch(() => {});
-    throw new Error(`${name}: HTTP ${resp.status}${resp.statusText ? ' ' + resp.statusText : ''} from ${url}`);
+    throw kindError('http', `${name}: HTTP ${resp.status}${resp.statusText ? ' ' + resp.statusText : ''} from ${url}`, { status: resp.status, url });
   }
   return resp;
 }
@@ -444,9 +454,8 @@ async function download(url, name, store, onProgress, signal, expect) {
     if (store) await Promise.all([store.delete(url), store.delete(metaKey(url))]);
     if (bad) throw bad;
     if (signal?.aborted || e?.name === 'AbortError') throw abortError();
-    const err = new Error(`${name}: download from ${url} failed: ${e?.message ?? e}`);
-    err.cacheFailed = !!store; // worth one more try without the cache
-    throw err;
+    // cacheFailed: worth one more try without the cache.
+    throw kindError('io', `${name}: download from ${url} failed: ${e?.message ?? e}`, { url, cacheFailed: !!store });
   }
   if (bad) {
     if (store) await Promise.all([store.delete(url), store.delete(metaKey(url))]);
@@ -454,7 +463,7 @@ async function download(url, name, store, onProgress, signal, expect) {
   }
   if (total !== null && blob.size !== total) {
     if (store) await store.delete(url);
-    throw new Error(`${name}: download from ${url} truncated: got ${blob.size} of ${total} bytes`);
+    throw kindError('io', `${name}: download from ${url} truncated: got ${blob.size} of ${total} bytes`, { url });
   }
   return blob;
 }
@@ -542,7 +551,7 @@ const nextTurn = () => new Promise(r => setTimeout(r, 0));
  *  its Content-Length): kind 'io'. */
 function cutOff(name, url, loaded, total, cause) {
   const detail = cause ? ` (${cause?.message ?? cause})` : '';
-  return Object.assign(new Error(`${name}: the download from ${url} broke off after ${loaded}${total === null ? '' : ` of ${total}`} bytes${detail}; nothing of it was kept`), { kind: 'io' });
+  return Object.assign(new Error(`${name}: the download from ${url} broke off after ${loaded}${total === null ? '' : ` of ${total}`} bytes${detail}; nothing of it was kept`), { kind: 'io', url });
 }
 
 /**
@@ -632,7 +641,7 @@ async function makeFile({ name, from, dtype, base, url, store, readStore, conver
     if (bad) throw bad;
     if (signal?.aborted || e?.name === 'AbortError') throw abortError();
     if (!store) throw e;
-    throw Object.assign(new Error(`${name}: the Cache API did not keep it (${e?.message ?? e})`), { cacheFailed: true });
+    throw kindError('io', `${name}: the Cache API did not keep it (${e?.message ?? e})`, { cacheFailed: true });
   } finally {
     closed = true;
     conv?.free();
@@ -646,7 +655,7 @@ async function makeFile({ name, from, dtype, base, url, store, readStore, conver
       await store.put(metaKey(url), Response.json({ ...result, fingerprint: await fingerprint(blob), from: srcUrl, savedAt: Date.now() }));
     } catch (e) {
       await dropEntry(store, url).catch(() => {});
-      throw Object.assign(new Error(`${name}: the Cache API did not keep its record (${e?.message ?? e})`), { cacheFailed: true });
+      throw kindError('io', `${name}: the Cache API did not keep its record (${e?.message ?? e})`, { cacheFailed: true });
     }
   }
   onProgress?.({ file: from, phase, loaded, total: loaded });

@@ -1,7 +1,7 @@
 // bge-m3-web: BGE-M3 in the browser. One entry point: `load(source, options)` -> a model with
 // `encode`, `tokenize`, `idsToTokens`, `score`, `dispose`. The model runs in a module Web Worker
 // by default; `{ worker: false }` runs it on the calling thread. Types: ../index.d.ts.
-import { abortError, crashError, clearCache, isCached, HF_BGE_M3 } from './files.js';
+import { abortError, crashError, kindError, ERROR_FIELDS, clearCache, isCached, HF_BGE_M3 } from './files.js';
 
 export { HF_BGE_M3, clearCache, isCached };
 export { DEFAULT_WEIGHTS, RRF_K, denseScore, lexicalScore, colbertScore, weightedScore, hybridScores, reciprocalRankFusion } from './scoring.js';
@@ -10,9 +10,9 @@ export { modelFingerprint, sameModel, PROBE_TEXT } from './index/fingerprint.js'
 export { toJsonl, portableSchema, pointId, PORTABLE_FORMATS } from './index/portable.js';
 
 function checkOptions(options) {
-  if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError('options.signal must be an AbortSignal');
-  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new TypeError('options.onProgress must be a function');
+  if (options === null || typeof options !== 'object') throw kindError('input', 'options must be an object', {}, TypeError);
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw kindError('input', 'options.signal must be an AbortSignal', {}, TypeError);
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw kindError('input', 'options.onProgress must be a function', {}, TypeError);
 }
 
 /** Loads BGE-M3 (see index.d.ts). Defaults: BAAI/bge-m3 from the Hugging Face hub, cached;
@@ -35,14 +35,14 @@ class ModelBase {
   encode(textOrTexts, options = {}) {
     checkOptions(options);
     const single = typeof textOrTexts === 'string';
-    if (!single && !Array.isArray(textOrTexts)) return Promise.reject(new TypeError(`encode() takes a string or an array of strings (got ${textOrTexts === null ? 'null' : typeof textOrTexts})`));
+    if (!single && !Array.isArray(textOrTexts)) return Promise.reject(kindError('input', `encode() takes a string or an array of strings (got ${textOrTexts === null ? 'null' : typeof textOrTexts})`, {}, TypeError));
     const texts = single ? [textOrTexts] : textOrTexts;
     const bad = texts.findIndex(t => typeof t !== 'string');
-    if (bad >= 0) return Promise.reject(new TypeError(`texts[${bad}] is not a string (${texts[bad] === null ? 'null' : typeof texts[bad]})`));
+    if (bad >= 0) return Promise.reject(kindError('input', `texts[${bad}] is not a string (${texts[bad] === null ? 'null' : typeof texts[bad]})`, {}, TypeError));
     return this.call('encode', { texts, options }, options).then(r => (single ? r[0] : r));
   }
   tokenize(text) {
-    if (typeof text !== 'string') return Promise.reject(new TypeError('text must be a string'));
+    if (typeof text !== 'string') return Promise.reject(kindError('input', 'text must be a string', {}, TypeError));
     return this.call('tokenize', { text });
   }
   idsToTokens(ids) {
@@ -73,7 +73,7 @@ class WorkerModel extends ModelBase {
       else p.reject(rebuild(data.error));
     };
     this.worker.onerror = e => this.fail(crashError(`the model worker failed: ${e.message ?? 'error'}`));
-    this.worker.onmessageerror = () => this.fail(new Error('a message from the model worker could not be read'));
+    this.worker.onmessageerror = () => this.fail(crashError('a message from the model worker could not be read'));
   }
   /** The worker is gone for good: every pending and later call rejects with `error`, and the
    *  worker (with its wasm instance and GPU memory) is ended. */
@@ -117,7 +117,7 @@ class WorkerModel extends ModelBase {
   }
   terminate() {
     this.worker.terminate();
-    this.dead ??= new Error('the model was disposed');
+    this.dead ??= disposedError();
   }
 }
 
@@ -150,7 +150,7 @@ class LocalModel extends ModelBase {
     const run = async () => {
       signal?.throwIfAborted?.();
       const e = this.engine;
-      if (!e) throw new Error('the model was disposed');
+      if (!e) throw disposedError();
       switch (op) {
         case 'encode': return e.encode(args.texts, { ...args.options, onProgress, signal });
         case 'tokenize': return e.tokenize(args.text);
@@ -178,12 +178,15 @@ class LocalModel extends ModelBase {
   }
 }
 
-/** The worker's error as an error of the same name, with its `kind` (see index.d.ts). */
-function rebuild({ name, message, kind }) {
+/** A call of a disposed model. */
+const disposedError = () => kindError('input', 'the model was disposed');
+
+/** The worker's error as an error of the same name, with its `ERROR_FIELDS` (see index.d.ts). */
+function rebuild({ name, message, ...fields }) {
   const e = name === 'AbortError' ? abortError(message)
     : name === 'TypeError' ? new TypeError(message)
     : name === 'RangeError' ? new RangeError(message)
     : new Error(message);
-  if (kind !== undefined) e.kind = kind;
+  for (const f of ERROR_FIELDS) if (fields[f] !== undefined) e[f] = fields[f];
   return e;
 }

@@ -1,7 +1,7 @@
 // The module Web Worker that hosts the model: one job at a time, in arrival order; results go
 // back as transferred typed arrays.
 import { Engine, isTrap } from './engine.js';
-import { abortError } from './files.js';
+import { abortError, ERROR_FIELDS } from './files.js';
 
 // A trap after an await inside wasm (a panic, out of memory) is no call's rejection: it surfaces
 // here, uncaught. Tell the page, which rejects every pending call and ends this worker.
@@ -75,7 +75,9 @@ async function run({ id, op, args }, signal) {
     post({ id, ok: true, result }, result);
   } catch (e) {
     const name = e?.name === 'AbortError' || e?.name === 'TypeError' || e?.name === 'RangeError' ? e.name : 'Error';
-    self.postMessage({ id, ok: false, error: { name, message: e?.message ?? String(e), kind: e?.kind } });
+    const error = { name, message: e?.message ?? String(e) };
+    for (const f of ERROR_FIELDS) if (e?.[f] !== undefined) error[f] = e[f];
+    self.postMessage({ id, ok: false, error });
     if (e?.kind === 'crashed') self.postMessage({ crashed: e.message });
   }
 }

@@ -4,7 +4,9 @@ import { load, hybridScores, clearCache, isCached } from '/pkg/src/index.js';
 import { matchesReference } from '/tests/browser/pack-bounds.mjs';
 
 const grab = async f => {
-  try { await f(); return { name: 'none', message: 'no error' }; } catch (e) { return { name: e?.name, message: e?.message ?? String(e), kind: e?.kind, isError: e instanceof Error || e instanceof DOMException }; }
+  try { await f(); return { name: 'none', message: 'no error' }; } catch (e) {
+    return { name: e?.name, message: e?.message ?? String(e), kind: e?.kind, status: e?.status, url: e?.url, missing: e?.missing, isError: e instanceof Error || e instanceof DOMException };
+  }
 };
 
 function maxDiff(a, b) {

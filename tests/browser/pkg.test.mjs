@@ -141,6 +141,18 @@ test('bad input: clear errors, TypeError for non-strings, encode([]) is []', { t
   assert.equal(r.badFlag.name, 'TypeError');
   assert.match(r.afterDispose.message, /disposed/);
   for (const e of Object.values(r)) assert.ok(e.isError && e.message !== 'no error', JSON.stringify(e));
+  // What a caller decides on: the kind and its fields, carried from the worker (index.d.ts's M3Error).
+  const kinds = Object.fromEntries(Object.entries(r).map(([k, e]) => [k, e.kind]));
+  assert.deepEqual(kinds, {
+    notFound: 'http', truncated: 'format', unreachable: 'network', badDevice: 'input', badCompute: 'input', badKernel: 'input',
+    foreign: 'format', missingFiles: 'input', number: 'input', nonString: 'input', badMaxLength: 'range', badOverlap: 'range',
+    badFlag: 'input', afterDispose: 'input',
+  });
+  assert.equal(r.notFound.status, 404);
+  assert.match(r.notFound.url, /\/fixtures\/no-such-model\/config\.json$/);
+  assert.equal(r.unreachable.url, 'http://127.0.0.1:9/config.json');
+  assert.equal(r.unreachable.status, undefined);
+  assert.deepEqual(r.missingFiles.missing, ['tokenizer.json', 'colbert_linear.pt', 'sparse_linear.pt', 'pytorch_model.bin or model.safetensors']);
   assert.equal(rest.emptyLength, 0);
   assert.deepEqual(rest.emptyTextIds, [0, 2]);
   assert.equal(rest.afterDense, 32);

@@ -5,7 +5,7 @@ import {
   weightedScore, hybridScores, reciprocalRankFusion,
   openIndex, deleteIndex, modelFingerprint, sameModel, PROBE_TEXT, DEFAULT_CANDIDATES,
 } from 'bge-m3-web';
-import type { Embedding, ErrorKind, Model, ScoreWeights, Scores, WeightsDtype, WindowEmbedding } from 'bge-m3-web';
+import type { Embedding, ErrorKind, M3Error, Model, ScoreWeights, Scores, WeightsDtype, WindowEmbedding } from 'bge-m3-web';
 import type { HybridIndex, IndexHit, IndexSearchResult, IndexedDocument, IndexedWindow, IndexStats, ModelFingerprint } from 'bge-m3-web';
 
 export async function quickStart(): Promise<number> {
@@ -49,6 +49,16 @@ export async function quickStart(): Promise<number> {
   const bytes = new Uint8Array(0);
   await load({ config: bytes, tokenizer: bytes, encoder: bytes, colbert: bytes, sparse: bytes, manifest: bytes });
   const integrity: ErrorKind = 'integrity'; // a pack file that is not what m3-pack.json lists
+  try {
+    await load('https://models.example/bge-m3/');
+  } catch (e) {
+    const err = e as M3Error;
+    if (err.kind === 'http' && err.status === 404) console.log('not there:', err.url);
+    else if (err.kind === 'network') console.log('offline or blocked:', err.url);
+    else if (err.kind === 'input' && err.missing) console.log('pick these too:', err.missing.join(', '));
+    // @ts-expect-error: no such kind
+    if (err.kind === 'http404') console.log('never');
+  }
   console.log(stored, integrity);
   // @ts-expect-error: no such storage type
   await load('/models/bge-m3-int8/', { dtype: 'int4' });
