@@ -16,7 +16,7 @@ use crate::kernels::LinearKernel;
 /// Which device to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceKind {
-    /// WebGPU / wgpu on a hardware adapter, else the CPU backend ([`auto_device`]).
+    /// WebGPU / wgpu on a hardware adapter, else the CPU backend ([`choose_device`]).
     Auto,
     /// WebGPU in the browser, wgpu (Vulkan, Metal, DX12; lavapipe too) natively.
     Gpu,
@@ -132,45 +132,58 @@ pub fn cpu_device() -> PickedDevice {
 /// The CPU backend standing in for a GPU that could not be had; the adapter field says why.
 pub fn cpu_fallback(why: &dyn std::fmt::Display) -> PickedDevice {
     let cpu = cpu_device();
-    PickedDevice { adapter: format!("{} (no WebGPU adapter: {why})", cpu.adapter), ..cpu }
+    PickedDevice { adapter: format!("{} (no WebGPU device: {why})", cpu.adapter), ..cpu }
 }
 
-/// What [`DeviceKind::Auto`] runs on, given the wgpu device it could get (the one owner of that
-/// rule, natively and in the browser): that device on a hardware adapter; the CPU backend where
-/// there is no adapter ([`cpu_fallback`]) or where it is a software one (SwiftShader, lavapipe),
-/// on which the CPU backend runs 2-4x as fast (docs/benchmarks.md, "The wasm CPU backend:
-/// SIMD128, and which device "auto" picks"); `device: "webgpu"` / `--device wgpu` still runs on
-/// such an adapter.
-pub fn auto_device<E: std::fmt::Display>(gpu: std::result::Result<PickedDevice, E>) -> PickedDevice {
-    match gpu {
-        Ok(d) if d.adapter_is_cpu => {
+/// Which device runs the model (the one owner of that rule, natively and in the browser), given
+/// the wgpu device that could be had (`gpu`) and the kernel asked for:
+/// - [`DeviceKind::Cpu`]: the CPU backend;
+/// - [`DeviceKind::Gpu`]: that wgpu device, software adapters included, else its error;
+/// - [`DeviceKind::Auto`]: that device on a hardware adapter; the CPU backend where there is no
+///   device ([`cpu_fallback`]) or where its adapter is a software one (SwiftShader, lavapipe),
+///   on which the CPU backend runs 2-4x as fast (docs/benchmarks.md, "The wasm CPU backend:
+///   SIMD128, and which device "auto" picks").
+///
+/// The kernel applies to a wgpu device only ([`PickedDevice::with_kernel`]): one the adapter
+/// cannot run is an error, never a reason to fall back to the CPU.
+pub fn choose_device<E: std::fmt::Display>(
+    kind: DeviceKind,
+    gpu: std::result::Result<PickedDevice, E>,
+    kernel: KernelChoice,
+) -> Result<PickedDevice> {
+    match (kind, gpu) {
+        (DeviceKind::Cpu, _) => Ok(cpu_device()),
+        (DeviceKind::Auto, Ok(d)) if d.adapter_is_cpu => {
             let cpu = cpu_device();
             let adapter = format!("{} (faster than the software GPU adapter {})", cpu.adapter, d.adapter);
-            PickedDevice { adapter, ..cpu }
+            Ok(PickedDevice { adapter, ..cpu })
         }
-        Ok(d) => d,
-        Err(e) => cpu_fallback(&e),
+        (_, Ok(d)) => d.with_kernel(kernel),
+        (DeviceKind::Auto, Err(e)) => Ok(cpu_fallback(&e)),
+        (DeviceKind::Gpu, Err(e)) => Err(Error::Device(e.to_string())),
     }
 }
 
-/// The device for `kind`; with [`DeviceKind::Auto`], see [`auto_device`].
+/// A wgpu device with the default kernel ([`KernelChoice::Auto`]), not yet chosen.
+pub async fn wgpu_device(limits: GpuLimits) -> Result<PickedDevice> {
+    let d = init_wgpu(limits).await?;
+    Ok(PickedDevice {
+        device: d.device,
+        linear_kernel: KernelChoice::Auto.for_adapter(d.shader_f16)?,
+        backend: "webgpu",
+        adapter: d.description,
+        adapter_is_cpu: d.adapter_is_cpu,
+        shader_f16: d.shader_f16,
+    })
+}
+
+/// The device for `kind` ([`choose_device`]); a wgpu device is only asked for when `kind` may
+/// run on one.
 pub async fn pick_device(kind: DeviceKind, limits: GpuLimits, kernel: KernelChoice) -> Result<PickedDevice> {
-    let gpu = || async {
-        let d = init_wgpu(limits).await?;
-        Ok::<_, Error>(PickedDevice {
-            device: d.device,
-            linear_kernel: kernel.for_adapter(d.shader_f16)?,
-            backend: "webgpu",
-            adapter: d.description,
-            adapter_is_cpu: d.adapter_is_cpu,
-            shader_f16: d.shader_f16,
-        })
-    };
-    match kind {
-        DeviceKind::Cpu => Ok(cpu_device()),
-        DeviceKind::Gpu => gpu().await,
-        DeviceKind::Auto => Ok(auto_device(gpu().await)),
+    if kind == DeviceKind::Cpu {
+        return Ok(cpu_device()); // no wgpu device asked for
     }
+    choose_device(kind, wgpu_device(limits).await, kernel)
 }
 
 /// Hands the device's queued work (uploads included) to the GPU now, on wgpu; nothing elsewhere.
@@ -277,17 +290,49 @@ mod tests {
 
     #[test]
     fn auto_takes_hardware_gpus_and_passes_over_software_ones() {
-        let gpu = auto_device::<String>(Ok(wgpu_like("NVIDIA H200 (Vulkan, DiscreteGpu)", false)));
+        let auto = |gpu: std::result::Result<PickedDevice, &str>| {
+            choose_device(DeviceKind::Auto, gpu, KernelChoice::Auto).unwrap()
+        };
+        let gpu = auto(Ok(wgpu_like("NVIDIA H200 (Vulkan, DiscreteGpu)", false)));
         assert_eq!((gpu.backend, gpu.linear_kernel), ("webgpu", LinearKernel::Register4x4));
-        let soft = auto_device::<String>(Ok(wgpu_like("llvmpipe (Vulkan, Cpu)", true)));
+        let soft = auto(Ok(wgpu_like("llvmpipe (Vulkan, Cpu)", true)));
         assert_eq!((soft.backend, soft.linear_kernel, soft.adapter_is_cpu), ("cpu", LinearKernel::Burn, true));
         assert!(
             soft.adapter.ends_with("(faster than the software GPU adapter llvmpipe (Vulkan, Cpu))"),
             "{}",
             soft.adapter
         );
-        let none = auto_device(Err("no adapter"));
+        let none = auto(Err("no adapter"));
         assert_eq!(none.backend, "cpu");
-        assert!(none.adapter.ends_with("(no WebGPU adapter: no adapter)"), "{}", none.adapter);
+        assert!(none.adapter.ends_with("(no WebGPU device: no adapter)"), "{}", none.adapter);
+    }
+
+    #[test]
+    fn a_kernel_the_adapter_cannot_run_is_an_error_not_a_cpu_fallback() {
+        for kind in [DeviceKind::Auto, DeviceKind::Gpu] {
+            let e = choose_device::<&str>(
+                kind,
+                Ok(wgpu_like("NVIDIA H200 (Vulkan, DiscreteGpu)", false)),
+                KernelChoice::BurnF16,
+            )
+            .err()
+            .expect("burn-f16 without shader-f16");
+            assert_eq!(e.kind(), "device");
+            assert!(e.to_string().contains("needs an adapter with shader-f16"), "{e}");
+        }
+        // The CPU backend has burn's kernels alone: a kernel choice does not apply there.
+        let soft = choose_device::<&str>(
+            DeviceKind::Auto,
+            Ok(wgpu_like("SwiftShader (Vulkan, Cpu)", true)),
+            KernelChoice::BurnF16,
+        );
+        assert_eq!(soft.unwrap().backend, "cpu");
+        let gpu =
+            choose_device::<&str>(DeviceKind::Gpu, Ok(wgpu_like("lavapipe (Vulkan, Cpu)", true)), KernelChoice::Burn);
+        assert_eq!(gpu.unwrap().linear_kernel, LinearKernel::Burn);
+        assert_eq!(
+            choose_device::<&str>(DeviceKind::Gpu, Err("no adapter"), KernelChoice::Auto).err().unwrap().kind(),
+            "device"
+        );
     }
 }

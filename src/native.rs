@@ -4,34 +4,26 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 pub use crate::gpu::{DeviceKind, KernelChoice, PickedDevice};
-use crate::gpu::{GpuLimits, auto_device, cpu_device, pick_device};
+use crate::gpu::{GpuLimits, choose_device, cpu_device, wgpu_device};
 use crate::model::BgeM3;
 use crate::weights::Checkpoint;
 
-/// The device for `kind` (see [`crate::gpu::pick_device`]) with `kernel` for the linear layers.
+/// The device for `kind` (the rule: [`crate::gpu::choose_device`]) with `kernel` for the linear layers.
 /// One wgpu device per process, created with WebGPU's default limits (so native runs prove the
 /// browser's limits suffice); an adapter lookup that panics (a broken driver) is an error.
 pub fn device(kind: DeviceKind, kernel: KernelChoice) -> Result<PickedDevice> {
     use std::sync::OnceLock;
     static WGPU: OnceLock<std::result::Result<PickedDevice, String>> = OnceLock::new();
     if kind == DeviceKind::Cpu {
-        return Ok(cpu_device());
+        return Ok(cpu_device()); // no wgpu device asked for
     }
     let gpu = WGPU
         .get_or_init(|| {
-            std::panic::catch_unwind(|| {
-                block_on(pick_device(DeviceKind::Gpu, GpuLimits::WebGpuDefault, KernelChoice::Auto))
-                    .map_err(|e| e.to_string())
-            })
-            .unwrap_or_else(|_| Err("wgpu panicked while looking for an adapter".into()))
+            std::panic::catch_unwind(|| block_on(wgpu_device(GpuLimits::WebGpuDefault)).map_err(|e| e.to_string()))
+                .unwrap_or_else(|_| Err("wgpu panicked while looking for an adapter".into()))
         })
         .clone();
-    match (gpu, kind) {
-        (Ok(d), DeviceKind::Auto) if d.adapter_is_cpu => Ok(auto_device::<String>(Ok(d))),
-        (Ok(d), _) => d.with_kernel(kernel),
-        (Err(e), DeviceKind::Auto) => Ok(auto_device(Err(e))),
-        (Err(e), _) => Err(Error::Device(e)),
-    }
+    choose_device(kind, gpu, kernel)
 }
 
 /// Which encoder file of the model folder to read.

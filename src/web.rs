@@ -323,7 +323,7 @@ impl M3 {
     /// Loads the model. `files`: `{ config, tokenizer, encoder, colbert, sparse }`, each a
     /// `Uint8Array`, `ArrayBuffer` or `Blob` (`encoder` = `pytorch_model.bin` or
     /// `model.safetensors`). `device`: "auto" (WebGPU on a hardware adapter, else CPU:
-    /// [`crate::gpu::auto_device`]), "webgpu" or "cpu".
+    /// [`crate::gpu::choose_device`]), "webgpu" or "cpu".
     /// `limits`: "default" (WebGPU's default limits: 128 MiB per binding; the default) or
     /// "adapter" (all the adapter offers).
     /// `on_progress(done, total)`, if given, is called as encoder layers are built.
