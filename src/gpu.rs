@@ -135,55 +135,57 @@ pub fn cpu_fallback(why: &dyn std::fmt::Display) -> PickedDevice {
     PickedDevice { adapter: format!("{} (no WebGPU device: {why})", cpu.adapter), ..cpu }
 }
 
+/// What the wgpu side could offer [`choose_device`].
+#[derive(Clone)]
+pub enum Found {
+    /// A device on an adapter (hardware or software), with the default kernel.
+    Device(PickedDevice),
+    /// A software adapter (SwiftShader, lavapipe) on which no device was opened, since only
+    /// [`DeviceKind::Auto`] asked and it passes such adapters over: its description.
+    Software(String),
+}
+
 /// Which device runs the model (the one owner of that rule, natively and in the browser), given
-/// the wgpu device that could be had (`gpu`) and the kernel asked for:
+/// what wgpu could offer (`gpu`) and the kernel asked for:
 /// - [`DeviceKind::Cpu`]: the CPU backend;
-/// - [`DeviceKind::Gpu`]: that wgpu device, software adapters included, else its error;
-/// - [`DeviceKind::Auto`]: that device on a hardware adapter; the CPU backend where there is no
-///   device ([`cpu_fallback`]) or where its adapter is a software one (SwiftShader, lavapipe),
-///   on which the CPU backend runs 2-4x as fast (docs/benchmarks.md, "The wasm CPU backend:
-///   SIMD128, and which device "auto" picks").
+/// - [`DeviceKind::Gpu`]: the wgpu device, software adapters included, else its error;
+/// - [`DeviceKind::Auto`]: the wgpu device on a hardware adapter; the CPU backend where there is
+///   no device ([`cpu_fallback`]) or where the adapter is a software one (SwiftShader,
+///   lavapipe), on which the CPU backend runs 2-4x as fast (docs/benchmarks.md, "The wasm CPU
+///   backend: SIMD128, and which device "auto" picks").
 ///
 /// The kernel applies to a wgpu device only ([`PickedDevice::with_kernel`]): one the adapter
 /// cannot run is an error, never a reason to fall back to the CPU.
 pub fn choose_device<E: std::fmt::Display>(
     kind: DeviceKind,
-    gpu: std::result::Result<PickedDevice, E>,
+    gpu: std::result::Result<Found, E>,
     kernel: KernelChoice,
 ) -> Result<PickedDevice> {
+    let passed_over = |software: &str| {
+        let cpu = cpu_device();
+        let adapter = format!("{} (faster than the software GPU adapter {software})", cpu.adapter);
+        PickedDevice { adapter, ..cpu }
+    };
     match (kind, gpu) {
         (DeviceKind::Cpu, _) => Ok(cpu_device()),
-        (DeviceKind::Auto, Ok(d)) if d.adapter_is_cpu => {
-            let cpu = cpu_device();
-            let adapter = format!("{} (faster than the software GPU adapter {})", cpu.adapter, d.adapter);
-            Ok(PickedDevice { adapter, ..cpu })
+        (DeviceKind::Auto, Ok(Found::Software(adapter))) => Ok(passed_over(&adapter)),
+        (DeviceKind::Auto, Ok(Found::Device(d))) if d.adapter_is_cpu => Ok(passed_over(&d.adapter)),
+        (_, Ok(Found::Device(d))) => d.with_kernel(kernel),
+        (DeviceKind::Gpu, Ok(Found::Software(adapter))) => {
+            Err(Error::Device(format!("no device was opened on the software adapter {adapter}")))
         }
-        (_, Ok(d)) => d.with_kernel(kernel),
         (DeviceKind::Auto, Err(e)) => Ok(cpu_fallback(&e)),
         (DeviceKind::Gpu, Err(e)) => Err(Error::Device(e.to_string())),
     }
 }
 
-/// A wgpu device with the default kernel ([`KernelChoice::Auto`]), not yet chosen.
-pub async fn wgpu_device(limits: GpuLimits) -> Result<PickedDevice> {
-    let d = init_wgpu(limits).await?;
-    Ok(PickedDevice {
-        device: d.device,
-        linear_kernel: KernelChoice::Auto.for_adapter(d.shader_f16)?,
-        backend: "webgpu",
-        adapter: d.description,
-        adapter_is_cpu: d.adapter_is_cpu,
-        shader_f16: d.shader_f16,
-    })
-}
-
-/// The device for `kind` ([`choose_device`]); a wgpu device is only asked for when `kind` may
-/// run on one.
+/// The device for `kind` ([`choose_device`]). A wgpu device is only opened where `kind` may run
+/// on it: not for [`DeviceKind::Cpu`], and not on a software adapter for [`DeviceKind::Auto`].
 pub async fn pick_device(kind: DeviceKind, limits: GpuLimits, kernel: KernelChoice) -> Result<PickedDevice> {
     if kind == DeviceKind::Cpu {
-        return Ok(cpu_device()); // no wgpu device asked for
+        return Ok(cpu_device());
     }
-    choose_device(kind, wgpu_device(limits).await, kernel)
+    choose_device(kind, wgpu_device(limits, kind == DeviceKind::Gpu).await, kernel)
 }
 
 /// Hands the device's queued work (uploads included) to the GPU now, on wgpu; nothing elsewhere.
@@ -204,20 +206,9 @@ pub enum GpuLimits {
     Adapter,
 }
 
-/// A wgpu device and what it runs on.
-#[derive(Clone)]
-pub struct WgpuDevice {
-    pub device: Device,
-    /// Adapter name, backend, type and binding limit, for people.
-    pub description: String,
-    /// A CPU (software) adapter: SwiftShader, lavapipe.
-    pub adapter_is_cpu: bool,
-    /// The device was granted `shader-f16` (f16 arithmetic in kernels).
-    pub shader_f16: bool,
-}
-
-/// A burn device on the first high-performance adapter.
-pub async fn init_wgpu(limits: GpuLimits) -> Result<WgpuDevice> {
+/// A burn device on the first high-performance adapter, with the default kernel; on a software
+/// adapter only if `open_software` (else [`Found::Software`]).
+pub async fn wgpu_device(limits: GpuLimits, open_software: bool) -> Result<Found> {
     let backends = if cfg!(target_family = "wasm") { wgpu::Backends::BROWSER_WEBGPU } else { wgpu::Backends::PRIMARY };
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends,
@@ -245,6 +236,18 @@ pub async fn init_wgpu(limits: GpuLimits) -> Result<WgpuDevice> {
     };
     let binding_mib = required_limits.max_storage_buffer_binding_size >> 20;
     let shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
+    // Browsers may hide the adapter's name.
+    let name = [info.name.as_str(), info.driver.as_str(), info.driver_info.as_str()]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .unwrap_or("unnamed adapter");
+    let f16 = if shader_f16 { "; shader-f16" } else { "" };
+    let description =
+        format!("{name} ({:?}, {:?}; {binding_mib} MiB per storage binding{f16})", info.backend, info.device_type);
+    let adapter_is_cpu = info.device_type == wgpu::DeviceType::Cpu;
+    if adapter_is_cpu && !open_software {
+        return Ok(Found::Software(description));
+    }
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {
             label: Some("bge-m3"),
@@ -262,46 +265,46 @@ pub async fn init_wgpu(limits: GpuLimits) -> Result<WgpuDevice> {
         .setup(setup)
         .init()
         .map_err(|e| Error::Device(format!("burn could not use the device: {e}")))?;
-    // Browsers may hide the adapter's name.
-    let name = [info.name.as_str(), info.driver.as_str(), info.driver_info.as_str()]
-        .into_iter()
-        .find(|s| !s.is_empty())
-        .unwrap_or("unnamed adapter");
-    let f16 = if shader_f16 { "; shader-f16" } else { "" };
-    let description =
-        format!("{name} ({:?}, {:?}; {binding_mib} MiB per storage binding{f16})", info.backend, info.device_type);
-    Ok(WgpuDevice { device, description, adapter_is_cpu: info.device_type == wgpu::DeviceType::Cpu, shader_f16 })
+    Ok(Found::Device(PickedDevice {
+        device,
+        linear_kernel: KernelChoice::Auto.for_adapter(shader_f16)?,
+        backend: "webgpu",
+        adapter: description,
+        adapter_is_cpu,
+        shader_f16,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A wgpu device as `pick_device` describes it (the burn device itself plays no part here).
-    fn wgpu_like(adapter: &str, adapter_is_cpu: bool) -> PickedDevice {
-        PickedDevice {
+    /// A wgpu device as `wgpu_device` describes it (the burn device itself plays no part here).
+    fn wgpu_like(adapter: &str, adapter_is_cpu: bool) -> std::result::Result<Found, &'static str> {
+        Ok(Found::Device(PickedDevice {
             linear_kernel: LinearKernel::Register4x4,
             backend: "webgpu",
             adapter: adapter.into(),
             adapter_is_cpu,
             ..cpu_device()
-        }
+        }))
     }
 
     #[test]
     fn auto_takes_hardware_gpus_and_passes_over_software_ones() {
-        let auto = |gpu: std::result::Result<PickedDevice, &str>| {
-            choose_device(DeviceKind::Auto, gpu, KernelChoice::Auto).unwrap()
-        };
-        let gpu = auto(Ok(wgpu_like("NVIDIA H200 (Vulkan, DiscreteGpu)", false)));
+        let auto = |gpu| choose_device(DeviceKind::Auto, gpu, KernelChoice::Auto).unwrap();
+        let gpu = auto(wgpu_like("NVIDIA H200 (Vulkan, DiscreteGpu)", false));
         assert_eq!((gpu.backend, gpu.linear_kernel), ("webgpu", LinearKernel::Register4x4));
-        let soft = auto(Ok(wgpu_like("llvmpipe (Vulkan, Cpu)", true)));
-        assert_eq!((soft.backend, soft.linear_kernel, soft.adapter_is_cpu), ("cpu", LinearKernel::Burn, true));
-        assert!(
-            soft.adapter.ends_with("(faster than the software GPU adapter llvmpipe (Vulkan, Cpu))"),
-            "{}",
-            soft.adapter
-        );
+        // A software adapter, opened (natively: one device per process) or not (the browser).
+        for soft in [wgpu_like("llvmpipe (Vulkan, Cpu)", true), Ok(Found::Software("llvmpipe (Vulkan, Cpu)".into()))] {
+            let soft = auto(soft);
+            assert_eq!((soft.backend, soft.linear_kernel, soft.adapter_is_cpu), ("cpu", LinearKernel::Burn, true));
+            assert!(
+                soft.adapter.ends_with("(faster than the software GPU adapter llvmpipe (Vulkan, Cpu))"),
+                "{}",
+                soft.adapter
+            );
+        }
         let none = auto(Err("no adapter"));
         assert_eq!(none.backend, "cpu");
         assert!(none.adapter.ends_with("(no WebGPU device: no adapter)"), "{}", none.adapter);
@@ -310,28 +313,19 @@ mod tests {
     #[test]
     fn a_kernel_the_adapter_cannot_run_is_an_error_not_a_cpu_fallback() {
         for kind in [DeviceKind::Auto, DeviceKind::Gpu] {
-            let e = choose_device::<&str>(
-                kind,
-                Ok(wgpu_like("NVIDIA H200 (Vulkan, DiscreteGpu)", false)),
-                KernelChoice::BurnF16,
-            )
-            .err()
-            .expect("burn-f16 without shader-f16");
+            let e = choose_device(kind, wgpu_like("NVIDIA H200 (Vulkan, DiscreteGpu)", false), KernelChoice::BurnF16)
+                .err()
+                .expect("burn-f16 without shader-f16");
             assert_eq!(e.kind(), "device");
             assert!(e.to_string().contains("needs an adapter with shader-f16"), "{e}");
         }
         // The CPU backend has burn's kernels alone: a kernel choice does not apply there.
-        let soft = choose_device::<&str>(
-            DeviceKind::Auto,
-            Ok(wgpu_like("SwiftShader (Vulkan, Cpu)", true)),
-            KernelChoice::BurnF16,
-        );
+        let soft = choose_device(DeviceKind::Auto, wgpu_like("SwiftShader (Vulkan, Cpu)", true), KernelChoice::BurnF16);
         assert_eq!(soft.unwrap().backend, "cpu");
-        let gpu =
-            choose_device::<&str>(DeviceKind::Gpu, Ok(wgpu_like("lavapipe (Vulkan, Cpu)", true)), KernelChoice::Burn);
+        let gpu = choose_device(DeviceKind::Gpu, wgpu_like("lavapipe (Vulkan, Cpu)", true), KernelChoice::Burn);
         assert_eq!(gpu.unwrap().linear_kernel, LinearKernel::Burn);
         assert_eq!(
-            choose_device::<&str>(DeviceKind::Gpu, Err("no adapter"), KernelChoice::Auto).err().unwrap().kind(),
+            choose_device(DeviceKind::Gpu, Err("no adapter"), KernelChoice::Auto).err().unwrap().kind(),
             "device"
         );
     }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 pub use crate::gpu::{DeviceKind, KernelChoice, PickedDevice};
-use crate::gpu::{GpuLimits, choose_device, cpu_device, wgpu_device};
+use crate::gpu::{Found, GpuLimits, choose_device, cpu_device, wgpu_device};
 use crate::model::BgeM3;
 use crate::weights::Checkpoint;
 
@@ -13,14 +13,17 @@ use crate::weights::Checkpoint;
 /// browser's limits suffice); an adapter lookup that panics (a broken driver) is an error.
 pub fn device(kind: DeviceKind, kernel: KernelChoice) -> Result<PickedDevice> {
     use std::sync::OnceLock;
-    static WGPU: OnceLock<std::result::Result<PickedDevice, String>> = OnceLock::new();
+    static WGPU: OnceLock<std::result::Result<Found, String>> = OnceLock::new();
     if kind == DeviceKind::Cpu {
         return Ok(cpu_device()); // no wgpu device asked for
     }
     let gpu = WGPU
         .get_or_init(|| {
-            std::panic::catch_unwind(|| block_on(wgpu_device(GpuLimits::WebGpuDefault)).map_err(|e| e.to_string()))
-                .unwrap_or_else(|_| Err("wgpu panicked while looking for an adapter".into()))
+            // Opened on a software adapter too: `--device wgpu` may follow in this process.
+            std::panic::catch_unwind(|| {
+                block_on(wgpu_device(GpuLimits::WebGpuDefault, true)).map_err(|e| e.to_string())
+            })
+            .unwrap_or_else(|_| Err("wgpu panicked while looking for an adapter".into()))
         })
         .clone();
     choose_device(kind, gpu, kernel)
