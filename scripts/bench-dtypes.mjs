@@ -6,7 +6,8 @@
 // where the GPU buffer meter and the wasm heap are read). Per run:
 //   1. load once into an empty profile (download + build): bytes downloaded, bytes in the Cache API;
 //   2. a new worker loads again (from the Cache API): load time, GPU buffers and wasm heap after load;
-//   3. encode the 16- and 512-token texts of $BENCH_CACHE/texts.json (all three outputs): a warm-up
+//   3. encode the 16- and 512-token texts of $BENCH_CACHE/texts.json (or those of --cells, e.g.
+//      --cells 512,2048), all three outputs: a warm-up
 //      run then three timed runs, their median (full size: one timed run; ᶜ: one cold run); GPU
 //      buffer peak, wasm heap after encoding, dense vectors (compared with f32's in Node).
 // Before each run the 1-minute load average is read; above --max-load it waits (--load-wait s at
@@ -34,10 +35,10 @@ export const TARGETS = {
  *  full-size model on SwiftShader is slow: 16 tokens on WebGPU; on the wasm CPU backend (SIMD128
  *  matmuls: 12-14 s for 512 tokens on one core) a warm-up and one timed run of each cell (f32 is the
  *  row expected not to fit the heap bound, or not to load). */
-function planOf(model, dtype, device, gpu) {
-  if (model !== 'full' || (gpu && device === 'webgpu')) return { cells: DEFAULT_CELLS, warmup: 1, timed: 3 };
+function planOf(model, dtype, device, gpu, cellNames = DEFAULT_CELLS) {
+  if (model !== 'full' || (gpu && device === 'webgpu')) return { cells: cellNames, warmup: 1, timed: 3 };
   if (device === 'webgpu') return { cells: ['16'], warmup: 1, timed: 1 };
-  return { cells: DEFAULT_CELLS, warmup: 1, timed: 1, cannot: dtype === 'f32' };
+  return { cells: cellNames, warmup: 1, timed: 1, cannot: dtype === 'f32' };
 }
 const WHY_NOT_RUN = 'not run';
 
@@ -244,7 +245,7 @@ export function renderDtypes(report) {
   md.push(`Machine: ${mi.cpu}, ${mi.cores} cores, ${mi.memGiB} GiB; ${mi.chromium ?? 'no chromium'}; node ${mi.node}. WebGPU adapter: ${report.adapters.join('; ') || '–'}. `
     + `1-minute load average at the start of each run in the last column (the machine is shared; runs started above ${report.maxLoad} ran under contention, marked ⚠).`, '');
   md.push('Models (random weights, BGE-M3 layout): ' + report.models.map(m => `${m.name} = ${m.info.layers} layers × ${m.info.hidden} wide, FFN ${m.info.ffn} (${m.source})`).join('; '), '');
-  const cellNames = DEFAULT_CELLS;
+  const cellNames = report.cells ?? DEFAULT_CELLS;
   md.push(`| model | dtype | files on disk MB | downloaded / in the Cache API MB | WebGPU load s (download + build / from cache) | GPU buffers MiB (after load / peak) | WebGPU tok/s (${cellNames.join(' / ')} tok) | wasm heap MiB, WebGPU (after load / after encode) | CPU load s (download + build / from cache) | wasm CPU tok/s (${cellNames.join(' / ')} tok) | wasm heap MiB, CPU (after load / after encode) | dense cosine vs f32 (WebGPU / CPU) | load avg (WebGPU / CPU) |`);
   md.push('|---|---|---:|---|---|---|---|---|---|---|---|---|---|');
   for (const m of report.models) {
@@ -321,7 +322,10 @@ export async function runDtypes(a, h) {
   if (!fs.existsSync(path.join(h.root, 'pkg/wasm/bge_m3_web_bg.wasm'))) throw new Error('pkg/wasm is missing: bash scripts/build-wasm.sh');
   const t0 = Date.now();
   const texts = JSON.parse(fs.readFileSync(h.textsFile(), 'utf8'));
-  const cells = h.cellsOf(texts, DEFAULT_CELLS);
+  // --cells (single texts only: 16, 512, 2048, 8192) replaces the default 16 and 512 tokens.
+  const cellNames = a.cellsGiven ? a.cells.filter(c => /^\d+$/.test(c)) : DEFAULT_CELLS;
+  if (!cellNames.length) throw new Error(`--cells ${a.cells.join(',')}: the per-dtype table takes single texts (16, 512, 2048, 8192)`);
+  const cells = h.cellsOf(texts, cellNames);
   const root = path.join(h.cache, 'dtypes');
   fs.mkdirSync(path.join(root, 'packs'), { recursive: true });
   const models = a.models.map(name => {
@@ -337,7 +341,7 @@ export async function runDtypes(a, h) {
   for (const m of models) for (const [dtype, s] of Object.entries(m.sources)) mounts[`/d/${m.name}-${dtype}/`] = s.dir;
   const { server, base } = await h.serve(mounts);
   const report = { machine: h.machine(), command: `node scripts/bench.mjs ${process.argv.slice(2).join(' ')}`.trim(), gpu: !!a.gpu,
-    maxLoad: a.maxLoad, started: new Date().toISOString(), models };
+    maxLoad: a.maxLoad, started: new Date().toISOString(), cells: cellNames, models };
   const save = () => {
     report.minutes = +((Date.now() - t0) / 60000).toFixed(1);
     report.adapters = [...new Set(models.flatMap(m => Object.values(m.runs.webgpu ?? {}).map(r => r.load?.adapter)).filter(Boolean))];
@@ -350,7 +354,7 @@ export async function runDtypes(a, h) {
         // f32 last on the CPU: at full size it is the attempt expected to fail.
         const order = device === 'cpu' ? [...a.dtypes.filter(d => d !== 'f32'), ...a.dtypes.filter(d => d === 'f32')] : a.dtypes;
         for (const dtype of order) {
-          const plan = planOf(m.name, dtype, device, a.gpu);
+          const plan = planOf(m.name, dtype, device, a.gpu, cellNames);
           if (!plan) continue;
           const r = await runOne({ model: m.name, dtype, device, src: m.sources[dtype], plan, cells, base, a, h });
           if (plan.cannot) r.cannot = true;

@@ -6,7 +6,7 @@
 //        [--cells 16,512,2048,mixed32,8192] [--plan MODEL:CELL,CELL...[:COLDCELL,...]] [--cell-timeout 300]
 //        [--gpu] [--backends cpu,wgpu] [--flag cpu|cuda|none] [--out DIR]
 //   node scripts/bench.mjs --report DIR/results.json     (re-renders the tables of a finished run)
-//   node scripts/bench.mjs --dtypes f32,f16,int8 [--models tiny,small,full] [--devices webgpu,cpu] [--max-load 1.5] [--load-wait 120]
+//   node scripts/bench.mjs --dtypes f32,f16,int8 [--models tiny,small,full] [--devices webgpu,cpu] [--cells 16,512] [--max-load 1.5] [--load-wait 120]
 //        [--cell-timeout 300] [--load-timeout 900] [--gpu]   (the per-dtype table: scripts/bench-dtypes.mjs;
 //        --report DIR/results-dtypes.json re-renders it)
 //
@@ -63,7 +63,7 @@ function parseArgs(argv) {
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i], v = () => argv[++i];
     if (f === '--models') a.models = v().split(',').filter(Boolean);
-    else if (f === '--cells') a.cells = v().split(',').filter(Boolean);
+    else if (f === '--cells') { a.cells = v().split(',').filter(Boolean); a.cellsGiven = true; }
     else if (f === '--plan') { const [m, cs, cold = ''] = v().split(':'); a.plan[m] = { cells: cs.split(',').filter(Boolean), cold: cold.split(',').filter(Boolean) }; }
     else if (f === '--cell-timeout') a.cellTimeout = Number(v());
     else if (f === '--skip-browser') a.skipBrowser = true;

@@ -6,7 +6,8 @@
 //! in f32 for the full model, more than one WebGPU buffer may hold) is kept in row blocks of at
 //! most 64 MiB, read from the checkpoint block by block.
 
-use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData, activation};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor, TensorData, activation, module};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -425,8 +426,8 @@ impl Attention {
         })
     }
 
-    /// x: [N, H], mask_bias: [B, 1, 1, T] (0 for tokens, a large negative for padding) -> [N, H]
-    pub fn forward(&self, x: Tensor<2>, mask_bias: &Tensor<4>, b: usize, t: usize) -> Tensor<2> {
+    /// x: [N, H], padding of the B texts of T positions ([`Padding`]) -> [N, H]
+    pub fn forward(&self, x: Tensor<2>, padding: &Padding, b: usize, t: usize) -> Tensor<2> {
         let [_, h] = x.dims();
         let (nh, d) = (self.heads, h / self.heads);
         // Query blocks: each block's scores [B, nh, rows, T] stay under ATTENTION_BLOCK_BYTES.
@@ -434,11 +435,33 @@ impl Attention {
         let rows = (ATTENTION_BLOCK_BYTES / (b * nh * t * 4)).clamp(1, t);
         let (q, k, v) = (self.query.forward(x.clone()), self.key.forward(x.clone()), self.value.forward(x.clone()));
         let context = if self.kernel == LinearKernel::Register4x4 && attention_kernel_fits(d, t) {
-            attention_register_4x4(q, k, v, mask_bias.clone().reshape([b, t]), b, t, nh, rows)
+            attention_register_4x4(q, k, v, padding.bias.clone().reshape([b, t]), b, t, nh, rows)
+        } else if padding.fused {
+            Self::context_fused(q, k, v, padding.mask.clone(), b, t, nh)
         } else {
-            Self::context(q, k, v, mask_bias, b, t, nh, rows, self.query.computes_in_f16())
+            Self::context(q, k, v, &padding.bias, b, t, nh, rows, self.query.computes_in_f16())
         };
         self.layer_norm.forward(self.output.forward(context) + x)
+    }
+
+    /// The CPU backend: burn's attention op, which flex runs fused per text and head (scores,
+    /// scale, mask and softmax in one pass over each tile of keys, online softmax past 512 x 512
+    /// scores), on rayon's threads natively. `mask`: [B, 1, T, T], true for padding keys (None:
+    /// nothing padded). q, k, v: [N, H] -> context [N, H].
+    fn context_fused(
+        q: Tensor<2>,
+        k: Tensor<2>,
+        v: Tensor<2>,
+        mask: Option<Tensor<4, Bool>>,
+        b: usize,
+        t: usize,
+        nh: usize,
+    ) -> Tensor<2> {
+        let [n, h] = q.dims();
+        let split = |y: Tensor<2>| y.reshape([b, t, nh, h / nh]).swap_dims(1, 2); // [B, nh, T, d]
+        // The default scale is FlagEmbedding's 1 / sqrt(d).
+        let context = module::attention(split(q), split(k), split(v), mask, None, AttentionModuleOptions::default());
+        context.swap_dims(1, 2).reshape([n, h])
     }
 
     /// softmax(q k^T / sqrt(d) + mask) v per text and head with burn's ops, `rows` queries at a
@@ -603,16 +626,42 @@ impl Encoder {
     /// Returns the last hidden state [N, H].
     pub fn forward(&self, ids: &[Vec<u32>], lengths: &[usize], device: &Device) -> Tensor<2> {
         let (b, t) = (ids.len(), ids[0].len());
+        let padding = Padding::new(lengths, t, device);
+        let mut x = self.embeddings.forward(ids, device);
+        for layer in &self.layers {
+            x = layer.attention.forward(x, &padding, b, t);
+            x = layer.feed_forward.forward(x);
+        }
+        x
+    }
+}
+
+/// Which positions of a batch are padding, in the forms the attention paths take.
+pub struct Padding {
+    /// [B, 1, 1, T]: 0 for tokens, -1e30 for padding, added to the scores (wgpu).
+    bias: Tensor<4>,
+    /// The CPU backend's fused attention ([`Attention::context_fused`]) runs the batch: not on
+    /// wgpu, nor for a padded batch whose mask would take more than ATTENTION_BLOCK_BYTES (a
+    /// caller's batch size and token limit far above the defaults: the blocked path then).
+    fused: bool,
+    /// [B, 1, T, T], for the fused path: true where a key is padding; None where no text is
+    /// padded (a lone text never is). B x T x T bytes: the default batch plan keeps B x T within
+    /// 8192 tokens, so at most 32 MiB (two texts of 4096 positions).
+    mask: Option<Tensor<4, Bool>>,
+}
+
+impl Padding {
+    /// `lengths[i]` real tokens in text i of `t` positions.
+    pub fn new(lengths: &[usize], t: usize, device: &Device) -> Self {
+        let b = lengths.len();
         let mut bias = vec![0f32; b * t];
         for (row, &len) in lengths.iter().enumerate() {
             bias[row * t + len..(row + 1) * t].fill(-1e30);
         }
-        let mask_bias = Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, t]), device);
-        let mut x = self.embeddings.forward(ids, device);
-        for layer in &self.layers {
-            x = layer.attention.forward(x, &mask_bias, b, t);
-            x = layer.feed_forward.forward(x);
-        }
-        x
+        let bias = Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, t]), device);
+        let padded = lengths.iter().any(|&len| len < t);
+        let fused = !is_wgpu(device) && (!padded || b * t * t <= ATTENTION_BLOCK_BYTES);
+        let mask = (fused && padded).then(|| bias.clone().lower_elem(-1.0).expand([b, 1, t, t]));
+        Padding { bias, fused, mask }
     }
 }
