@@ -6,10 +6,10 @@
 //! in f32 for the full model, more than one WebGPU buffer may hold) is kept in row blocks of at
 //! most 64 MiB, read from the checkpoint block by block.
 
-use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor, TensorData, activation, module};
+use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData, activation};
 
 use crate::config::ModelConfig;
+use crate::cpu_attention;
 use crate::error::Result;
 use crate::gpu::flush_uploads;
 use crate::kernels::{LinearKernel, attention_kernel_fits, attention_register_4x4};
@@ -436,32 +436,23 @@ impl Attention {
         let (q, k, v) = (self.query.forward(x.clone()), self.key.forward(x.clone()), self.value.forward(x.clone()));
         let context = if self.kernel == LinearKernel::Register4x4 && attention_kernel_fits(d, t) {
             attention_register_4x4(q, k, v, padding.bias.clone().reshape([b, t]), b, t, nh, rows)
-        } else if padding.fused {
-            Self::context_fused(q, k, v, padding.mask.clone(), b, t, nh)
+        } else if !is_wgpu(&x.device()) {
+            Self::context_cpu(q, k, v, &padding.lengths, t, nh)
         } else {
             Self::context(q, k, v, &padding.bias, b, t, nh, rows, self.query.computes_in_f16())
         };
         self.layer_norm.forward(self.output.forward(context) + x)
     }
 
-    /// The CPU backend: burn's attention op, which flex runs fused per text and head (scores,
-    /// scale, mask and softmax in one pass over each tile of keys, online softmax past 512 x 512
-    /// scores), on rayon's threads natively. `mask`: [B, 1, T, T], true for padding keys (None:
-    /// nothing padded). q, k, v: [N, H] -> context [N, H].
-    fn context_fused(
-        q: Tensor<2>,
-        k: Tensor<2>,
-        v: Tensor<2>,
-        mask: Option<Tensor<4, Bool>>,
-        b: usize,
-        t: usize,
-        nh: usize,
-    ) -> Tensor<2> {
+    /// The CPU backend: [`cpu_attention::attention`] on the host copies of q, k and v (one
+    /// read each; flex keeps tensors in host memory). q, k, v: [N, H] -> context [N, H].
+    fn context_cpu(q: Tensor<2>, k: Tensor<2>, v: Tensor<2>, lengths: &[usize], t: usize, nh: usize) -> Tensor<2> {
         let [n, h] = q.dims();
-        let split = |y: Tensor<2>| y.reshape([b, t, nh, h / nh]).swap_dims(1, 2); // [B, nh, T, d]
-        // The default scale is FlagEmbedding's 1 / sqrt(d).
-        let context = module::attention(split(q), split(k), split(v), mask, None, AttentionModuleOptions::default());
-        context.swap_dims(1, 2).reshape([n, h])
+        let device = q.device();
+        // f32 on the CPU backend already (convert is then a no-op), so the Vec always comes.
+        let host = |y: Tensor<2>| y.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+        let context = cpu_attention::attention(&host(q), &host(k), &host(v), lengths, t, nh);
+        Tensor::from_data(TensorData::new(context, [n, h]), &device)
     }
 
     /// softmax(q k^T / sqrt(d) + mask) v per text and head with burn's ops, `rows` queries at a
@@ -640,14 +631,8 @@ impl Encoder {
 pub struct Padding {
     /// [B, 1, 1, T]: 0 for tokens, -1e30 for padding, added to the scores (wgpu).
     bias: Tensor<4>,
-    /// The CPU backend's fused attention ([`Attention::context_fused`]) runs the batch: not on
-    /// wgpu, nor for a padded batch whose mask would take more than ATTENTION_BLOCK_BYTES (a
-    /// caller's batch size and token limit far above the defaults: the blocked path then).
-    fused: bool,
-    /// [B, 1, T, T], for the fused path: true where a key is padding; None where no text is
-    /// padded (a lone text never is). B x T x T bytes: the default batch plan keeps B x T within
-    /// 8192 tokens, so at most 32 MiB (two texts of 4096 positions).
-    mask: Option<Tensor<4, Bool>>,
+    /// Real tokens per text (the CPU backend's attention ends each text's keys there).
+    lengths: Vec<usize>,
 }
 
 impl Padding {
@@ -659,9 +644,6 @@ impl Padding {
             bias[row * t + len..(row + 1) * t].fill(-1e30);
         }
         let bias = Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, t]), device);
-        let padded = lengths.iter().any(|&len| len < t);
-        let fused = !is_wgpu(device) && (!padded || b * t * t <= ATTENTION_BLOCK_BYTES);
-        let mask = (fused && padded).then(|| bias.clone().lower_elem(-1.0).expand([b, 1, t, t]));
-        Padding { bias, fused, mask }
+        Padding { bias, lengths: lengths.to_vec() }
     }
 }

@@ -2,6 +2,7 @@
 //! as FlagEmbedding's `BGEM3FlagModel`, natively (CPU or wgpu) and in the browser (WebGPU).
 
 pub mod config;
+pub mod cpu_attention;
 pub mod encoder;
 pub mod error;
 pub mod gpu;
