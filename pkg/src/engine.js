@@ -2,7 +2,8 @@
 // file error) and what JS must do between forward passes (progress, abort). Windows, batching and
 // the document-level merge are Rust's (src/windows.rs).
 import init, { M3 as FirstM3, PackConverter as FirstPackConverter } from '../wasm/bge_m3_web.js';
-import { resolveFiles, evict, throwIfAborted, crashError, kindError, DEFAULT_CACHE } from './files.js';
+import { resolveFiles, evict, throwIfAborted, DEFAULT_CACHE } from './files.js';
+import { crashError, kindError } from './errors.js';
 import { DTYPES } from './pack.js';
 
 let wasmReady, wasm, M3 = FirstM3, PackConverter = FirstPackConverter, generation = 0;

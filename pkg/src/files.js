@@ -4,6 +4,7 @@
 // A base URL in BAAI's layout asked for as a pack (dtype 'f16' / 'int8') is converted while it
 // downloads (fromConverted), and the Cache API keeps the pack, never the f32 files.
 import { Sha256 } from './sha256.js';
+import { kindError, abortError } from './errors.js';
 import { MANIFEST, MANIFEST_MAX_BYTES, PACK_FILES, PACK_SOURCES, PACK_DTYPES, parseManifest, notAPackError, dtypeMismatchError } from './pack.js';
 
 /** The BAAI/bge-m3 repository on the Hugging Face hub, pinned to one commit: what the default
@@ -15,32 +16,10 @@ export const DEFAULT_CACHE = 'bge-m3-web';
 const ROLES = { config: 'config.json', tokenizer: 'tokenizer.json', colbert: 'colbert_linear.pt', sparse: 'sparse_linear.pt' };
 const ENCODERS = ['model.safetensors', 'pytorch_model.bin'];
 
-/** An error of `kind` (index.d.ts's `ErrorKind`) carrying `fields`, some of `ERROR_FIELDS`. */
-export function kindError(kind, message, fields = {}, Type = Error) {
-  return Object.assign(new Type(message), { kind, ...fields });
-}
-
-/** What an error of the package carries besides its name and message (index.d.ts's `M3Error`):
- *  all of it crosses from the model's worker to the page, so a caller decides on these, never on
- *  the message. */
-export const ERROR_FIELDS = ['kind', 'status', 'url', 'missing'];
-
-export function abortError(message = 'The operation was aborted.') {
-  return new DOMException(message, 'AbortError');
-}
-
-/** What every call rejects with once the wasm instance has died (a panic, a trap, out of memory):
- *  `kind` 'crashed'; loading the model again is the way out. */
-export function crashError(detail) {
-  const e = new Error(/^the model crashed/.test(detail) ? detail : `the model crashed (${detail}); load it again`);
-  e.kind = 'crashed';
-  return e;
-}
-
 /** A pack file whose bytes are not those m3-pack.json lists (`kind` 'integrity'); `url` is the
  *  file's URL when it was downloaded (its cache entry is already gone). */
 function integrityError(name, detail, url) {
-  return Object.assign(new Error(`${name}: ${detail}${url ? ` (${url})` : ''}; the file was not used${url ? ' or kept' : ''}`), { kind: 'integrity', url });
+  return kindError('integrity', `${name}: ${detail}${url ? ` (${url})` : ''}; the file was not used${url ? ' or kept' : ''}`, { url });
 }
 
 export function throwIfAborted(signal) {
@@ -130,7 +109,7 @@ async function fromObject(source, { dtype, onProgress, signal }) {
 
 /** A manifest file's text, refused past MANIFEST_MAX_BYTES. */
 async function blobText(blob) {
-  if (blob.size > MANIFEST_MAX_BYTES) throw Object.assign(new Error(`${MANIFEST}: ${blob.size} bytes, more than a manifest has`), { kind: 'format' });
+  if (blob.size > MANIFEST_MAX_BYTES) throw kindError('format', `${MANIFEST}: ${blob.size} bytes, more than a manifest has`);
   return blob.text();
 }
 
@@ -237,7 +216,7 @@ async function findManifest(base, store, dtype, signal) {
 
 /** A manifest response's text, refused past MANIFEST_MAX_BYTES without reading the rest. */
 async function readCapped(resp, signal) {
-  const tooBig = () => Object.assign(new Error(`${MANIFEST}: more than ${MANIFEST_MAX_BYTES} bytes, more than a manifest has`), { kind: 'format' });
+  const tooBig = () => kindError('format', `${MANIFEST}: more than ${MANIFEST_MAX_BYTES} bytes, more than a manifest has`);
   if (Number(resp.headers.get('content-length')) > MANIFEST_MAX_BYTES) { await resp.body?.cancel().catch(() => {}); throw tooBig(); }
   const reader = resp.body.getReader();
   const parts = [];
@@ -496,8 +475,8 @@ async function convertedManifest(store, base, dtype) {
  */
 async function fromConverted({ base, dtype, encoderFile, store, converter, onProgress, signal }) {
   if (encoderFile !== PACK_SOURCES['model.safetensors']) {
-    throw Object.assign(new Error(`encoderFile "${encoderFile}" cannot be converted to a ${dtype} pack while it downloads (the converter reads `
-      + `${PACK_SOURCES['model.safetensors']}); leave encoderFile out, or make a pack with \`m3 convert\``), { kind: 'input' });
+    throw kindError('input', `encoderFile "${encoderFile}" cannot be converted to a ${dtype} pack while it downloads (the converter reads `
+      + `${PACK_SOURCES['model.safetensors']}); leave encoderFile out, or make a pack with \`m3 convert\``);
   }
   if (typeof converter !== 'function') throw new Error('resolveFiles: converting needs the wasm module\'s PackConverter');
   const vbase = convertedBase(base, dtype);
@@ -551,7 +530,7 @@ const nextTurn = () => new Promise(r => setTimeout(r, 0));
  *  its Content-Length): kind 'io'. */
 function cutOff(name, url, loaded, total, cause) {
   const detail = cause ? ` (${cause?.message ?? cause})` : '';
-  return Object.assign(new Error(`${name}: the download from ${url} broke off after ${loaded}${total === null ? '' : ` of ${total}`} bytes${detail}; nothing of it was kept`), { kind: 'io', url });
+  return kindError('io', `${name}: the download from ${url} broke off after ${loaded}${total === null ? '' : ` of ${total}`} bytes${detail}; nothing of it was kept`, { url });
 }
 
 /**
@@ -618,7 +597,7 @@ async function makeFile({ name, from, dtype, base, url, store, readStore, conver
       } catch (e) {
         // A trap is the wasm instance's death, not this file's (engine.js deals with it).
         bad = e instanceof WebAssembly.RuntimeError || e?.name === 'AbortError' || e?.kind === 'io' ? e
-          : Object.assign(new Error(`${from}: ${e?.message ?? e}`), { kind: e?.kind });
+          : kindError(e?.kind, `${from}: ${e?.message ?? e}`);
         reader.cancel().catch(() => {});
         throw bad;
       }
@@ -648,7 +627,7 @@ async function makeFile({ name, from, dtype, base, url, store, readStore, conver
   }
   if (!result || blob.size !== result.size) {
     if (store) await dropEntry(store, url);
-    throw Object.assign(new Error(`${name}: ${blob.size} bytes were kept of the ${result?.size} made from ${from}`), { kind: 'io' });
+    throw kindError('io', `${name}: ${blob.size} bytes were kept of the ${result?.size} made from ${from}`);
   }
   if (store) {
     try {

@@ -1,7 +1,8 @@
 // bge-m3-web: BGE-M3 in the browser. One entry point: `load(source, options)` -> a model with
 // `encode`, `tokenize`, `idsToTokens`, `score`, `dispose`. The model runs in a module Web Worker
 // by default; `{ worker: false }` runs it on the calling thread. Types: ../index.d.ts.
-import { abortError, crashError, kindError, ERROR_FIELDS, clearCache, isCached, HF_BGE_M3 } from './files.js';
+import { abortError, crashError, kindError, ERROR_FIELDS } from './errors.js';
+import { clearCache, isCached, HF_BGE_M3 } from './files.js';
 
 export { HF_BGE_M3, clearCache, isCached };
 export { DEFAULT_WEIGHTS, RRF_K, denseScore, lexicalScore, colbertScore, weightedScore, hybridScores, reciprocalRankFusion } from './scoring.js';

@@ -1,6 +1,7 @@
 // Packs: a model folder converted by `m3 convert --dtype f16|int8` (src/pack.rs writes them). This
 // module owns what the package accepts of one: the manifest's name and shape, the storage types,
 // and the closed list of file names with the role each plays in `M3.load`.
+import { kindError } from './errors.js';
 
 /** The manifest's file name (src/pack.rs: MANIFEST). */
 export const MANIFEST = 'm3-pack.json';
@@ -37,7 +38,7 @@ export const PACK_SOURCES = {
 export const MANIFEST_MAX_BYTES = 1 << 20;
 
 function formatError(message) {
-  return Object.assign(new Error(`${MANIFEST}: ${message}`), { kind: 'format' });
+  return kindError('format', `${MANIFEST}: ${message}`);
 }
 
 /** Parses and checks a manifest's text; returns `{ dtype, files: { name: { size, sha256, role } } }`
@@ -74,12 +75,12 @@ export function parseManifest(text) {
 /** The error for a storage type asked of picked files or bytes that are no pack (a base URL in
  *  BAAI's layout is converted instead: files.js). */
 export function notAPackError(dtype, where) {
-  return Object.assign(new Error(`dtype "${dtype}" needs a pack, but there is no ${MANIFEST} in ${where}. Picked files and bytes in `
+  return kindError('input', `dtype "${dtype}" needs a pack, but there is no ${MANIFEST} in ${where}. Picked files and bytes in `
     + `BAAI's layout are not converted (a base URL is, while it downloads); make a pack with `
-    + `\`m3 convert --model DIR --out PACK --dtype ${dtype}\` and load PACK (its URL or its files)`), { kind: 'input' });
+    + `\`m3 convert --model DIR --out PACK --dtype ${dtype}\` and load PACK (its URL or its files)`);
 }
 
 /** The error for a `dtype` option that differs from the pack's. */
 export function dtypeMismatchError(asked, pack, where) {
-  return Object.assign(new Error(`${where} is an ${pack} pack, but dtype "${asked}" was asked for (leave dtype out to take the pack as it is)`), { kind: 'input' });
+  return kindError('input', `${where} is an ${pack} pack, but dtype "${asked}" was asked for (leave dtype out to take the pack as it is)`);
 }

@@ -1,7 +1,7 @@
 // The module Web Worker that hosts the model: one job at a time, in arrival order; results go
 // back as transferred typed arrays.
 import { Engine, isTrap } from './engine.js';
-import { abortError, ERROR_FIELDS } from './files.js';
+import { abortError, ERROR_FIELDS } from './errors.js';
 
 // A trap after an await inside wasm (a panic, out of memory) is no call's rejection: it surfaces
 // here, uncaught. Tell the page, which rejects every pending call and ends this worker.

@@ -8,7 +8,7 @@
 // scale, ids, weights }], tokens: [{ inputIds, spans, codes?, scales?, assign? }] }] } — the
 // records of records.js. Reading checks everything before anything is used (kind 'format',
 // naming the document and field).
-import { abortError } from '../files.js';
+import { abortError } from '../errors.js';
 import { Checker, indexError, isObject, label, show, MAX_DIM, UNIT_TOLERANCE } from './checks.js';
 import { checkRecords } from './records.js';
 

@@ -7,7 +7,7 @@
 import { DEFAULT_WEIGHTS, weightedScore, reciprocalRankFusion, lexicalScore, colbertScore, denseScore } from '../scoring.js';
 import { decodeF16 } from './f16.js';
 import { maxSimInt8 } from './kernels.js';
-import { abortError } from '../files.js';
+import { abortError } from '../errors.js';
 import { Checker, indexError, isObject, show, UNIT_TOLERANCE } from './checks.js';
 import { checkItem, encodeItem, decodeDocument, BYTE_PARTS } from './records.js';
 import { LaneSet } from './lanes.js';

@@ -8,7 +8,7 @@
 //                   runs when (and only when) the write is durable, before the promise settles
 //   close()
 // Records are structured-clonable values; keys are strings (document id) or [id, window].
-import { abortError } from '../files.js';
+import { abortError } from '../errors.js';
 import { indexError } from './checks.js';
 
 export const STORES = ['meta', 'docs', 'texts', 'lanes', 'tokens'];
