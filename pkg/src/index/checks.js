@@ -1,6 +1,7 @@
 // What the index accepts: its limits, and field checks that throw an error naming the item and
 // the field, with `kind` 'input' (a call's arguments) or 'format' (an imported file). Records read
 // back from storage get the cheap checks too (a damaged store must not break a search).
+import { kindError } from '../errors.js';
 
 /** The vocabulary of BGE-M3's tokenizer (XLM-R): token ids are below this. */
 export const VOCAB_SIZE = 250_002;
@@ -21,12 +22,8 @@ export const MAX_SPARSE_WEIGHT = 1e4;
 export const UNIT_TOLERANCE = 1e-3;
 export const CODED_UNIT_TOLERANCE = 0.02;
 
-/** An Error with `kind` (see ErrorKind in index.d.ts). */
-export function indexError(kind, message) {
-  const e = new Error(message);
-  e.kind = kind;
-  return e;
-}
+/** An Error with `kind` (see ErrorKind in index.d.ts): the package's `kindError`. */
+export const indexError = (kind, message) => kindError(kind, message);
 
 export const isObject = v => v !== null && typeof v === 'object' && !Array.isArray(v) && !ArrayBuffer.isView(v);
 
