@@ -12,9 +12,10 @@ use crate::config::ModelConfig;
 use crate::cpu_attention;
 use crate::error::Result;
 use crate::gpu::flush_uploads;
+use crate::kernels::register_kernel_fits;
 use crate::kernels::{LinearKernel, attention_kernel_fits, attention_register_4x4};
 use crate::kernels::{PackedWeight, WordCode, linear_packed_register, linear_register_4x4, matmul_f16};
-use crate::kernels::{pack_f16_columns, pack_i8_columns, register_kernel_fits};
+use crate::kernels::{layer_norm_kernel_fits, layer_norm_register, pack_f16_columns, pack_i8_columns};
 use crate::weights::{F16Matrix, HostTensor, Int8Rows, TensorSource, expect_shape, f16_to_f32};
 
 /// Most bytes one feed-forward block may take: keeps the peak activation memory
@@ -108,7 +109,7 @@ impl Linear {
             }
             Some(q) => Weight::Int8Host { q_t: transpose(&q.q, d_out, d_in), scale: q.scales, device: device.clone() },
             None => match src.f16(&w_key)? {
-                Some(m) if is_wgpu(device) && kernel == LinearKernel::BurnF16 => {
+                Some(m) if is_wgpu(device) && matches!(kernel, LinearKernel::BurnF16 | LinearKernel::TensorCores) => {
                     let w_t: Vec<half::f16> =
                         transpose(&m.bits, d_out, d_in).into_iter().map(half::f16::from_bits).collect();
                     Weight::F16(Tensor::from_data(TensorData::new(w_t, [d_in, d_out]), (device, DType::F16)))
@@ -127,6 +128,11 @@ impl Linear {
                     Weight::F32(upload(HostTensor { shape: vec![d_in, d_out], data: w_t }, [d_in, d_out], device))
                 }
             },
+        };
+        let kernel = match (kernel, &weight) {
+            (LinearKernel::TensorCores, Weight::F16(_)) => LinearKernel::BurnF16,
+            (LinearKernel::TensorCores, _) => LinearKernel::Register4x4,
+            (kernel, _) => kernel,
         };
         Ok(Linear {
             weight,
@@ -154,7 +160,8 @@ impl Linear {
     /// f16 or int8 weight made for the pass).
     pub fn kernel_name(&self) -> &'static str {
         match (&self.weight, self.kernel) {
-            (Weight::F32(_), LinearKernel::Register4x4) => "register",
+            // TensorCores is resolved when loaded (f32 weights: ours).
+            (Weight::F32(_), LinearKernel::Register4x4 | LinearKernel::TensorCores) => "register",
             (Weight::F32(_), LinearKernel::Burn | LinearKernel::BurnF16) => "burn",
             (Weight::F16(_), _) => "burn-f16",
             (Weight::Gpu(_), _) => "register-packed",
@@ -191,11 +198,26 @@ impl Linear {
 
     /// x: [N, in] -> [N, out]
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.forward_then(x, false)
+    }
+
+    /// GELU(x W^T + b), in the matmul's own kernel where it is ours. x: [N, in] -> [N, out]
+    pub fn forward_gelu(&self, x: Tensor<2>) -> Tensor<2> {
+        self.forward_then(x, true)
+    }
+
+    /// x: [N, in] -> [N, out], then GELU when `gelu`.
+    fn forward_then(&self, x: Tensor<2>, gelu: bool) -> Tensor<2> {
+        let then = |y: Tensor<2>| if gelu { activation::gelu(y) } else { y };
         match (&self.weight, self.kernel) {
-            (Weight::F32(w), LinearKernel::Burn | LinearKernel::BurnF16) => x.matmul(w.clone()) + self.bias.clone(),
-            (Weight::F32(w), LinearKernel::Register4x4) => linear_register_4x4(x, w.clone(), self.bias.clone()),
-            (Weight::F16(w), _) => matmul_f16(x, w.clone()) + self.bias.clone(),
-            (Weight::Gpu(packed), _) => linear_packed_register(x, packed, self.bias.clone()),
+            (Weight::F32(w), LinearKernel::Burn | LinearKernel::BurnF16) => {
+                then(x.matmul(w.clone()) + self.bias.clone())
+            }
+            (Weight::F32(w), LinearKernel::Register4x4 | LinearKernel::TensorCores) => {
+                linear_register_4x4(x, w.clone(), self.bias.clone(), gelu)
+            }
+            (Weight::F16(w), _) => then(matmul_f16(x, w.clone()) + self.bias.clone()),
+            (Weight::Gpu(packed), _) => linear_packed_register(x, packed, self.bias.clone(), gelu),
             (Weight::Int8Host { q_t, scale, device }, _) => {
                 // [in, out] f32 for this pass only.
                 let w = widen_rows(q_t, self.d_out, |w, q| {
@@ -205,7 +227,7 @@ impl Linear {
                 });
                 let w =
                     upload(HostTensor { shape: vec![self.d_in, self.d_out], data: w }, [self.d_in, self.d_out], device);
-                x.matmul(w) + self.bias.clone()
+                then(x.matmul(w) + self.bias.clone())
             }
             (Weight::F16Host { w_t, device }, _) => {
                 let w = widen_rows(w_t, self.d_out, |w, h| {
@@ -215,7 +237,7 @@ impl Linear {
                 });
                 let w =
                     upload(HostTensor { shape: vec![self.d_in, self.d_out], data: w }, [self.d_in, self.d_out], device);
-                x.matmul(w) + self.bias.clone()
+                then(x.matmul(w) + self.bias.clone())
             }
         }
     }
@@ -249,6 +271,9 @@ pub struct LayerNorm {
     weight: Tensor<2>, // [1, H]
     bias: Tensor<2>,   // [1, H]
     eps: f64,
+    /// One kernel of ours ([`layer_norm_register`], the residual add included) instead of
+    /// burn's ten, on every wgpu device (whichever kernel runs the matmuls).
+    fused: bool,
 }
 
 impl LayerNorm {
@@ -258,11 +283,24 @@ impl LayerNorm {
             weight: upload(load(src, &format!("{prefix}.weight"), &[h])?, [1, h], device),
             bias: upload(load(src, &format!("{prefix}.bias"), &[h])?, [1, h], device),
             eps: cfg.layer_norm_eps,
+            fused: is_wgpu(device) && layer_norm_kernel_fits(h),
         })
     }
 
     /// x: [N, H] -> [N, H]
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.forward_residual(x, None)
+    }
+
+    /// LayerNorm(x + residual). x, residual: [N, H] -> [N, H]
+    pub fn forward_residual(&self, x: Tensor<2>, residual: Option<Tensor<2>>) -> Tensor<2> {
+        if self.fused {
+            return layer_norm_register(x, residual, self.weight.clone(), self.bias.clone(), self.eps);
+        }
+        let x = match residual {
+            Some(r) => x + r,
+            None => x,
+        };
         let centered = x.clone() - x.mean_dim(1);
         let var = centered.clone().powi_scalar(2).mean_dim(1);
         centered / (var + self.eps).sqrt() * self.weight.clone() + self.bias.clone()
@@ -415,8 +453,15 @@ impl Attention {
     ) -> Result<Self> {
         let h = cfg.hidden_size;
         let linear = |name: &str| Linear::new(src, &format!("{prefix}.{name}"), h, h, device, kernel);
+        let query = linear("self.query")?;
+        // TensorCores: burn's f16 products for an f16 pack, ours otherwise, as the layers take.
+        let kernel = match kernel {
+            LinearKernel::TensorCores if query.computes_in_f16() => LinearKernel::BurnF16,
+            LinearKernel::TensorCores => LinearKernel::Register4x4,
+            kernel => kernel,
+        };
         Ok(Attention {
-            query: linear("self.query")?,
+            query,
             key: linear("self.key")?,
             value: linear("self.value")?,
             output: linear("output.dense")?,
@@ -441,7 +486,7 @@ impl Attention {
         } else {
             Self::context(q, k, v, &padding.bias, b, t, nh, rows, self.query.computes_in_f16())
         };
-        self.layer_norm.forward(self.output.forward(context) + x)
+        self.layer_norm.forward_residual(self.output.forward(context), Some(x))
     }
 
     /// The CPU backend: [`cpu_attention::attention`] on the host copies of q, k and v (one
@@ -524,8 +569,8 @@ impl FeedForward {
         let mut out = Vec::with_capacity(n.div_ceil(rows));
         for start in (0..n).step_by(rows) {
             let xb = x.clone().narrow(0, start, rows.min(n - start));
-            let y = self.output.forward(activation::gelu(self.intermediate.forward(xb.clone())));
-            out.push(self.layer_norm.forward(y + xb));
+            let y = self.output.forward(self.intermediate.forward_gelu(xb.clone()));
+            out.push(self.layer_norm.forward_residual(y, Some(xb)));
         }
         if out.len() == 1 { out.pop().unwrap() } else { Tensor::cat(out, 0) }
     }

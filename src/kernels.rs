@@ -39,6 +39,10 @@ pub enum LinearKernel {
     /// activations are rounded to f16 at each matmul's input, and the results, bias, GELU,
     /// LayerNorm and softmax stay f32. f32 weights run as with `Burn`, int8 as always.
     BurnF16,
+    /// What "auto" gives where the device's kernels may use cooperative matrices (tensor cores;
+    /// natively, with the `vulkan` feature): each layer takes `BurnF16` for f16 weights (burn's
+    /// f16 matmuls run on the tensor cores) and `Register4x4` for f32 and int8 ones.
+    TensorCores,
 }
 
 type Vec4 = Vector<f32, Const<4>>;
@@ -162,7 +166,8 @@ fn b_vec4(b: &Tensor<Vec4>, words: &Tensor<u32>, at: usize, #[comptime] packed: 
     if comptime!(packed.is_some()) { packed_w(words, at, comptime!(packed.unwrap_or(WordCode::Int8))) } else { b[at] }
 }
 
-/// For every matrix z (`ABSOLUTE_POS_Z`): out[z][m, :] = scale * (a[z][m, :] B[z]) * f + bias[z],
+/// For every matrix z (`ABSOLUTE_POS_Z`): out[z][m, :] = scale * (a[z][m, :] B[z]) * f + bias[z]
+/// (then GELU, exact (erf), when `gelu`),
 /// with a [rows, 4 * k4], B [4 * k4, 4 * n4], bias one row of n4 vec4s (when `has_bias`). B is
 /// f32 vec4s in `b` (`packed` None; f = 1), or, for one matrix in plain row-major layouts, a
 /// packed weight in `words` (`packed` its [`WordCode`]: one u32 word per 4 columns for int8, two
@@ -191,6 +196,7 @@ fn matmul_4x4(
     scale: f32,
     #[comptime] has_bias: bool,
     #[comptime] packed: Option<WordCode>,
+    #[comptime] gelu: bool,
 ) {
     let z = ABSOLUTE_POS_Z as usize;
     let col = ABSOLUTE_POS_X as usize;
@@ -233,10 +239,18 @@ fn matmul_4x4(
     #[unroll]
     for r in 0..UNIT_ROWS {
         if row0 + r < rows {
-            out[row_start(&out_layout, z, heads, row0 + r) + col] = acc[r] * m + add;
+            let mut y = acc[r] * m + add;
+            if gelu {
+                // burn's GELU, step for step: x (erf(x / sqrt 2) + 1) / 2.
+                y = y * ((y / Vec4::new(SQRT_2)).erf() + Vec4::new(1.0f32)) / Vec4::new(2.0f32);
+            }
+            out[row_start(&out_layout, z, heads, row0 + r) + col] = y;
         }
     }
 }
+
+/// sqrt(2) as f32, for GELU.
+const SQRT_2: f32 = std::f32::consts::SQRT_2;
 
 /// softmax over each row of x [rows, 4 * t4], in place: one unit per row.
 #[cube(launch_unchecked)]
@@ -281,6 +295,103 @@ fn softmax_in_place(x: &CubeTensor, rows: usize, t4: usize) {
     }
 }
 
+/// x (+ residual) [rows, 4 * h4] -> torch's LayerNorm of each row, times weight plus bias
+/// [1, 4 * h4]: one unit per row, three passes over it (the mean; the variance of the centered
+/// row, as torch computes it; the output), so no workgroup memory or barrier (the design of
+/// `softmax_rows`). burn's ops took ten kernels for the same (the residual add, two means,
+/// subtract, square, add eps, sqrt, divide, scale, shift).
+#[allow(clippy::too_many_arguments)]
+#[cube(launch_unchecked)]
+fn layer_norm_rows(
+    x: &Tensor<Vec4>,
+    residual: &Tensor<Vec4>,
+    weight: &Tensor<Vec4>,
+    bias: &Tensor<Vec4>,
+    out: &mut Tensor<Vec4>,
+    rows: usize,
+    h4: usize,
+    inv_h: f32,
+    eps: f32,
+    #[comptime] has_residual: bool,
+) {
+    let r = ABSOLUTE_POS;
+    if r >= rows {
+        terminate!();
+    }
+    let base = r * h4;
+    let mut sum = Vec4::new(0.0f32);
+    for i in 0..h4 {
+        sum += row_value(x, residual, base + i, has_residual);
+    }
+    let mean = Vec4::new(sum.vector_sum() * inv_h);
+    let mut squares = Vec4::new(0.0f32);
+    for i in 0..h4 {
+        let c = row_value(x, residual, base + i, has_residual) - mean;
+        squares += c * c;
+    }
+    let std = Vec4::new(squares.vector_sum() * inv_h + eps).sqrt();
+    for i in 0..h4 {
+        out[base + i] = (row_value(x, residual, base + i, has_residual) - mean) / std * weight[i] + bias[i];
+    }
+}
+
+/// x[i] (+ residual[i]).
+#[cube]
+fn row_value(x: &Tensor<Vec4>, residual: &Tensor<Vec4>, i: usize, #[comptime] has_residual: bool) -> Vec4 {
+    let mut v = x[i];
+    if has_residual {
+        v += residual[i];
+    }
+    v
+}
+
+/// Units per workgroup of `layer_norm_rows`.
+const LAYER_NORM_GROUP: u32 = 64;
+
+/// Whether [`layer_norm_register`] takes rows of `h` values: a multiple of 4.
+pub fn layer_norm_kernel_fits(h: usize) -> bool {
+    h.is_multiple_of(4)
+}
+
+/// LayerNorm(x + residual) over the last dimension, torch's formula: x, residual [N, H], weight
+/// and bias [1, H] -> [N, H], in one kernel (`layer_norm_rows`). wgpu tensors, f32, with
+/// `layer_norm_kernel_fits(H)`.
+pub fn layer_norm_register(
+    x: BurnTensor<2>,
+    residual: Option<BurnTensor<2>>,
+    weight: BurnTensor<2>,
+    bias: BurnTensor<2>,
+    eps: f64,
+) -> BurnTensor<2> {
+    let [rows, h] = x.dims();
+    let (x, weight, bias) = (primitive(x), primitive(weight), primitive(bias));
+    let has_residual = residual.is_some();
+    // Without a residual the kernel never reads it: x is bound in its place.
+    let residual = residual.map(primitive).unwrap_or_else(|| x.clone());
+    let out = empty_f32(&x, [rows, h]);
+    let groups = rows.div_ceil(LAYER_NORM_GROUP as usize) as u32;
+    // SAFETY: units past `rows` stop; a row spans h / 4 vec4s of x, residual and out [rows, h],
+    // and weight and bias hold h values.
+    unsafe {
+        layer_norm_rows::launch_unchecked(
+            &out.client,
+            CubeCount::new_1d(groups),
+            CubeDim::new_1d(LAYER_NORM_GROUP),
+            x.into_tensor_arg(),
+            residual.into_tensor_arg(),
+            weight.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            rows,
+            h / 4,
+            1.0 / h as f32,
+            eps as f32,
+            has_residual,
+        );
+    }
+    BurnTensor::from_primitive::<Wgpu>(out)
+}
+
 /// A plain row-major matrix of `row` vec4s per row, starting `offset` vec4s in.
 fn matrix(offset: usize, row: usize) -> LayoutLaunch {
     LayoutLaunch::new(offset, 0, 0, row)
@@ -315,6 +426,7 @@ fn launch(
     k4: usize,
     n4: usize,
     scale: f32,
+    gelu: bool,
 ) {
     let count = CubeCount::Static(
         n4.div_ceil(GROUP_COLS as usize) as u32,
@@ -353,6 +465,7 @@ fn launch(
             scale,
             has_bias,
             packed,
+            gelu,
         );
     }
 }
@@ -362,9 +475,9 @@ pub fn register_kernel_fits(d_in: usize, d_out: usize) -> bool {
     d_in.is_multiple_of(4) && d_out.is_multiple_of(4)
 }
 
-/// x [N, in] · weight [in, out] + bias [1, out] -> [N, out] with `matmul_4x4`. The tensors
-/// must live on a wgpu device and be f32, with `register_kernel_fits(in, out)`.
-pub fn linear_register_4x4(x: BurnTensor<2>, weight: BurnTensor<2>, bias: BurnTensor<2>) -> BurnTensor<2> {
+/// x [N, in] · weight [in, out] + bias [1, out] -> [N, out] with `matmul_4x4` (then GELU when
+/// `gelu`). The tensors must live on a wgpu device and be f32, with `register_kernel_fits(in, out)`.
+pub fn linear_register_4x4(x: BurnTensor<2>, weight: BurnTensor<2>, bias: BurnTensor<2>, gelu: bool) -> BurnTensor<2> {
     let [rows, d_in] = x.dims();
     let [_, d_out] = weight.dims();
     let (x, weight, bias) = (primitive(x), primitive(weight), primitive(bias));
@@ -381,6 +494,7 @@ pub fn linear_register_4x4(x: BurnTensor<2>, weight: BurnTensor<2>, bias: BurnTe
         k4,
         n4,
         1.0,
+        gelu,
     );
     BurnTensor::from_primitive::<Wgpu>(out)
 }
@@ -417,9 +531,15 @@ struct PackedTensors {
     code: WordCode,
 }
 
-/// x [N, in] · W [in, out] + bias [1, out] -> [N, out] with `matmul_4x4`, W packed (no f32
-/// copy of it is made). wgpu tensors only, with `register_kernel_fits(in, out)`.
-pub fn linear_packed_register(x: BurnTensor<2>, weight: &PackedWeight, bias: BurnTensor<2>) -> BurnTensor<2> {
+/// x [N, in] · W [in, out] + bias [1, out] -> [N, out] with `matmul_4x4` (then GELU when
+/// `gelu`), W packed (no f32 copy of it is made). wgpu tensors only, with
+/// `register_kernel_fits(in, out)`.
+pub fn linear_packed_register(
+    x: BurnTensor<2>,
+    weight: &PackedWeight,
+    bias: BurnTensor<2>,
+    gelu: bool,
+) -> BurnTensor<2> {
     let [rows, d_in] = x.dims();
     let n4 = weight.factor.dims()[1] / 4;
     let (x, bias) = (primitive(x), primitive(bias));
@@ -442,6 +562,7 @@ pub fn linear_packed_register(x: BurnTensor<2>, weight: &PackedWeight, bias: Bur
         d_in / 4,
         n4,
         1.0,
+        gelu,
     );
     BurnTensor::from_primitive::<Wgpu>(out)
 }
@@ -541,6 +662,7 @@ pub fn attention_register_4x4(
             d4,
             t4,
             1.0 / (d as f32).sqrt(),
+            false,
         );
         softmax_in_place(&scores, b * heads * len, t4);
         launch(
@@ -554,6 +676,7 @@ pub fn attention_register_4x4(
             t4,
             d4,
             1.0,
+            false,
         );
     }
     BurnTensor::from_primitive::<Wgpu>(context)
