@@ -4,7 +4,8 @@
 //!
 //! We acquire the wgpu device ourselves, so that its limits are ours to choose: with
 //! [`GpuLimits::WebGpuDefault`] the model runs within WebGPU's default limits (128 MiB per
-//! storage binding, 256 MiB per buffer), what many laptops and phones grant.
+//! storage binding, 256 MiB per buffer), what many laptops and phones grant. (Natively, a build
+//! with the `vulkan` feature takes the adapter's limits on Vulkan: [`wgpu_device`].)
 
 use burn::backend::Wgpu;
 use burn::tensor::wgpu::{WgpuSetup, wgpu};

@@ -10,7 +10,8 @@ use crate::weights::Checkpoint;
 
 /// The device for `kind` (the rule: [`crate::gpu::choose_device`]) with `kernel` for the linear layers.
 /// One wgpu device per process, created with WebGPU's default limits (so native runs prove the
-/// browser's limits suffice); an adapter lookup that panics (a broken driver) is an error.
+/// browser's limits suffice; a build with the `vulkan` feature gets the adapter's on Vulkan, see
+/// `gpu::wgpu_device`); an adapter lookup that panics (a broken driver) is an error.
 pub fn device(kind: DeviceKind, kernel: KernelChoice) -> Result<PickedDevice> {
     use std::sync::OnceLock;
     static WGPU: OnceLock<std::result::Result<Found, String>> = OnceLock::new();

@@ -36,7 +36,8 @@ options:
   --kernel auto|burn|register|burn-f16
                              matmul kernels on wgpu (auto = register: ours, f32 arithmetic, compact
                              weights read packed; burn: burn's, f32; burn-f16: an f16 pack's matmuls
-                             on f16 operands with f32 sums in burn's, needs shader-f16)
+                             on f16 operands with f32 sums in burn's, needs shader-f16; a build with
+                             --features vulkan makes auto burn-f16 for f16 packs on tensor cores)
   --encoder-file auto|bin|safetensors
   --max-length N             tokens per window, <s> and </s> included (default: the model's limit, 8192)
   --overlap N                tokens shared by neighbouring windows (default min(256, half a window))
