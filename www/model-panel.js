@@ -35,8 +35,15 @@ export function selectedSource() {
     encoderFile: names.has('pytorch_model.bin') ? 'pytorch_model.bin' : 'model.safetensors' };
 }
 
-/** The file options of `load` (and `isCached`) for a source. */
-const fileOptions = src => (src.encoderFile ? { encoderFile: src.encoderFile } : {});
+/** The weights chosen on the page: '' (as the files are), 'f16' or 'int8' (the package's `dtype`:
+ *  BAAI's f32 files are converted while they download, and the Cache API keeps the compact form). */
+const DTYPES = ['', 'f16', 'int8'];
+
+/** The file options of `load` (and `isCached`) for a source, with the weights chosen. */
+const fileOptions = src => ({
+  ...(src.encoderFile ? { encoderFile: src.encoderFile } : {}),
+  ...($('dtype').value ? { dtype: $('dtype').value } : {}),
+});
 
 /** The source from the page's URL (?model=, ?device=) or the one loaded last time. A ?model= on
  *  another site (anything but this site and BAAI/bge-m3 on the hub) is not taken as it comes: a
@@ -57,6 +64,9 @@ export function applyParams() {
   }
   const device = params.get('device');
   if (device && ['auto', 'webgpu', 'cpu'].includes(device)) $('device').value = device;
+  // ?dtype=, else the weights of the model loaded last time (so its cached form loads by itself).
+  const dtype = params.get('dtype') ?? saved?.dtype ?? '';
+  if (DTYPES.includes(dtype)) $('dtype').value = dtype;
   if (!('gpu' in navigator) && $('device').value === 'auto') {
     $('device').options[0].textContent = 'CPU (this browser has no WebGPU)';
   }
@@ -132,7 +142,9 @@ function progressRow(p) {
   if (p.total) { row.bar.max = p.total; row.bar.value = p.loaded; } else row.bar.removeAttribute('value');
   const finished = p.total != null && p.loaded >= p.total;
   const avg = p.loaded / Math.max(1e-3, (now - row.t0) / 1000);
-  row.info.textContent = `${fmtBytes(p.loaded)}${p.total ? ' / ' + fmtBytes(p.total) : ''} · ${fmtBytes(finished ? avg : rate)}/s${finished ? ' · downloaded' : ''}`;
+  // 'convert': downloaded and converted to the chosen weights as it streams (#dtype).
+  const done = p.phase === 'convert' ? ` · downloaded, converted to ${$('dtype').value}` : ' · downloaded';
+  row.info.textContent = `${fmtBytes(p.loaded)}${p.total ? ' / ' + fmtBytes(p.total) : ''} · ${fmtBytes(finished ? avg : rate)}/s${finished ? done : ''}`;
 }
 
 export async function loadModel({ auto = false } = {}) {
@@ -155,7 +167,7 @@ export async function loadModel({ auto = false } = {}) {
     state.model = model;
     state.modelLabel = src.label;
     state.fingerprint = fingerprint;
-    if (src.kind !== 'folder') localStorage.setItem('bge-m3-demo:source', JSON.stringify({ kind: src.kind, url: src.source }));
+    if (src.kind !== 'folder') localStorage.setItem('bge-m3-demo:source', JSON.stringify({ kind: src.kind, url: src.source, dtype: $('dtype').value }));
     state.loadedAt = performance.now();
     state.requestsAfterLoad = [];
     renderPrivacy();
@@ -193,7 +205,7 @@ function explainLoadError(e, src, device) {
     case 'input':
       return e.missing ? `Model files are missing: ${e.missing.join(', ')} (${m}).` : `The model could not be loaded: ${m}`;
     case 'crashed':
-      return `The model stopped while loading — most often the device ran out of memory${device !== 'cpu' ? ' (try the CPU, or close other tabs)' : ' (close other tabs, or load a smaller pack)'}: ${m}`;
+      return `The model stopped while loading — most often the device ran out of memory${device !== 'cpu' ? ' (try the CPU, or close other tabs)' : ' (close other tabs)'}${$('dtype').value === 'int8' ? '' : '; int8 weights take a quarter of the memory'}: ${m}`;
     default:
       return `The model could not be loaded: ${m}`;
   }
@@ -206,7 +218,9 @@ function renderBackend(device) {
   const gpu = m.backend === 'webgpu';
   box.className = `backend ${gpu ? 'gpu' : 'cpu'}`;
   box.dataset.backend = m.backend;
-  box.append(el('span', { class: 'chip', text: gpu ? 'WebGPU' : 'CPU' }), ' ', el('span', { class: 'adapter', text: m.adapter }));
+  box.dataset.dtype = m.dtype;
+  box.append(el('span', { class: 'chip', text: gpu ? 'WebGPU' : 'CPU' }), ' ', el('span', { class: 'chip', text: `${m.dtype} weights` }),
+    ' ', el('span', { class: 'adapter', text: m.adapter }));
   let note = '';
   if (!gpu && device === 'cpu') note = 'Running on the CPU (WebAssembly), as chosen.';
   else if (!gpu && !('gpu' in navigator)) note = 'This browser has no WebGPU, so the model runs on the CPU (WebAssembly): it works, only slower. Chrome, Edge and recent Safari have WebGPU.';
