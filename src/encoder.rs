@@ -129,11 +129,7 @@ impl Linear {
                 }
             },
         };
-        let kernel = match (kernel, &weight) {
-            (LinearKernel::TensorCores, Weight::F16(_)) => LinearKernel::BurnF16,
-            (LinearKernel::TensorCores, _) => LinearKernel::Register4x4,
-            (kernel, _) => kernel,
-        };
+        let kernel = kernel.for_layer(matches!(weight, Weight::F16(_)));
         Ok(Linear {
             weight,
             bias,
@@ -454,12 +450,8 @@ impl Attention {
         let h = cfg.hidden_size;
         let linear = |name: &str| Linear::new(src, &format!("{prefix}.{name}"), h, h, device, kernel);
         let query = linear("self.query")?;
-        // TensorCores: burn's f16 products for an f16 pack, ours otherwise, as the layers take.
-        let kernel = match kernel {
-            LinearKernel::TensorCores if query.computes_in_f16() => LinearKernel::BurnF16,
-            LinearKernel::TensorCores => LinearKernel::Register4x4,
-            kernel => kernel,
-        };
+        // Attention's products take the kernel its layers take (TensorCores resolved).
+        let kernel = kernel.for_layer(query.computes_in_f16());
         Ok(Attention {
             query,
             key: linear("self.key")?,

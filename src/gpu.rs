@@ -48,7 +48,7 @@ pub enum KernelChoice {
     /// (docs/benchmarks.md). Layers whose shapes the kernel does not fit get burn's.
     /// On a device with cooperative matrices (natively, in a build with the `vulkan` feature, on
     /// an NVIDIA GPU) [`LinearKernel::TensorCores`]: an f16 pack's matmuls on the tensor cores
-    /// (full size on an H200: 1.9x f32 at 512 tokens, 1.7x at 2048).
+    /// (full size on an H200: 1.85x f32 at 512 tokens, 1.65x at 2048).
     #[default]
     Auto,
     Burn,

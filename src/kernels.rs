@@ -45,6 +45,18 @@ pub enum LinearKernel {
     TensorCores,
 }
 
+impl LinearKernel {
+    /// The kernel a layer runs, given whether its weights are kept as f16 tensors: resolves
+    /// `TensorCores` (the one owner of that rule, for the linear layers and attention).
+    pub fn for_layer(self, f16_weights: bool) -> LinearKernel {
+        match self {
+            LinearKernel::TensorCores if f16_weights => LinearKernel::BurnF16,
+            LinearKernel::TensorCores => LinearKernel::Register4x4,
+            kernel => kernel,
+        }
+    }
+}
+
 type Vec4 = Vector<f32, Const<4>>;
 
 /// Units per workgroup along the output columns (in vec4s) and along the blocks of `UNIT_ROWS` rows.
@@ -685,6 +697,16 @@ pub fn attention_register_4x4(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tensor_cores_resolve_per_layer() {
+        assert_eq!(LinearKernel::TensorCores.for_layer(true), LinearKernel::BurnF16);
+        assert_eq!(LinearKernel::TensorCores.for_layer(false), LinearKernel::Register4x4);
+        // Any other kernel is the layer's as chosen.
+        for k in [LinearKernel::Burn, LinearKernel::Register4x4, LinearKernel::BurnF16] {
+            assert_eq!((k.for_layer(true), k.for_layer(false)), (k, k));
+        }
+    }
 
     /// What `packed_w` makes of half `j` of `word` (the kernel's integer steps), times the factor.
     fn decode(word: u32, j: u32, code: WordCode, factor: f32) -> f32 {
