@@ -113,7 +113,8 @@ export async function loadIfCached() {
 }
 
 const fileRows = new Map();
-function progressRow(p) {
+/** One file's progress row; `dtype`: the weights the load converts to ('' for none). */
+function progressRow(p, dtype) {
   let row = fileRows.get(p.file);
   if (!row) {
     const bar = el('progress', { max: 1, value: 0, 'aria-label': `${p.file} progress` });
@@ -143,7 +144,7 @@ function progressRow(p) {
   const finished = p.total != null && p.loaded >= p.total;
   const avg = p.loaded / Math.max(1e-3, (now - row.t0) / 1000);
   // 'convert': downloaded and converted to the chosen weights as it streams (#dtype).
-  const done = p.phase === 'convert' ? ` · downloaded, converted to ${$('dtype').value}` : ' · downloaded';
+  const done = p.phase === 'convert' ? ` · downloaded, converted to ${dtype}` : ' · downloaded';
   row.info.textContent = `${fmtBytes(p.loaded)}${p.total ? ' / ' + fmtBytes(p.total) : ''} · ${fmtBytes(finished ? avg : rate)}/s${finished ? done : ''}`;
 }
 
@@ -153,6 +154,9 @@ export async function loadModel({ auto = false } = {}) {
   let src;
   try { src = selectedSource(); } catch (e) { show($('model-msg'), e.message); return; }
   const device = $('device').value;
+  // The options of this load, read once: the page's choices may change while it runs.
+  const options = fileOptions(src);
+  const dtype = options.dtype ?? '';
   const ac = new AbortController();
   state.loading = ac;
   $('load').disabled = true; $('load-cancel').hidden = false;
@@ -162,12 +166,12 @@ export async function loadModel({ auto = false } = {}) {
   if (state.model) { const old = state.model; state.model = null; state.loadedAt = null; renderPrivacy(); old.dispose().catch(() => {}); }
   show($('model-msg'), auto ? `Loading the cached model from ${src.label} — no download needed.` : `Loading from ${src.label}…`, 'info');
   try {
-    const model = await load(src.source, { device, signal: ac.signal, onProgress: progressRow, ...fileOptions(src) });
+    const model = await load(src.source, { device, signal: ac.signal, onProgress: p => progressRow(p, dtype), ...options });
     const fingerprint = await modelFingerprint(model, { signal: ac.signal });
     state.model = model;
     state.modelLabel = src.label;
     state.fingerprint = fingerprint;
-    if (src.kind !== 'folder') localStorage.setItem('bge-m3-demo:source', JSON.stringify({ kind: src.kind, url: src.source, dtype: $('dtype').value }));
+    if (src.kind !== 'folder') localStorage.setItem('bge-m3-demo:source', JSON.stringify({ kind: src.kind, url: src.source, dtype }));
     state.loadedAt = performance.now();
     state.requestsAfterLoad = [];
     renderPrivacy();
@@ -175,7 +179,7 @@ export async function loadModel({ auto = false } = {}) {
     show($('model-msg'), `Ready: ${model.hiddenSize}-dimensional vectors, up to ${fmtInt(model.maxTokens)} tokens per window. Loaded from ${src.label}.`, 'ok');
     checkFingerprint();
   } catch (e) {
-    show($('model-msg'), isAbort(e) ? 'Loading cancelled.' : explainLoadError(e, src, device));
+    show($('model-msg'), isAbort(e) ? 'Loading cancelled.' : explainLoadError(e, src, device, dtype));
   } finally {
     state.loading = null;
     $('load').disabled = false; $('load-cancel').hidden = true;
@@ -185,7 +189,7 @@ export async function loadModel({ auto = false } = {}) {
 
 /** What a failed load means for the user, chosen by the error's `kind` (and `status`), never by
  *  its message (the package's M3Error, pkg/index.d.ts). */
-function explainLoadError(e, src, device) {
+function explainLoadError(e, src, device, dtype) {
   const m = e?.message ?? String(e);
   switch (e?.kind) {
     case 'device':
@@ -205,7 +209,7 @@ function explainLoadError(e, src, device) {
     case 'input':
       return e.missing ? `Model files are missing: ${e.missing.join(', ')} (${m}).` : `The model could not be loaded: ${m}`;
     case 'crashed':
-      return `The model stopped while loading — most often the device ran out of memory${device !== 'cpu' ? ' (try the CPU, or close other tabs)' : ' (close other tabs)'}${$('dtype').value === 'int8' ? '' : '; int8 weights take a quarter of the memory'}: ${m}`;
+      return `The model stopped while loading — most often the device ran out of memory${device !== 'cpu' ? ' (try the CPU, or close other tabs)' : ' (close other tabs)'}${dtype === 'int8' ? '' : '; int8 weights take a quarter of the memory'}: ${m}`;
     default:
       return `The model could not be loaded: ${m}`;
   }
