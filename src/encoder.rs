@@ -471,12 +471,12 @@ impl Attention {
         // Each row still sees every key, so the softmax is exact (no online rescaling needed).
         let rows = (ATTENTION_BLOCK_BYTES / (b * nh * t * 4)).clamp(1, t);
         let (q, k, v) = (self.query.forward(x.clone()), self.key.forward(x.clone()), self.value.forward(x.clone()));
-        let context = if self.kernel == LinearKernel::Register4x4 && attention_kernel_fits(d, t) {
-            attention_register_4x4(q, k, v, padding.bias.clone().reshape([b, t]), b, t, nh, rows)
-        } else if !is_wgpu(&x.device()) {
-            Self::context_cpu(q, k, v, &padding.lengths, t, nh)
-        } else {
-            Self::context(q, k, v, &padding.bias, b, t, nh, rows, self.query.computes_in_f16())
+        let context = match padding {
+            Padding::Lengths(lengths) => Self::context_cpu(q, k, v, lengths, t, nh),
+            Padding::Bias(bias) if self.kernel == LinearKernel::Register4x4 && attention_kernel_fits(d, t) => {
+                attention_register_4x4(q, k, v, bias.clone().reshape([b, t]), b, t, nh, rows)
+            }
+            Padding::Bias(bias) => Self::context(q, k, v, bias, b, t, nh, rows, self.query.computes_in_f16()),
         };
         self.layer_norm.forward_residual(self.output.forward(context), Some(x))
     }
@@ -664,23 +664,26 @@ impl Encoder {
     }
 }
 
-/// Which positions of a batch are padding, in the forms the attention paths take.
-pub struct Padding {
-    /// [B, 1, 1, T]: 0 for tokens, -1e30 for padding, added to the scores (wgpu).
-    bias: Tensor<4>,
-    /// Real tokens per text (the CPU backend's attention ends each text's keys there).
-    lengths: Vec<usize>,
+/// Which positions of a batch are padding, in the form its device's attention takes.
+#[allow(clippy::large_enum_variant)] // one per forward pass
+pub enum Padding {
+    /// wgpu: [B, 1, 1, T], 0 for tokens and -1e30 for padding, added to the scores.
+    Bias(Tensor<4>),
+    /// The CPU backend: real tokens per text (its attention ends each text's keys there).
+    Lengths(Vec<usize>),
 }
 
 impl Padding {
-    /// `lengths[i]` real tokens in text i of `t` positions.
+    /// `lengths[i]` real tokens in text i of `t` positions, in the form `device`'s attention reads.
     pub fn new(lengths: &[usize], t: usize, device: &Device) -> Self {
+        if !is_wgpu(device) {
+            return Padding::Lengths(lengths.to_vec());
+        }
         let b = lengths.len();
         let mut bias = vec![0f32; b * t];
         for (row, &len) in lengths.iter().enumerate() {
             bias[row * t + len..(row + 1) * t].fill(-1e30);
         }
-        let bias = Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, t]), device);
-        Padding { bias, lengths: lengths.to_vec() }
+        Padding::Bias(Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, t]), device))
     }
 }

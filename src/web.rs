@@ -372,11 +372,15 @@ impl M3 {
             "f16" => true,
             other => return Err(Error::Input(format!("unknown compute {other:?} (auto, f32 or f16)"))),
         };
+        // KernelChoice's names, but for "burn-f16": burn's f16 matmuls are `compute` "f16" here.
         let kernel = match kernel.as_str() {
-            "" | "auto" => KernelChoice::Auto,
-            "register" => KernelChoice::Register,
-            "burn" => KernelChoice::Burn,
-            other => return Err(Error::Input(format!("unknown kernel {other:?} (auto, register or burn)"))),
+            "" => KernelChoice::Auto,
+            name => match name.parse::<KernelChoice>() {
+                Ok(KernelChoice::BurnF16) | Err(_) => {
+                    return Err(Error::Input(format!("unknown kernel {name:?} (auto, register or burn)")));
+                }
+                Ok(choice) => choice,
+            },
         };
         if !files.is_object() {
             return Err(Error::Input("load() needs an object { config, tokenizer, encoder, colbert, sparse }".into()));
