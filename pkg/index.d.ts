@@ -48,7 +48,7 @@ export interface LoadProgress {
   /** "download" (from the network), "cache" (from the Cache API, no download), "verify" (a
    *  picked pack file being hashed against its m3-pack.json), "convert" (one of BAAI's files —
    *  pytorch_model.bin, colbert_linear.pt, sparse_linear.pt, tokenizer.json (minified) —
-   *  converted to a pack file as it downloads, `dtype` 'f16' / 'int8' on BAAI's layout; `file` is
+   *  converted to a pack file as it downloads or is read, `dtype` 'f16' / 'int8' on BAAI's layout; `file` is
    *  the source's name, the bytes are the source's) or "build". */
   phase: 'download' | 'cache' | 'verify' | 'convert' | 'build';
   /** Bytes done / total for downloads (total is null when the server sends no length); layers for "build". */
@@ -110,8 +110,12 @@ export interface LoadOptions {
    *  false`, or where the Cache API does not exist or refuses the files (quota, a private window),
    *  the load converts in memory instead (the pack's size in page or worker memory while loading)
    *  and caches nothing more: the model is the dtype asked for, and the next load converts again.
-   *  Picked files and bytes in BAAI's layout are not converted: 'f16' / 'int8' rejects with `kind`
-   *  'input' (make a pack with `m3 convert`). */
+   *  Picked files and bytes in BAAI's layout are converted the same way, in memory: nothing is
+   *  cached (the files are the caller's already), each load converts again, and the pack's size
+   *  is held in worker or page memory while loading; `config.json` is reported with phase
+   *  'convert' too. They must include pytorch_model.bin (the converter's input; model.safetensors
+   *  alone: `kind` 'input' with `missing`); a damaged or cut-short one is `kind` 'format', a file
+   *  that can no longer be read 'io'. */
   dtype?: WeightsDtype;
   /** Keep downloaded files in the Cache API under this name (default "bge-m3-web"); false: no
    *  cache. A cached file is used when its size and a sampled fingerprint match the record stored

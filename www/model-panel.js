@@ -26,17 +26,21 @@ export function selectedSource() {
   const files = [...$('source-folder').files];
   if (!files.length) throw new Error('Pick the folder that holds the model files (config.json, tokenizer.json, pytorch_model.bin or model.safetensors, colbert_linear.pt, sparse_linear.pt).');
   const names = new Set(files.map(f => f.name));
+  const folder = (files[0].webkitRelativePath || files[0].name).split('/')[0];
+  const label = `folder “${folder}” on this computer`;
+  // A pack (m3 convert's): the package checks its files against its m3-pack.json.
+  if (names.has('m3-pack.json')) return { kind, source: files, label };
   const missing = ['config.json', 'tokenizer.json', 'colbert_linear.pt', 'sparse_linear.pt'].filter(n => !names.has(n));
   if (!names.has('pytorch_model.bin') && !names.has('model.safetensors')) missing.push('pytorch_model.bin (or model.safetensors)');
-  if (missing.length) throw new Error(`The picked folder has no ${missing.join(', ')}. Pick the folder of a BAAI/bge-m3 download.`);
+  if (missing.length) throw new Error(`The picked folder has no ${missing.join(', ')}. Pick the folder of a BAAI/bge-m3 download, or a pack made by m3 convert.`);
   const wanted = new Set(['config.json', 'tokenizer.json', 'colbert_linear.pt', 'sparse_linear.pt', names.has('pytorch_model.bin') ? 'pytorch_model.bin' : 'model.safetensors']);
-  const folder = (files[0].webkitRelativePath || files[0].name).split('/')[0];
-  return { kind, source: files.filter(f => wanted.has(f.name)), label: `folder “${folder}” on this computer`,
+  return { kind, source: files.filter(f => wanted.has(f.name)), label,
     encoderFile: names.has('pytorch_model.bin') ? 'pytorch_model.bin' : 'model.safetensors' };
 }
 
 /** The weights chosen on the page: '' (as the files are), 'f16' or 'int8' (the package's `dtype`:
- *  BAAI's f32 files are converted while they download, and the Cache API keeps the compact form). */
+ *  BAAI's f32 files are converted while they download, and the Cache API keeps the compact form;
+ *  from a folder, while they are read, in memory). */
 const DTYPES = ['', 'f16', 'int8'];
 
 /** The file options of `load` (and `isCached`) for a source, with the weights chosen. */
@@ -113,8 +117,9 @@ export async function loadIfCached() {
 }
 
 const fileRows = new Map();
-/** One file's progress row; `dtype`: the weights the load converts to ('' for none). */
-function progressRow(p, dtype) {
+/** One file's progress row; `dtype`: the weights the load converts to ('' for none); `picked`:
+ *  the files come from the user's disk (read, not downloaded). */
+function progressRow(p, dtype, picked) {
   let row = fileRows.get(p.file);
   if (!row) {
     const bar = el('progress', { max: 1, value: 0, 'aria-label': `${p.file} progress` });
@@ -143,8 +148,10 @@ function progressRow(p, dtype) {
   if (p.total) { row.bar.max = p.total; row.bar.value = p.loaded; } else row.bar.removeAttribute('value');
   const finished = p.total != null && p.loaded >= p.total;
   const avg = p.loaded / Math.max(1e-3, (now - row.t0) / 1000);
-  // 'convert': downloaded and converted to the chosen weights as it streams (#dtype).
-  const done = p.phase === 'convert' ? ` · downloaded, converted to ${dtype}` : ' · downloaded';
+  // 'convert': downloaded (or read from disk) and converted to the chosen weights as it streams
+  // (#dtype); 'verify': a picked pack file checked against its m3-pack.json.
+  const how = picked ? 'read' : 'downloaded';
+  const done = p.phase === 'convert' ? ` · ${how}, converted to ${dtype}` : p.phase === 'verify' ? ' · read and checked' : ` · ${how}`;
   row.info.textContent = `${fmtBytes(p.loaded)}${p.total ? ' / ' + fmtBytes(p.total) : ''} · ${fmtBytes(finished ? avg : rate)}/s${finished ? done : ''}`;
 }
 
@@ -166,7 +173,7 @@ export async function loadModel({ auto = false } = {}) {
   if (state.model) { const old = state.model; state.model = null; state.loadedAt = null; renderPrivacy(); old.dispose().catch(() => {}); }
   show($('model-msg'), auto ? `Loading the cached model from ${src.label} — no download needed.` : `Loading from ${src.label}…`, 'info');
   try {
-    const model = await load(src.source, { device, signal: ac.signal, onProgress: p => progressRow(p, dtype), ...options });
+    const model = await load(src.source, { device, signal: ac.signal, onProgress: p => progressRow(p, dtype, src.kind === 'folder'), ...options });
     const fingerprint = await modelFingerprint(model, { signal: ac.signal });
     state.model = model;
     state.modelLabel = src.label;

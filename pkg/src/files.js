@@ -2,10 +2,11 @@
 // from local Files, or from bytes handed over by the caller; in BAAI's layout or as a pack
 // (pack.js owns what a pack is; here its files are checked against m3-pack.json as they stream).
 // A base URL in BAAI's layout asked for as a pack (dtype 'f16' / 'int8') is converted while it
-// downloads (fromConverted), and the Cache API keeps the pack, never the f32 files.
+// downloads (fromConverted), and the Cache API keeps the pack, never the f32 files; picked files
+// and bytes in BAAI's layout are converted in memory (convertLocal).
 import { Sha256 } from './sha256.js';
 import { kindError, abortError } from './errors.js';
-import { MANIFEST, MANIFEST_MAX_BYTES, PACK_FILES, PACK_SOURCES, PACK_DTYPES, parseManifest, notAPackError, dtypeMismatchError } from './pack.js';
+import { MANIFEST, MANIFEST_MAX_BYTES, PACK_FILES, PACK_SOURCES, PACK_DTYPES, parseManifest, dtypeMismatchError } from './pack.js';
 
 /** The BAAI/bge-m3 repository on the Hugging Face hub, pinned to one commit: what the default
  *  source downloads cannot change under the package (another base URL overrides it). */
@@ -31,7 +32,8 @@ export function throwIfAborted(signal) {
  * where every file is a Blob or Uint8Array (a pack's files checked against its manifest).
  * `dtype`: 'f32' (BAAI's layout) or the pack's; `cached`: names of the files served from the
  * Cache API; `urls`: the URLs fetched or looked up, by role (and `manifest`); `converted`: the
- * files are a pack converted here from BAAI's (`urls` are then their cache keys).
+ * files are a pack converted here from BAAI's (`urls` are then their cache keys; none for
+ * picked files or bytes, converted in memory).
  * `converter`: the wasm module's PackConverter class (the instance the model will run in).
  */
 export async function resolveFiles(source, { encoderFile = 'pytorch_model.bin', dtype, cache = DEFAULT_CACHE, converter, onProgress, signal } = {}) {
@@ -39,8 +41,8 @@ export async function resolveFiles(source, { encoderFile = 'pytorch_model.bin', 
   if (typeof source === 'string' || source instanceof URL) {
     return fromUrl(String(source), { encoderFile, dtype, cache, converter, onProgress, signal });
   }
-  if (isFileList(source)) return { ...(await fromFileList(source, { dtype, onProgress, signal })), cached: [], urls: {} };
-  if (typeof source === 'object') return { ...(await fromObject(source, { dtype, onProgress, signal })), cached: [], urls: {} };
+  if (isFileList(source)) return { ...(await fromFileList(source, { dtype, converter, onProgress, signal })), cached: [], urls: {} };
+  if (typeof source === 'object') return { ...(await fromObject(source, { dtype, converter, onProgress, signal })), cached: [], urls: {} };
   throw kindError('input', 'source must be a base URL, a FileList / File[] or { config, tokenizer, encoder, colbert, sparse, manifest? }', {}, TypeError);
 }
 
@@ -54,13 +56,7 @@ function packDtype(manifest, dtype, where) {
   return manifest.dtype;
 }
 
-/** Not a pack: the f32 files as they are, unless a pack's storage type was asked for. */
-function layoutDtype(dtype, where) {
-  if (PACK_DTYPES.includes(dtype)) throw notAPackError(dtype, where);
-  return 'f32';
-}
-
-async function fromFileList(list, { dtype, onProgress, signal }) {
+async function fromFileList(list, { dtype, converter, onProgress, signal }) {
   const byName = new Map();
   for (const f of list) byName.set(String(f.webkitRelativePath || f.name).split('/').pop(), f);
   const files = {};
@@ -74,7 +70,7 @@ async function fromFileList(list, { dtype, onProgress, signal }) {
     }
     return { files, dtype: packType };
   }
-  const layout = layoutDtype(dtype, 'the picked files');
+  if (PACK_DTYPES.includes(dtype)) return convertLocal(name => byName.get(name), { dtype, where: 'the picked files', converter, onProgress, signal });
   const missing = [];
   for (const [role, name] of Object.entries(ROLES)) {
     if (byName.has(name)) files[role] = byName.get(name);
@@ -84,11 +80,11 @@ async function fromFileList(list, { dtype, onProgress, signal }) {
   if (enc) files.encoder = byName.get(enc);
   else missing.push('pytorch_model.bin or model.safetensors');
   if (missing.length) throw kindError('input', `the picked files lack ${missing.join(', ')} (BAAI/bge-m3 file names are needed, or a pack with its ${MANIFEST})`, { missing });
-  return { files, dtype: layout };
+  return { files, dtype: 'f32' };
 }
 
 /** `{ config, tokenizer, encoder, colbert, sparse }`, plus `manifest` (m3-pack.json) for a pack. */
-async function fromObject(source, { dtype, onProgress, signal }) {
+async function fromObject(source, { dtype, converter, onProgress, signal }) {
   const bytes = (v, role) => {
     if (!(v instanceof Blob || v instanceof ArrayBuffer || ArrayBuffer.isView(v))) {
       throw kindError('input', `source.${role} must be a Blob, ArrayBuffer or Uint8Array`, {}, TypeError);
@@ -97,7 +93,13 @@ async function fromObject(source, { dtype, onProgress, signal }) {
   };
   const files = {};
   for (const role of [...Object.keys(ROLES), 'encoder']) files[role] = bytes(source[role], role);
-  if (source.manifest === undefined) return { files, dtype: layoutDtype(dtype, 'the source object (it has no `manifest`)') };
+  if (source.manifest === undefined) {
+    if (!PACK_DTYPES.includes(dtype)) return { files, dtype: 'f32' };
+    // BAAI's files by role; the encoder must be pytorch_model.bin's bytes (the converter's input).
+    const byName = new Map(Object.entries(ROLES).map(([role, name]) => [name, files[role]]));
+    byName.set(PACK_SOURCES['model.safetensors'], files.encoder);
+    return convertLocal(name => byName.get(name), { dtype, where: 'the source object', converter, onProgress, signal });
+  }
   const m = bytes(source.manifest, 'manifest');
   const manifest = parseManifest(await blobText(m instanceof Blob ? m : new Blob([m])));
   const packType = packDtype(manifest, dtype, 'the source object');
@@ -162,7 +164,7 @@ async function fromUrl(base, { encoderFile, dtype, cache, converter, onProgress,
     names = Object.fromEntries(Object.entries(PACK_FILES).map(([name, role]) => [role, name]));
     for (const [name, role] of Object.entries(PACK_FILES)) expect[role] = pack.manifest.files[name];
   } else {
-    type = layoutDtype(dtype, `${base} (${pack.why})`);
+    type = 'f32'; // no pack, and none asked for (a pack's dtype went to fromConverted above)
     names = { ...ROLES, encoder: encoderFile };
   }
   // Small files first: a wrong URL fails before the 2 GB download starts.
@@ -179,7 +181,7 @@ async function fromUrl(base, { encoderFile, dtype, cache, converter, onProgress,
 }
 
 /**
- * Whether `base` is a pack: `{ url, manifest }` (parsed and checked) or `{ url, manifest: null, why }`.
+ * Whether `base` is a pack: `{ url, manifest }` (parsed and checked) or `{ url, manifest: null }`.
  * A pack's m3-pack.json is fetched on every load (1-2 KB), so that a changed pack is seen; its
  * copy in the cache (the record under metaKey) serves when the server cannot be reached. An HTTP
  * 404/410 is remembered as "no pack here", and not asked again unless a pack's dtype is asked
@@ -189,13 +191,12 @@ async function fromUrl(base, { encoderFile, dtype, cache, converter, onProgress,
 async function findManifest(base, store, dtype, signal) {
   const url = new URL(MANIFEST, base).href;
   const saved = store ? await savedRecord(store, url) : null;
-  if (saved?.absent && !PACK_DTYPES.includes(dtype)) return { url, manifest: null, why: `HTTP ${saved.status} for ${url} when last asked` };
-  let resp, why;
+  if (saved?.absent && !PACK_DTYPES.includes(dtype)) return { url, manifest: null };
+  let resp;
   try {
     resp = await fetch(url, { signal, cache: 'no-cache' });
   } catch (e) {
     if (signal?.aborted || e?.name === 'AbortError') throw abortError();
-    why = `could not fetch ${url}: ${e?.message ?? e}`;
   }
   if (resp?.ok && !/text\/html/i.test(resp.headers.get('content-type') ?? '')) {
     const text = await readCapped(resp, signal);
@@ -203,15 +204,12 @@ async function findManifest(base, store, dtype, signal) {
     if (store) await store.put(metaKey(url), Response.json({ url, manifest: text, savedAt: Date.now() }));
     return { url, manifest };
   }
-  if (resp) {
-    why = resp.ok ? `${url} is an HTML page` : `HTTP ${resp.status} for ${url}`;
-    await resp.body?.cancel().catch(() => {});
-  }
+  await resp?.body?.cancel().catch(() => {});
   if (saved?.manifest) return { url, manifest: parseManifest(saved.manifest) };
   if (store && (resp?.status === 404 || resp?.status === 410)) {
     await store.put(metaKey(url), Response.json({ url, absent: true, status: resp.status, savedAt: Date.now() }));
   }
-  return { url, manifest: null, why };
+  return { url, manifest: null };
 }
 
 /** A manifest response's text, refused past MANIFEST_MAX_BYTES without reading the rest. */
@@ -478,7 +476,7 @@ async function fromConverted({ base, dtype, encoderFile, store, converter, onPro
     throw kindError('input', `encoderFile "${encoderFile}" cannot be converted to a ${dtype} pack while it downloads (the converter reads `
       + `${PACK_SOURCES['model.safetensors']}); leave encoderFile out, or make a pack with \`m3 convert\``);
   }
-  if (typeof converter !== 'function') throw new Error('resolveFiles: converting needs the wasm module\'s PackConverter');
+  needConverter(converter);
   const vbase = convertedBase(base, dtype);
   const manifestUrl = new URL(MANIFEST, vbase).href;
   const manifest = store ? await convertedManifest(store, base, dtype) : null;
@@ -500,7 +498,7 @@ async function fromConverted({ base, dtype, encoderFile, store, converter, onPro
     }
     if (store && complete) await store.delete(manifestUrl); // not complete while a file is made again
     complete = false;
-    const job = { name, from: PACK_SOURCES[name], dtype, base, url, readStore, converter, onProgress, signal };
+    const job = { name, from: PACK_SOURCES[name], dtype, source: urlSource(PACK_SOURCES[name], base, readStore, signal), url, converter, onProgress, signal };
     let got;
     try {
       got = await makeFile({ ...job, store });
@@ -523,40 +521,93 @@ async function fromConverted({ base, dtype, encoderFile, store, converter, onPro
   return { files, dtype, cached, urls, converted: true };
 }
 
+/** Converting runs in the wasm instance the model will run in: its PackConverter class. */
+function needConverter(converter) {
+  if (typeof converter !== 'function') throw new Error('resolveFiles: converting needs the wasm module\'s PackConverter');
+}
+
 /** A turn of the event loop: a message (an abort) gets in, a page stays responsive. */
 const nextTurn = () => new Promise(r => setTimeout(r, 0));
 
-/** A download that ended before its bytes did (the connection dropped, or fewer bytes came than
- *  its Content-Length): kind 'io'. */
-function cutOff(name, url, loaded, total, cause) {
+/** A source that ended before its bytes did (a dropped connection, fewer bytes than its
+ *  Content-Length, a picked file that could no longer be read): kind 'io'. */
+function cutOff(name, source, loaded, total, cause) {
   const detail = cause ? ` (${cause?.message ?? cause})` : '';
-  return kindError('io', `${name}: the download from ${url} broke off after ${loaded}${total === null ? '' : ` of ${total}`} bytes${detail}; nothing of it was kept`, { url });
+  return kindError('io', `${name}: ${source.what} broke off after ${loaded}${total === null ? '' : ` of ${total}`} bytes${detail}; nothing of it was kept`, { url: source.url });
+}
+
+/** BAAI's file `from` at `base`, as makeFile reads it: an intact copy in `readStore` from an
+ *  earlier f32 load, else downloaded. */
+function urlSource(from, base, readStore, signal) {
+  const url = new URL(from, base).href;
+  return {
+    url,
+    what: `the download from ${url}`,
+    copyPhase: 'download',
+    async open() {
+      const local = readStore && (await cachedCopy(readStore, url, from, null, () => true));
+      if (local) return { body: local.blob.stream(), total: local.blob.size };
+      const resp = await request(url, from, signal);
+      return { body: resp.body, total: plainLength(resp) };
+    },
+  };
+}
+
+/** Bytes the caller holds (a picked File, a Blob or a Uint8Array), as makeFile reads them. */
+function localSource(bytes) {
+  const CHUNK = 1 << 22;
+  return {
+    url: undefined,
+    what: 'reading the file',
+    copyPhase: 'convert', // config.json, copied into the pack: nothing is downloaded
+    async open() {
+      if (bytes instanceof Blob) return { body: bytes.stream(), total: bytes.size };
+      let at = 0;
+      const body = new ReadableStream({
+        pull(ctl) {
+          if (at >= bytes.byteLength) { ctl.close(); return; }
+          ctl.enqueue(bytes.subarray(at, at + CHUNK));
+          at += CHUNK;
+        },
+      });
+      return { body, total: bytes.byteLength };
+    },
+  };
+}
+
+/** A pack of `dtype` converted in memory from BAAI's files the caller holds (`bytesOf(name)`: a
+ *  File, Blob or Uint8Array, or undefined), as a base URL's are while they download: nothing is
+ *  cached (the files are on the caller's side already), and every load converts again. */
+async function convertLocal(bytesOf, { dtype, where, converter, onProgress, signal }) {
+  needConverter(converter);
+  const missing = Object.values(PACK_SOURCES).filter(name => !bytesOf(name));
+  if (missing.length) {
+    throw kindError('input', `${where} lack ${missing.join(', ')}: dtype "${dtype}" converts BAAI's files (${Object.values(PACK_SOURCES).join(', ')}; `
+      + `the converter reads pytorch_model.bin, not model.safetensors), or give a pack with its ${MANIFEST}`, { missing });
+  }
+  const files = {};
+  for (const [name, role] of Object.entries(PACK_FILES)) {
+    throwIfAborted(signal);
+    const from = PACK_SOURCES[name];
+    files[role] = (await makeFile({ name, from, dtype, source: localSource(bytesOf(from)), store: null, converter, onProgress, signal })).blob;
+  }
+  return { files, dtype, converted: true };
 }
 
 /**
- * Makes pack file `name` from BAAI's file `from` under `base`: its bytes (an intact copy in the
- * cache from an earlier f32 load, else downloaded) are copied, or pushed through a PackConverter
+ * Makes pack file `name` from BAAI's file `from`: its bytes (`source`: urlSource, localSource)
+ * are copied, or pushed through a PackConverter
  * chunk by chunk, and what comes out goes into the Cache API under `url` as it comes (or into a
  * Blob in memory without `store`). SHA-256s of the source and of the result are taken on the way
  * (by the converter, or here for a copy), and a converter checks every zip member's CRC-32. A
  * failure of any kind fails the stream, so that the Cache API never commits the entry (it is
  * deleted as well). Resolves to `{ blob, record: { size, sha256, source: { name, sha256 } } }`.
  */
-async function makeFile({ name, from, dtype, base, url, store, readStore, converter, onProgress, signal }) {
-  const srcUrl = new URL(from, base).href;
-  const local = readStore && (await cachedCopy(readStore, srcUrl, from, null, () => true));
-  let body, total;
-  if (local) {
-    body = local.blob.stream();
-    total = local.blob.size;
-  } else {
-    const resp = await request(srcUrl, from, signal);
-    body = resp.body;
-    total = plainLength(resp);
-  }
+async function makeFile({ name, from, dtype, source, url, store, converter, onProgress, signal }) {
+  const { body, total } = await source.open();
   const conv = name === 'config.json' ? null : new converter(name, dtype); // the rest: PackConverter.new's files
   const hash = conv ? null : new Sha256();
-  const phase = conv ? 'convert' : 'download';
+  const phase = conv ? 'convert' : source.copyPhase;
   const reader = (body ?? new Blob([]).stream()).getReader();
   let loaded = 0, lastEvent = 0, lastTurn = Date.now(), result = null, bad = null, closed = false;
   const out = new ReadableStream({
@@ -568,11 +619,11 @@ async function makeFile({ name, from, dtype, base, url, store, readStore, conver
           try {
             r = await reader.read();
           } catch (e) {
-            throw signal?.aborted || e?.name === 'AbortError' ? abortError() : cutOff(from, srcUrl, loaded, total, e);
+            throw signal?.aborted || e?.name === 'AbortError' ? abortError() : cutOff(from, source, loaded, total, e);
           }
           if (closed) return;
           if (r.done) {
-            if (total !== null && loaded !== total) throw cutOff(from, srcUrl, loaded, total);
+            if (total !== null && loaded !== total) throw cutOff(from, source, loaded, total);
             if (conv) {
               const f = conv.finish();
               result = { size: f.size, sha256: f.sha256, source: { name: from, sha256: f.sourceSha256 } };
@@ -631,7 +682,7 @@ async function makeFile({ name, from, dtype, base, url, store, readStore, conver
   }
   if (store) {
     try {
-      await store.put(metaKey(url), Response.json({ ...result, fingerprint: await fingerprint(blob), from: srcUrl, savedAt: Date.now() }));
+      await store.put(metaKey(url), Response.json({ ...result, fingerprint: await fingerprint(blob), from: source.url, savedAt: Date.now() }));
     } catch (e) {
       await dropEntry(store, url).catch(() => {});
       throw kindError('io', `${name}: the Cache API did not keep its record (${e?.message ?? e})`, { cacheFailed: true });

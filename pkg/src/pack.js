@@ -72,14 +72,6 @@ export function parseManifest(text) {
   return { dtype: m.dtype, files };
 }
 
-/** The error for a storage type asked of picked files or bytes that are no pack (a base URL in
- *  BAAI's layout is converted instead: files.js). */
-export function notAPackError(dtype, where) {
-  return kindError('input', `dtype "${dtype}" needs a pack, but there is no ${MANIFEST} in ${where}. Picked files and bytes in `
-    + `BAAI's layout are not converted (a base URL is, while it downloads); make a pack with `
-    + `\`m3 convert --model DIR --out PACK --dtype ${dtype}\` and load PACK (its URL or its files)`);
-}
-
 /** The error for a `dtype` option that differs from the pack's. */
 export function dtypeMismatchError(asked, pack, where) {
   return kindError('input', `${where} is an ${pack} pack, but dtype "${asked}" was asked for (leave dtype out to take the pack as it is)`);

@@ -122,22 +122,27 @@ function assertParity(r, dtype, label) {
   assert.deepEqual({ ...r.vsPack, dtype: undefined }, { dtype: undefined, dense: 0, sparse: 0, colbert: 0, sameSparseIds: true, sameRows: true });
 }
 
-// The cached ones (in the worker) are also compared tensor by tensor with m3 convert's files; the
-// one converted in memory (`cache: false`, on the page's thread) by its vectors only, and it must
-// open no cache.
-for (const [fixture, dtype, pack, reference, cached] of [
-  ['tiny-m3', 'int8', 'int8', 'tiny-m3-reference.json', true],
-  ['tiny-m3-h16', 'f16', 'h16-f16', 'tiny-m3-h16-reference.json', true],
-  ['tiny-m3', 'f16', 'f16', 'tiny-m3-reference.json', false],
+// The cached ones (in the worker) are also compared tensor by tensor with m3 convert's files; those
+// converted in memory (`cache: false` on the page's thread; picked Files in the worker; bytes on the
+// page's thread) by their vectors only, and they must open no cache.
+for (const [fixture, dtype, pack, reference, how] of [
+  ['tiny-m3', 'int8', 'int8', 'tiny-m3-reference.json', 'cached'],
+  ['tiny-m3-h16', 'f16', 'h16-f16', 'tiny-m3-h16-reference.json', 'cached'],
+  ['tiny-m3', 'f16', 'f16', 'tiny-m3-reference.json', 'memory'],
+  ['tiny-m3', 'int8', 'int8', 'tiny-m3-reference.json', 'files'],
+  ['tiny-m3-h16', 'f16', 'h16-f16', 'tiny-m3-h16-reference.json', 'bytes'],
 ]) {
-  const how = cached ? 'cached, in the worker' : 'cache: false, worker: false';
-  test(`${fixture} converted to ${dtype} while downloading (${how}): within the pack bounds of FlagEmbedding's reference; the same tensors and vectors as m3 convert's pack`, { timeout: 300_000 }, async () => {
-    const cache = cached ? `convert-${fixture}-${dtype}` : false;
+  const cached = how === 'cached';
+  const label = { cached: 'while downloading (cached, in the worker)', memory: 'while downloading (cache: false, worker: false)',
+    files: 'from picked Files (in the worker)', bytes: 'from bytes (worker: false)' }[how];
+  test(`${fixture} converted to ${dtype} ${label}: within the pack bounds of FlagEmbedding's reference; the same tensors and vectors as m3 convert's pack`, { timeout: 300_000 }, async () => {
+    const cache = cached ? `convert-${fixture}-${dtype}` : how === 'memory' ? false : undefined; // picked: the default cache, never opened
     if (cache) await run('clear', cache);
     const names = () => page.evaluate(() => caches.keys());
     const before = await names();
-    const r = await run('convertParity', { base: `/fixtures/${fixture}/`, dtype, cache, worker: cached, reference: `/fixtures/${reference}`, pack: `/packs/${pack}/`, maxItemTokens: MAX_TOKENS });
-    assertParity(r, dtype, `${fixture} -> ${dtype} (${how})`);
+    const picked = how === 'files' || how === 'bytes' ? how : undefined;
+    const r = await run('convertParity', { base: `/fixtures/${fixture}/`, picked, dtype, cache, worker: cached || how === 'files', reference: `/fixtures/${reference}`, pack: `/packs/${pack}/`, maxItemTokens: MAX_TOKENS });
+    assertParity(r, dtype, `${fixture} -> ${dtype} (${label})`);
     if (!cached) {
       assert.deepEqual(await names(), before, 'no cache opened');
       return;
@@ -253,6 +258,24 @@ test('bad sources: a flipped byte (CRC-32), a file cut short, a dropped connecti
   assert.match(enc.err.message, /encoderFile "model\.safetensors" cannot be converted/);
   assert.deepEqual(encReqs, ['m3-pack.json']);
   await run('clear', cache);
+});
+
+test('BAAI\'s files picked or handed over as bytes, converted in memory: a flipped byte and a file cut short are format errors naming the file, an abort mid-conversion an AbortError; no cache opened', { timeout: 300_000 }, async () => {
+  const names = () => page.evaluate(() => caches.keys());
+  const before = await names();
+  const flipped = await run('loadOnce', { base: '/packs/flipped/', picked: 'files', dtype: 'int8' });
+  console.log('picked, flipped byte:', flipped.err?.message);
+  assert.equal(flipped.err?.kind, 'format');
+  assert.match(flipped.err.message, /^pytorch_model\.bin: .*CRC-32/);
+  const truncated = await run('loadOnce', { base: '/packs/truncated/', picked: 'bytes', dtype: 'f16', worker: false });
+  console.log('bytes, cut short:', truncated.err?.message);
+  assert.equal(truncated.err?.kind, 'format');
+  assert.match(truncated.err.message, /^pytorch_model\.bin: .*cut short/);
+  for (const worker of [true, false]) {
+    const aborted = await run('loadOnce', { base: '/packs/good/', picked: 'files', dtype: 'f16', worker, abortOn: 'pytorch_model.bin:convert' });
+    assert.equal(aborted.err?.name, 'AbortError', `worker: ${worker}`);
+  }
+  assert.deepEqual(await names(), before, 'no cache opened');
 });
 
 test('abort mid-conversion: AbortError, no pack marked complete, the next load converts only what was missing; a damaged cached file is made again', { timeout: 300_000 }, async () => {

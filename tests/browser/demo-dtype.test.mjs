@@ -1,11 +1,18 @@
 // The demo's weights choice (www/model-panel.js, #dtype): ?dtype=int8 converts BAAI's f32 files
 // while they download (the package's `dtype`), the page says which weights run, and the next visit
 // takes the same weights from the browser's cache by itself (the choice is remembered with the source).
+// From a folder on disk: BAAI's files converted while they are read (in memory), and a pack made by
+// `m3 convert` (needs the m3 binary, as scripts/test.sh builds it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { serve, launch, requireFixtures } from './server.mjs';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { serve, launch, requireFixtures, fixtures } from './server.mjs';
 
-let server, base, browser, page;
+const m3 = path.join(process.env.CARGO_TARGET_DIR ?? path.join(os.homedir(), '.cache/bge-m3-target'), 'release/m3');
+let server, base, browser, page, tmp;
 const pageErrors = [];
 
 before(async () => {
@@ -16,7 +23,11 @@ before(async () => {
   page.on('console', m => { if (m.type() === 'error') console.log('[page]', m.text()); });
   page.on('pageerror', e => pageErrors.push(e.message));
 });
-after(async () => { await browser?.close(); server?.close(); });
+after(async () => {
+  await browser?.close();
+  server?.close();
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
 
 const files = () => page.$$eval('#files .file', l => l.map(f => [f.dataset.file, f.dataset.phase]));
 
@@ -48,4 +59,54 @@ test('the next visit keeps int8 and loads it from the cache by itself; f32 is as
   await page.waitForFunction(() => document.body.dataset.model === 'ready' && document.querySelector('#backend').dataset.dtype === 'f32', null, { timeout: 90_000 });
   assert.match(await page.textContent('#backend'), /f32 weights/);
   assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+});
+
+/** A page of its own (nothing remembered), `folder` picked as the source, `dtype` chosen, loaded:
+ *  the paths it asked the server for under /fixtures/, and its file rows. */
+async function loadFolder(folder, dtype) {
+  const p = await (await browser.newContext()).newPage();
+  const errors = [];
+  p.on('pageerror', e => errors.push(e.message));
+  const urls = [];
+  p.on('request', r => urls.push(new URL(r.url()).pathname));
+  await p.goto(`${base}/www/?device=cpu`);
+  await p.waitForSelector('body[data-started=yes]');
+  await p.setInputFiles('#source-folder', folder);
+  await p.selectOption('#dtype', dtype);
+  await p.click('#load');
+  await p.waitForFunction(() => document.body.dataset.model === 'ready' || document.querySelector('#model-msg.error'), null, { timeout: 90_000 });
+  const r = {
+    msg: await p.textContent('#model-msg'),
+    dtype: await p.getAttribute('#backend', 'data-dtype'),
+    rows: await p.$$eval('#files .file', l => Object.fromEntries(l.map(f => [f.dataset.file, [f.dataset.phase, f.querySelector('.file-info').textContent]]))),
+    requested: urls.filter(u => u.startsWith('/fixtures/')),
+    errors,
+  };
+  await p.context().close();
+  return r;
+}
+
+test('a folder of BAAI\'s files with int8 weights: converted while read, in memory; nothing downloaded', { timeout: 120_000 }, async () => {
+  const r = await loadFolder(path.join(fixtures, 'tiny-m3'), 'int8');
+  assert.match(r.msg, /Ready: 32-dimensional.*folder “tiny-m3” on this computer/);
+  assert.equal(r.dtype, 'int8');
+  assert.equal(r.rows['pytorch_model.bin']?.[0], 'convert', JSON.stringify(r.rows));
+  assert.match(r.rows['pytorch_model.bin'][1], /read, converted to int8$/);
+  assert.deepEqual(r.requested, []);
+  assert.deepEqual(r.errors, []);
+});
+
+test('a folder holding a pack (m3 convert\'s) loads as the pack, its files checked', { timeout: 120_000 }, async () => {
+  assert.ok(fs.existsSync(m3), `${m3} is missing: build it with cargo build --release --bin m3`);
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'm3-demo-pack-'));
+  const pack = path.join(tmp, 'tiny-f16');
+  const run = spawnSync(m3, ['convert', '--model', path.join(fixtures, 'tiny-m3'), '--out', pack, '--dtype', 'f16'], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  const r = await loadFolder(pack, '');
+  assert.match(r.msg, /Ready: 32-dimensional.*folder “tiny-f16” on this computer/);
+  assert.equal(r.dtype, 'f16');
+  assert.equal(r.rows['model.safetensors']?.[0], 'verify', JSON.stringify(r.rows));
+  assert.match(r.rows['model.safetensors'][1], /read and checked$/);
+  assert.deepEqual(r.requested, []);
+  assert.deepEqual(r.errors, []);
 });

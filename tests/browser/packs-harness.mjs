@@ -6,7 +6,7 @@ import { cosine, againstReference } from '/tests/browser/pack-bounds.mjs';
 import { Sha256 } from '/pkg/src/sha256.js';
 
 const grab = async f => {
-  try { await f(); return { name: 'none', message: 'no error' }; } catch (e) { return { name: e?.name, message: e?.message ?? String(e), kind: e?.kind, isError: e instanceof Error || e instanceof DOMException }; }
+  try { await f(); return { name: 'none', message: 'no error' }; } catch (e) { return { name: e?.name, message: e?.message ?? String(e), kind: e?.kind, missing: e?.missing, isError: e instanceof Error || e instanceof DOMException }; }
 };
 const hex = buf => [...new Uint8Array(buf)].map(b => b.toString(16).padStart(2, '0')).join('');
 const randomBytes = n => {
@@ -154,8 +154,9 @@ export async function pickedPack({ base }) {
     shortFile: await grab(() => load(names.map(n => new File([n === 'config.json' ? bytes[n].subarray(1) : bytes[n]], n)), { device: 'cpu' })),
     incomplete: await grab(() => load(files.filter(f => f.name !== 'sparse_linear.safetensors'), { device: 'cpu' })),
     dtypeMismatch: await grab(() => load(files, { device: 'cpu', dtype: 'f32' })),
-    // Files in BAAI's layout (no m3-pack.json) with a pack's dtype: refused before anything is read.
-    notAPack: await grab(() => load(['config.json', 'tokenizer.json', 'pytorch_model.bin', 'colbert_linear.pt', 'sparse_linear.pt'].map(n => new File(['x'], n)), { device: 'cpu', dtype: 'int8' })),
+    // Files in BAAI's layout (no m3-pack.json) with a pack's dtype are converted (convert.test.mjs),
+    // from pytorch_model.bin: with model.safetensors in its place, refused before anything is read.
+    noBin: await grab(() => load(['config.json', 'tokenizer.json', 'model.safetensors', 'colbert_linear.pt', 'sparse_linear.pt'].map(n => new File(['x'], n)), { device: 'cpu', dtype: 'int8' })),
   };
   return { picked, pickedMain, object, errors };
 }

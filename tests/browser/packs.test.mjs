@@ -291,8 +291,9 @@ test('picked files (File objects) and an object of bytes with its manifest load 
   assert.match(r.errors.shortFile.message, /^config\.json: \d+ bytes, but m3-pack\.json says \d+/);
   assert.match(r.errors.incomplete.message, /the picked files lack sparse_linear\.safetensors/);
   assert.equal(r.errors.dtypeMismatch.kind, 'input');
-  assert.equal(r.errors.notAPack.kind, 'input');
-  assert.match(r.errors.notAPack.message, /m3 convert/);
+  assert.equal(r.errors.noBin.kind, 'input');
+  assert.deepEqual(r.errors.noBin.missing, ['pytorch_model.bin']);
+  assert.match(r.errors.noBin.message, /^the picked files lack pytorch_model\.bin: dtype "int8" converts BAAI's files/);
 });
 
 test('pack sizes and conversion times (figures for the docs)', () => {
