@@ -31,13 +31,13 @@ async function adapterName() {
 }
 
 const ops = {
-  /** Loads `base`; returns times (files ready = first "build" progress), the bytes each file came
+  /** Loads `base` (or `picked`, Files in BAAI's layout or a pack's); returns times (files ready = first "build" progress), the bytes each file came
    *  with per source ("download" or "cache"), the Cache API's bytes after, and memory after load. */
-  async load({ base, dtype, device, cache, encoderFile }) {
+  async load({ base, picked, dtype, device, cache, encoderFile }) {
     const t0 = performance.now();
     let filesReady = null;
     const last = {}; // file -> its latest progress event
-    model = await load(base, { dtype, device, cache, encoderFile, worker: false, onProgress: p => {
+    model = await load(picked ?? base, { dtype, device, cache, encoderFile, worker: false, onProgress: p => {
       if (p.phase === 'build') filesReady ??= performance.now();
       else last[p.file] = p;
     } });
