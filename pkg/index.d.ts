@@ -110,12 +110,16 @@ export interface LoadOptions {
    *  false`, or where the Cache API does not exist or refuses the files (quota, a private window),
    *  the load converts in memory instead (the pack's size in page or worker memory while loading)
    *  and caches nothing more: the model is the dtype asked for, and the next load converts again.
-   *  Picked files and bytes in BAAI's layout are converted the same way, in memory: nothing is
-   *  cached (the files are the caller's already), each load converts again, and the pack's size
-   *  is held in worker or page memory while loading; `config.json` is reported with phase
-   *  'convert' too. They must include pytorch_model.bin (the converter's input; model.safetensors
-   *  alone: `kind` 'input' with `missing`); a damaged or cut-short one is `kind` 'format', a file
-   *  that can no longer be read 'io'. */
+   *  Picked files (File / Blob) in BAAI's layout are converted the same way as they are read, and
+   *  the Cache API keeps the pack under a key made of the files' names, sizes, modification times
+   *  and sampled fingerprints (`https://bge-m3-web.invalid/picked/<dtype>/<id>/<file>`): the same
+   *  files picked again load the pack from the cache; touched or changed files are converted
+   *  again (a file changed in place with the same size and modification time, outside the 16
+   *  sampled 64 KiB blocks, would not be noticed). Bytes (Uint8Array / ArrayBuffer) are converted
+   *  in memory and never cached. `config.json` is reported with phase 'convert' for them. They
+   *  must include pytorch_model.bin (the converter's input; model.safetensors alone: `kind`
+   *  'input' with `missing`); a damaged or cut-short one is `kind` 'format', a file that can no
+   *  longer be read 'io'. */
   dtype?: WeightsDtype;
   /** Keep downloaded files in the Cache API under this name (default "bge-m3-web"); false: no
    *  cache. A cached file is used when its size and a sampled fingerprint match the record stored

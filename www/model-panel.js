@@ -40,7 +40,7 @@ export function selectedSource() {
 
 /** The weights chosen on the page: '' (as the files are), 'f16' or 'int8' (the package's `dtype`:
  *  BAAI's f32 files are converted while they download, and the Cache API keeps the compact form;
- *  from a folder, while they are read, in memory). */
+ *  from a folder, while they are read, and cached the same way). */
 const DTYPES = ['', 'f16', 'int8'];
 
 /** The file options of `load` (and `isCached`) for a source, with the weights chosen. */

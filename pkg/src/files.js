@@ -41,8 +41,8 @@ export async function resolveFiles(source, { encoderFile = 'pytorch_model.bin', 
   if (typeof source === 'string' || source instanceof URL) {
     return fromUrl(String(source), { encoderFile, dtype, cache, converter, onProgress, signal });
   }
-  if (isFileList(source)) return { ...(await fromFileList(source, { dtype, converter, onProgress, signal })), cached: [], urls: {} };
-  if (typeof source === 'object') return { ...(await fromObject(source, { dtype, converter, onProgress, signal })), cached: [], urls: {} };
+  if (isFileList(source)) return { cached: [], urls: {}, ...(await fromFileList(source, { dtype, cache, converter, onProgress, signal })) };
+  if (typeof source === 'object') return { cached: [], urls: {}, ...(await fromObject(source, { dtype, cache, converter, onProgress, signal })) };
   throw kindError('input', 'source must be a base URL, a FileList / File[] or { config, tokenizer, encoder, colbert, sparse, manifest? }', {}, TypeError);
 }
 
@@ -56,7 +56,10 @@ function packDtype(manifest, dtype, where) {
   return manifest.dtype;
 }
 
-async function fromFileList(list, { dtype, converter, onProgress, signal }) {
+/** The Cache API store `cache` (null: `cache` false, or no Cache API). */
+const openStore = async cache => (cache !== false && typeof caches !== 'undefined' ? caches.open(cache) : null);
+
+async function fromFileList(list, { dtype, cache, converter, onProgress, signal }) {
   const byName = new Map();
   for (const f of list) byName.set(String(f.webkitRelativePath || f.name).split('/').pop(), f);
   const files = {};
@@ -70,7 +73,9 @@ async function fromFileList(list, { dtype, converter, onProgress, signal }) {
     }
     return { files, dtype: packType };
   }
-  if (PACK_DTYPES.includes(dtype)) return convertLocal(name => byName.get(name), { dtype, where: 'the picked files', converter, onProgress, signal });
+  if (PACK_DTYPES.includes(dtype)) {
+    return convertLocal(name => byName.get(name), { dtype, where: 'the picked files', cache, converter, onProgress, signal });
+  }
   const missing = [];
   for (const [role, name] of Object.entries(ROLES)) {
     if (byName.has(name)) files[role] = byName.get(name);
@@ -84,7 +89,7 @@ async function fromFileList(list, { dtype, converter, onProgress, signal }) {
 }
 
 /** `{ config, tokenizer, encoder, colbert, sparse }`, plus `manifest` (m3-pack.json) for a pack. */
-async function fromObject(source, { dtype, converter, onProgress, signal }) {
+async function fromObject(source, { dtype, cache, converter, onProgress, signal }) {
   const bytes = (v, role) => {
     if (!(v instanceof Blob || v instanceof ArrayBuffer || ArrayBuffer.isView(v))) {
       throw kindError('input', `source.${role} must be a Blob, ArrayBuffer or Uint8Array`, {}, TypeError);
@@ -98,7 +103,7 @@ async function fromObject(source, { dtype, converter, onProgress, signal }) {
     // BAAI's files by role; the encoder must be pytorch_model.bin's bytes (the converter's input).
     const byName = new Map(Object.entries(ROLES).map(([role, name]) => [name, files[role]]));
     byName.set(PACK_SOURCES['model.safetensors'], files.encoder);
-    return convertLocal(name => byName.get(name), { dtype, where: 'the source object', converter, onProgress, signal });
+    return convertLocal(name => byName.get(name), { dtype, where: 'the source object', cache, converter, onProgress, signal });
   }
   const m = bytes(source.manifest, 'manifest');
   const manifest = parseManifest(await blobText(m instanceof Blob ? m : new Blob([m])));
@@ -146,12 +151,12 @@ async function fromUrl(base, { encoderFile, dtype, cache, converter, onProgress,
   if (!ENCODERS.includes(encoderFile)) throw kindError('input', `encoderFile must be ${ENCODERS.join(' or ')}`, {}, TypeError);
   base = new URL(base, globalThis.location?.href).href; // relative to the page
   if (!base.endsWith('/')) base += '/';
-  const store = cache !== false && typeof caches !== 'undefined' ? await caches.open(cache) : null;
+  const store = await openStore(cache);
   const convert = PACK_DTYPES.includes(dtype);
   const job = { base, dtype, encoderFile, store, converter, onProgress, signal };
   // Converted here before, from a base whose m3-pack.json was a 404 then (remembered): loaded
   // from the cache without any request, as a cached BAAI-layout model is.
-  if (convert && store && (await savedRecord(store, new URL(MANIFEST, base).href))?.absent && (await convertedManifest(store, base, dtype))) {
+  if (convert && store && (await savedRecord(store, new URL(MANIFEST, base).href))?.absent && (await convertedManifest(store, convertedBase(base, dtype), dtype))) {
     return fromConverted(job);
   }
   const files = {}, urls = {}, cached = [];
@@ -263,7 +268,7 @@ export async function isCached(base = HF_BGE_M3, { encoderFile = 'pytorch_model.
       return (dtype === undefined || dtype === manifest.dtype) && (await storedAsListed(store, base, manifest));
     }
     if (PACK_DTYPES.includes(dtype)) {
-      const manifest = await convertedManifest(store, base, dtype);
+      const manifest = await convertedManifest(store, convertedBase(base, dtype), dtype);
       return !!manifest && (await storedAsListed(store, convertedBase(base, dtype), manifest));
     }
     for (const name of [...Object.values(ROLES), encoderFile]) {
@@ -298,6 +303,18 @@ const savedRecord = async (store, url) => (await store.match(metaKey(url)))?.jso
 /** Where the pack converted from BAAI's files at `base` is kept in the Cache API: its files and
  *  m3-pack.json under this folder URL, one per dtype, each file with a record under metaKey. */
 export const convertedBase = (base, dtype) => `https://bge-m3-web.invalid/converted/${dtype}/${encodeURIComponent(base)}/`;
+/** The same for a pack converted from picked files, `id` naming them (pickedId). */
+export const pickedBase = (id, dtype) => `https://bge-m3-web.invalid/picked/${dtype}/${id}/`;
+
+/** Which picked files these are (`[[name, Blob]]`), without reading them whole: the SHA-256 of
+ *  each one's name, size, modification time and sampled fingerprint. The same files picked again
+ *  give the same id; a file replaced, changed or touched since gives another. */
+async function pickedId(named) {
+  const parts = [];
+  for (const [name, blob] of named) parts.push([name, blob.size, blob.lastModified ?? null, await fingerprint(blob)]);
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(parts)));
+  return [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, '0')).join('');
+}
 
 /** A fingerprint of a Blob: its size and the SHA-256 of 16 evenly spaced 64 KiB samples (first
  *  and last bytes included). Catches truncation and most changes without reading 2 GB. */
@@ -447,9 +464,9 @@ async function download(url, name, store, onProgress, signal, expect) {
 
 // ---- Converting BAAI's files into a pack while they download ----
 
-/** The complete pack converted earlier from BAAI's files at `base` (its m3-pack.json, parsed), or null. */
-async function convertedManifest(store, base, dtype) {
-  const hit = await store.match(new URL(MANIFEST, convertedBase(base, dtype)).href);
+/** The complete pack of `dtype` converted earlier into folder `vbase` (its m3-pack.json, parsed), or null. */
+async function convertedManifest(store, vbase, dtype) {
+  const hit = await store.match(new URL(MANIFEST, vbase).href);
   if (!hit) return null;
   try {
     const manifest = parseManifest(await hit.text());
@@ -459,9 +476,20 @@ async function convertedManifest(store, base, dtype) {
   }
 }
 
+/** The pack (`dtype` 'f16' or 'int8') converted from BAAI's files at `base` (convertInto, under
+ *  convertedBase; each file's bytes from an intact f32 copy in the cache, else downloaded). */
+async function fromConverted({ base, dtype, encoderFile, store, converter, onProgress, signal }) {
+  if (encoderFile !== PACK_SOURCES['model.safetensors']) {
+    throw kindError('input', `encoderFile "${encoderFile}" cannot be converted to a ${dtype} pack while it downloads (the converter reads `
+      + `${PACK_SOURCES['model.safetensors']}); leave encoderFile out, or make a pack with \`m3 convert\``);
+  }
+  return convertInto({ vbase: convertedBase(base, dtype), sourceOf: from => urlSource(from, base, store, signal), dtype, store, converter, onProgress, signal });
+}
+
 /**
- * The pack (`dtype` 'f16' or 'int8') converted from BAAI's files at `base`. Each pack file comes
- * from the cache when an intact copy is there (under `convertedBase`, its record naming its size,
+ * The pack (`dtype` 'f16' or 'int8') converted from BAAI's files (`sourceOf(name)`: urlSource,
+ * localSource), kept in folder `vbase` of the cache. Each pack file comes
+ * from the cache when an intact copy is there (under `vbase`, its record naming its size,
  * SHA-256 and source; those m3-pack.json lists when the pack is complete), else it is made now
  * (`makeFile`: config.json copied; tokenizer.json minified, pytorch_model.bin and the heads' .pt
  * converted, by the wasm PackConverter) and written to the cache as it streams. m3-pack.json
@@ -471,17 +499,11 @@ async function convertedManifest(store, base, dtype) {
  * `store` null (`cache: false`): everything is made in memory. The Cache API refusing a file
  * (quota, a private window): this load goes on in memory, without caching (LoadOptions.dtype).
  */
-async function fromConverted({ base, dtype, encoderFile, store, converter, onProgress, signal }) {
-  if (encoderFile !== PACK_SOURCES['model.safetensors']) {
-    throw kindError('input', `encoderFile "${encoderFile}" cannot be converted to a ${dtype} pack while it downloads (the converter reads `
-      + `${PACK_SOURCES['model.safetensors']}); leave encoderFile out, or make a pack with \`m3 convert\``);
-  }
+async function convertInto({ vbase, sourceOf, dtype, store, converter, onProgress, signal }) {
   needConverter(converter);
-  const vbase = convertedBase(base, dtype);
   const manifestUrl = new URL(MANIFEST, vbase).href;
-  const manifest = store ? await convertedManifest(store, base, dtype) : null;
+  const manifest = store ? await convertedManifest(store, vbase, dtype) : null;
   const files = {}, made = {}, cached = [], urls = { manifest: manifestUrl };
-  const readStore = store; // where an intact f32 copy from an earlier load may be read from
   let complete = !!manifest;
   for (const [name, role] of Object.entries(PACK_FILES)) {
     throwIfAborted(signal);
@@ -498,7 +520,7 @@ async function fromConverted({ base, dtype, encoderFile, store, converter, onPro
     }
     if (store && complete) await store.delete(manifestUrl); // not complete while a file is made again
     complete = false;
-    const job = { name, from: PACK_SOURCES[name], dtype, source: urlSource(PACK_SOURCES[name], base, readStore, signal), url, converter, onProgress, signal };
+    const job = { name, from: PACK_SOURCES[name], dtype, source: sourceOf(PACK_SOURCES[name]), url, converter, onProgress, signal };
     let got;
     try {
       got = await makeFile({ ...job, store });
@@ -575,23 +597,21 @@ function localSource(bytes) {
   };
 }
 
-/** A pack of `dtype` converted in memory from BAAI's files the caller holds (`bytesOf(name)`: a
- *  File, Blob or Uint8Array, or undefined), as a base URL's are while they download: nothing is
- *  cached (the files are on the caller's side already), and every load converts again. */
-async function convertLocal(bytesOf, { dtype, where, converter, onProgress, signal }) {
-  needConverter(converter);
-  const missing = Object.values(PACK_SOURCES).filter(name => !bytesOf(name));
+/** A pack of `dtype` converted from BAAI's files the caller holds (`bytesOf(name)`: a File, Blob
+ *  or Uint8Array, or undefined), as a base URL's are while they download (convertInto). Picked
+ *  files (Blobs) are kept in the Cache API store `cache` under pickedBase, named by pickedId: the
+ *  same files picked again load from the cache. Bytes (Uint8Arrays), or `cache` false: in memory,
+ *  nothing cached, no cache opened. */
+async function convertLocal(bytesOf, { dtype, where, cache, converter, onProgress, signal }) {
+  const named = Object.values(PACK_SOURCES).map(name => [name, bytesOf(name)]);
+  const missing = named.filter(([, b]) => !b).map(([name]) => name);
   if (missing.length) {
     throw kindError('input', `${where} lack ${missing.join(', ')}: dtype "${dtype}" converts BAAI's files (${Object.values(PACK_SOURCES).join(', ')}; `
       + `the converter reads pytorch_model.bin, not model.safetensors), or give a pack with its ${MANIFEST}`, { missing });
   }
-  const files = {};
-  for (const [name, role] of Object.entries(PACK_FILES)) {
-    throwIfAborted(signal);
-    const from = PACK_SOURCES[name];
-    files[role] = (await makeFile({ name, from, dtype, source: localSource(bytesOf(from)), store: null, converter, onProgress, signal })).blob;
-  }
-  return { files, dtype, converted: true };
+  const store = named.every(([, b]) => b instanceof Blob) ? await openStore(cache) : null;
+  const vbase = pickedBase(store ? await pickedId(named) : 'in-memory', dtype);
+  return convertInto({ vbase, sourceOf: name => localSource(bytesOf(name)), dtype, store, converter, onProgress, signal });
 }
 
 /**

@@ -31,11 +31,12 @@ async function loadWith(base, options) {
 }
 
 /** BAAI's files at `base` as a caller holds them: `picked` 'files' (File objects, as an <input>
- *  gives them) or 'bytes' (`{ config, tokenizer, encoder, colbert, sparse }` of Uint8Arrays). */
-export async function baaiFiles(base, picked) {
+ *  gives them, modified at `stamp`: ms since 1970, as the disk would say) or 'bytes' (`{ config,
+ *  tokenizer, encoder, colbert, sparse }` of Uint8Arrays). */
+export async function baaiFiles(base, picked, stamp = 0) {
   const bytes = {};
   for (const name of SOURCES) bytes[name] = new Uint8Array(await (await fetch(base + name)).arrayBuffer());
-  if (picked === 'files') return SOURCES.map(name => new File([bytes[name]], name));
+  if (picked === 'files') return SOURCES.map(name => new File([bytes[name]], name, { lastModified: stamp }));
   const [config, tokenizer, encoder, colbert, sparse] = SOURCES.map(name => bytes[name]);
   return { config, tokenizer, encoder, colbert, sparse };
 }
@@ -44,10 +45,10 @@ export async function baaiFiles(base, picked) {
  *  (texts of at most `maxItemTokens` tokens): per text the dense cosine, the smallest ColBERT row
  *  cosine, the largest sparse weight difference, same ids and rows (packs.test.mjs's measures).
  *  With `pack`, the same texts through that pack (made by `m3 convert`), compared exactly. */
-export async function convertParity({ base, picked, dtype, cache, worker = true, reference, pack, maxItemTokens = Infinity }) {
+export async function convertParity({ base, picked, stamp, dtype, cache, worker = true, reference, pack, maxItemTokens = Infinity }) {
   const ref = await (await fetch(reference)).json();
   const items = ref.items.filter(i => i.input_ids.length <= maxItemTokens);
-  const first = await loadWith(picked ? await baaiFiles(base, picked) : base, { dtype, cache, worker });
+  const first = await loadWith(picked ? await baaiFiles(base, picked, stamp) : base, { dtype, cache, worker });
   if (first.err) return { err: first.err, phases: first.phases };
   const encode = m => m.encode(items.map(i => i.text), { truncate: true, batchSize: 4 });
   const t = performance.now();
@@ -152,9 +153,9 @@ export async function damageCached({ cache, base, dtype, name, at }) {
 /** One load, then (on success) the dense cosine of reference text 0 and dispose. `abortOn`:
  *  "file:phase" of the progress event at which the load is aborted. */
 const firstItem = {};
-export async function loadOnce({ base, picked, dtype, cache, worker = true, encoderFile, abortOn, reference = '/fixtures/tiny-m3-reference.json' }) {
+export async function loadOnce({ base, picked, stamp, dtype, cache, worker = true, encoderFile, abortOn, reference = '/fixtures/tiny-m3-reference.json' }) {
   const ctl = new AbortController();
-  const r = await loadWith(picked ? await baaiFiles(base, picked) : base, { dtype, cache, worker, encoderFile, signal: ctl.signal,
+  const r = await loadWith(picked ? await baaiFiles(base, picked, stamp) : base, { dtype, cache, worker, encoderFile, signal: ctl.signal,
     onProgress: p => { if (abortOn === `${p.file}:${p.phase}` && p.loaded > 0) ctl.abort(); } });
   if (r.err) return { err: r.err, phases: r.phases, ms: r.ms };
   const item = firstItem[reference] ??= (await (await fetch(reference)).json()).items[0];
@@ -166,3 +167,9 @@ export async function loadOnce({ base, picked, dtype, cache, worker = true, enco
 }
 
 export const clear = name => clearCache(name);
+
+/** The keys of cache `cache` under the folder of packs converted from picked files (files.js: pickedBase). */
+export async function pickedKeys(cache) {
+  const store = await caches.open(cache);
+  return (await store.keys()).map(r => r.url).filter(u => u.startsWith('https://bge-m3-web.invalid/picked/'));
+}

@@ -122,9 +122,10 @@ function assertParity(r, dtype, label) {
   assert.deepEqual({ ...r.vsPack, dtype: undefined }, { dtype: undefined, dense: 0, sparse: 0, colbert: 0, sameSparseIds: true, sameRows: true });
 }
 
-// The cached ones (in the worker) are also compared tensor by tensor with m3 convert's files; those
-// converted in memory (`cache: false` on the page's thread; picked Files in the worker; bytes on the
-// page's thread) by their vectors only, and they must open no cache.
+// The cached downloads (in the worker) are also compared tensor by tensor with m3 convert's files;
+// the others by their vectors only: converted in memory (`cache: false` on the page's thread; bytes
+// on the page's thread), which must open no cache, and picked Files in the worker (cached: the test
+// after the loop).
 for (const [fixture, dtype, pack, reference, how] of [
   ['tiny-m3', 'int8', 'int8', 'tiny-m3-reference.json', 'cached'],
   ['tiny-m3-h16', 'f16', 'h16-f16', 'tiny-m3-h16-reference.json', 'cached'],
@@ -134,15 +135,17 @@ for (const [fixture, dtype, pack, reference, how] of [
 ]) {
   const cached = how === 'cached';
   const label = { cached: 'while downloading (cached, in the worker)', memory: 'while downloading (cache: false, worker: false)',
-    files: 'from picked Files (in the worker)', bytes: 'from bytes (worker: false)' }[how];
+    files: 'from picked Files (cached, in the worker)', bytes: 'from bytes (worker: false)' }[how];
   test(`${fixture} converted to ${dtype} ${label}: within the pack bounds of FlagEmbedding's reference; the same tensors and vectors as m3 convert's pack`, { timeout: 300_000 }, async () => {
-    const cache = cached ? `convert-${fixture}-${dtype}` : how === 'memory' ? false : undefined; // picked: the default cache, never opened
+    // bytes: the default cache, never opened.
+    const cache = cached || how === 'files' ? `convert-${fixture}-${dtype}-${how}` : how === 'memory' ? false : undefined;
     if (cache) await run('clear', cache);
     const names = () => page.evaluate(() => caches.keys());
     const before = await names();
     const picked = how === 'files' || how === 'bytes' ? how : undefined;
     const r = await run('convertParity', { base: `/fixtures/${fixture}/`, picked, dtype, cache, worker: cached || how === 'files', reference: `/fixtures/${reference}`, pack: `/packs/${pack}/`, maxItemTokens: MAX_TOKENS });
     assertParity(r, dtype, `${fixture} -> ${dtype} (${label})`);
+    if (how === 'files') await run('clear', cache);
     if (!cached) {
       assert.deepEqual(await names(), before, 'no cache opened');
       return;
@@ -260,22 +263,52 @@ test('bad sources: a flipped byte (CRC-32), a file cut short, a dropped connecti
   await run('clear', cache);
 });
 
-test('BAAI\'s files picked or handed over as bytes, converted in memory: a flipped byte and a file cut short are format errors naming the file, an abort mid-conversion an AbortError; no cache opened', { timeout: 300_000 }, async () => {
-  const names = () => page.evaluate(() => caches.keys());
-  const before = await names();
-  const flipped = await run('loadOnce', { base: '/packs/flipped/', picked: 'files', dtype: 'int8' });
+test('picked files: the converted pack is cached; the same files picked again load from the cache, touched or changed ones are converted again; bytes are never cached', { timeout: 300_000 }, async () => {
+  const cache = 'convert-picked';
+  await run('clear', cache);
+  const good = { base: '/packs/good/', picked: 'files', dtype: 'int8', cache };
+  const first = await run('loadOnce', { ...good, stamp: 1000 });
+  assert.equal(first.err, undefined, JSON.stringify(first.err));
+  assert.ok(first.phases.includes('pytorch_model.bin:convert'), first.phases.join(' '));
+  const keys = await run('pickedKeys', cache);
+  assert.ok(keys.some(k => k.endsWith('/m3-pack.json')), `a complete pack: ${keys}`);
+  assert.equal(new Set(keys.map(k => k.replace(/\/[^/]*$/, ''))).size, 1, 'one folder');
+  // The same files (names, sizes, modification times, contents): from the cache, the same vectors.
+  const again = await run('loadOnce', { ...good, stamp: 1000 });
+  assert.deepEqual(sorted(again.phases.filter(p => !p.startsWith('model:'))), sorted(PACK_FILES.map(f => `${f}:cache`)));
+  assert.equal(again.dense0, first.dense0);
+  // Touched since (another modification time): converted again, into a folder of its own.
+  const touched = await run('loadOnce', { ...good, stamp: 2000 });
+  assert.ok(touched.phases.includes('pytorch_model.bin:convert'), touched.phases.join(' '));
+  assert.equal(touched.dense0, first.dense0);
+  assert.equal(new Set((await run('pickedKeys', cache)).map(k => k.replace(/\/[^/]*$/, ''))).size, 2);
+  // Bytes: converted in memory, nothing more in the cache.
+  const n = (await run('pickedKeys', cache)).length;
+  const bytes = await run('loadOnce', { ...good, picked: 'bytes', worker: false });
+  assert.ok(bytes.phases.includes('pytorch_model.bin:convert'), bytes.phases.join(' '));
+  assert.equal((await run('pickedKeys', cache)).length, n, 'bytes are not cached');
+  await run('clear', cache);
+});
+
+test('BAAI\'s files picked or handed over as bytes: a flipped byte and a file cut short are format errors naming the file, an abort mid-conversion an AbortError; no pack is marked complete', { timeout: 300_000 }, async () => {
+  const cache = 'convert-picked-bad';
+  await run('clear', cache);
+  const flipped = await run('loadOnce', { base: '/packs/flipped/', picked: 'files', stamp: 3000, dtype: 'int8', cache });
   console.log('picked, flipped byte:', flipped.err?.message);
   assert.equal(flipped.err?.kind, 'format');
   assert.match(flipped.err.message, /^pytorch_model\.bin: .*CRC-32/);
-  const truncated = await run('loadOnce', { base: '/packs/truncated/', picked: 'bytes', dtype: 'f16', worker: false });
+  const truncated = await run('loadOnce', { base: '/packs/truncated/', picked: 'bytes', dtype: 'f16', worker: false, cache });
   console.log('bytes, cut short:', truncated.err?.message);
   assert.equal(truncated.err?.kind, 'format');
   assert.match(truncated.err.message, /^pytorch_model\.bin: .*cut short/);
   for (const worker of [true, false]) {
-    const aborted = await run('loadOnce', { base: '/packs/good/', picked: 'files', dtype: 'f16', worker, abortOn: 'pytorch_model.bin:convert' });
+    const aborted = await run('loadOnce', { base: '/packs/good/', picked: 'files', stamp: 4000, dtype: 'f16', worker, cache, abortOn: 'pytorch_model.bin:convert' });
     assert.equal(aborted.err?.name, 'AbortError', `worker: ${worker}`);
   }
-  assert.deepEqual(await names(), before, 'no cache opened');
+  const keys = await run('pickedKeys', cache);
+  assert.ok(!keys.some(k => k.endsWith('/m3-pack.json') || k.includes('model.safetensors')), `no pack complete, nothing of model.safetensors: ${keys}`);
+  assert.ok(keys.some(k => k.endsWith('/tokenizer.json')), 'files finished before the failure are kept');
+  await run('clear', cache);
 });
 
 test('abort mid-conversion: AbortError, no pack marked complete, the next load converts only what was missing; a damaged cached file is made again', { timeout: 300_000 }, async () => {

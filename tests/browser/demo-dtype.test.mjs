@@ -61,9 +61,10 @@ test('the next visit keeps int8 and loads it from the cache by itself; f32 is as
   assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
 });
 
-/** A page of its own (nothing remembered), `folder` picked as the source, `dtype` chosen, loaded:
- *  the paths it asked the server for under /fixtures/, and its file rows. */
-async function loadFolder(folder, dtype) {
+/** A page of its own (nothing remembered, an empty cache), `folder` picked as the source, `dtype`
+ *  chosen, loaded `times` times: after each load, the paths it asked the server for under
+ *  /fixtures/, and its file rows. */
+async function loadFolder(folder, dtype, times = 1) {
   const p = await (await browser.newContext()).newPage();
   const errors = [];
   p.on('pageerror', e => errors.push(e.message));
@@ -73,27 +74,36 @@ async function loadFolder(folder, dtype) {
   await p.waitForSelector('body[data-started=yes]');
   await p.setInputFiles('#source-folder', folder);
   await p.selectOption('#dtype', dtype);
-  await p.click('#load');
-  await p.waitForFunction(() => document.body.dataset.model === 'ready' || document.querySelector('#model-msg.error'), null, { timeout: 90_000 });
-  const r = {
-    msg: await p.textContent('#model-msg'),
-    dtype: await p.getAttribute('#backend', 'data-dtype'),
-    rows: await p.$$eval('#files .file', l => Object.fromEntries(l.map(f => [f.dataset.file, [f.dataset.phase, f.querySelector('.file-info').textContent]]))),
-    requested: urls.filter(u => u.startsWith('/fixtures/')),
-    errors,
-  };
+  const loads = [];
+  for (let i = 0; i < times; i++) {
+    await p.evaluate(() => { document.body.dataset.model = ''; });
+    await p.click('#load');
+    await p.waitForFunction(() => document.body.dataset.model === 'ready' || document.querySelector('#model-msg.error'), null, { timeout: 90_000 });
+    loads.push({
+      msg: await p.textContent('#model-msg'),
+      dtype: await p.getAttribute('#backend', 'data-dtype'),
+      rows: await p.$$eval('#files .file', l => Object.fromEntries(l.map(f => [f.dataset.file, [f.dataset.phase, f.querySelector('.file-info').textContent]]))),
+      requested: urls.splice(0).filter(u => u.startsWith('/fixtures/')),
+      errors: errors.splice(0),
+    });
+  }
   await p.context().close();
-  return r;
+  return times === 1 ? loads[0] : loads;
 }
 
-test('a folder of BAAI\'s files with int8 weights: converted while read, in memory; nothing downloaded', { timeout: 120_000 }, async () => {
-  const r = await loadFolder(path.join(fixtures, 'tiny-m3'), 'int8');
+test('a folder of BAAI\'s files with int8 weights: converted while read, nothing downloaded; loaded again, from the cache', { timeout: 120_000 }, async () => {
+  const [r, again] = await loadFolder(path.join(fixtures, 'tiny-m3'), 'int8', 2);
   assert.match(r.msg, /Ready: 32-dimensional.*folder “tiny-m3” on this computer/);
   assert.equal(r.dtype, 'int8');
   assert.equal(r.rows['pytorch_model.bin']?.[0], 'convert', JSON.stringify(r.rows));
   assert.match(r.rows['pytorch_model.bin'][1], /read, converted to int8$/);
   assert.deepEqual(r.requested, []);
   assert.deepEqual(r.errors, []);
+  // The same folder again: the converted pack from the browser's cache.
+  assert.equal(again.dtype, 'int8');
+  assert.equal(again.rows['model.safetensors']?.[0], 'cache', JSON.stringify(again.rows));
+  assert.deepEqual(again.requested, []);
+  assert.deepEqual(again.errors, []);
 });
 
 test('a folder holding a pack (m3 convert\'s) loads as the pack, its files checked', { timeout: 120_000 }, async () => {
