@@ -15,7 +15,7 @@ use crate::gpu::flush_uploads;
 use crate::kernels::register_kernel_fits;
 use crate::kernels::{LinearKernel, attention_kernel_fits, attention_register_4x4};
 use crate::kernels::{PackedWeight, WordCode, linear_packed_register, linear_register_4x4, matmul_f16};
-use crate::kernels::{layer_norm_kernel_fits, layer_norm_register, pack_f16_columns, pack_i8_columns};
+use crate::kernels::{layer_norm_kernel_fits, layer_norm_register, pack_f16_columns, pack_i8_columns, tile_words};
 use crate::weights::{F16Matrix, HostTensor, Int8Rows, TensorSource, expect_shape, f16_to_f32};
 
 /// Most bytes one feed-forward block may take: keeps the peak activation memory
@@ -102,9 +102,10 @@ impl Linear {
         // (the matmul kernels load contiguous rows far faster).
         let weight = match src.int8(&w_key)? {
             Some(q) if is_wgpu(device) && register_kernel_fits(d_in, d_out) => {
-                let words = pack_i8_columns(&transpose(&q.q, d_out, d_in));
+                // [in / 4, out] words: rows of tiles, 4 rows x 4 columns a word each row.
+                let words = tile_words(&pack_i8_columns(&transpose(&q.q, d_out, d_in)), d_in, 1);
                 let factor = upload(HostTensor { shape: vec![1, d_out], data: q.scales }, [1, d_out], device);
-                let words = Tensor::from_data(TensorData::new(words, [d_in, d_out / 4]), device);
+                let words = Tensor::from_data(TensorData::new(words, [d_in / 4, d_out]), device);
                 Weight::Gpu(PackedWeight { words, factor, code: WordCode::Int8 })
             }
             Some(q) => Weight::Int8Host { q_t: transpose(&q.q, d_out, d_in), scale: q.scales, device: device.clone() },
@@ -116,7 +117,9 @@ impl Linear {
                 }
                 Some(m) if is_wgpu(device) && register_kernel_fits(d_in, d_out) => {
                     let (words, code, factor) = pack_f16_columns(&transpose(&m.bits, d_out, d_in));
-                    let words = Tensor::from_data(TensorData::new(words, [d_in, d_out / 2]), device);
+                    // [in / 4, 2 out] words: rows of tiles, 4 rows x 4 columns two words each row.
+                    let words =
+                        Tensor::from_data(TensorData::new(tile_words(&words, d_in, 2), [d_in / 4, 2 * d_out]), device);
                     let factor =
                         upload(HostTensor { shape: vec![1, d_out], data: vec![factor; d_out] }, [1, d_out], device);
                     Weight::Gpu(PackedWeight { words, factor, code })

@@ -58,6 +58,8 @@ impl LinearKernel {
 }
 
 type Vec4 = Vector<f32, Const<4>>;
+/// Four 32-bit words: one tile of a packed weight, or half of one ([`WordCode::words_per_vec4`]).
+type UVec4 = Vector<u32, Const<4>>;
 
 /// Units per workgroup along the output columns (in vec4s) and along the blocks of `UNIT_ROWS` rows.
 const GROUP_COLS: u32 = 16;
@@ -96,8 +98,28 @@ fn row_times_w(acc: Vec4, a: Vec4, w0: Vec4, w1: Vec4, w2: Vec4, w3: Vec4) -> Ve
         + Vec4::new(a.extract(3usize)) * w3
 }
 
+/// acc[r] += (row r's a at `a_at[r] + kk`) times the 4 k steps `w0`..`w3`, for the unit's
+/// `UNIT_ROWS` rows.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn unit_rows_times_w(
+    acc: &mut Array<Vec4>,
+    a: &Tensor<Vec4>,
+    a_at: &Array<usize>,
+    kk: usize,
+    w0: Vec4,
+    w1: Vec4,
+    w2: Vec4,
+    w3: Vec4,
+) {
+    #[unroll]
+    for r in 0..UNIT_ROWS {
+        acc[r] = row_times_w(acc[r], a[a_at[r] + kk], w0, w1, w2, w3);
+    }
+}
+
 /// How `matmul_4x4` reads a weight word (chosen when the weight is uploaded:
-/// [`pack_i8_columns`], [`pack_f16_columns`]).
+/// [`pack_i8_columns`], [`pack_f16_columns`], then [`tile_words`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WordCode {
     /// Four int8 columns, byte j = q + 128 of column 4 c + j (biased: no sign to extend).
@@ -114,7 +136,8 @@ pub enum WordCode {
 }
 
 impl WordCode {
-    /// u32 words per 4 columns of a weight row: one of four int8, two of two halves.
+    /// u32 words per 4 columns of a weight row: one of four int8, two of two halves; so also
+    /// the [`UVec4`]s of a tile of 4 rows x 4 columns ([`tile_words`]).
     pub const fn words_per_vec4(self) -> usize {
         match self {
             WordCode::Int8 => 1,
@@ -137,14 +160,15 @@ fn f16_to_f32(h: u32) -> f32 {
     select(exp == 0u32, tiny, normal)
 }
 
-/// Columns 4 c .. 4 c + 3 of a weight row, as f32, from the words at `at`: one word of four
-/// biased int8, or two words of two halves (low half first), as `code` says.
+/// Row `r` (0..4) of a tile's 4 columns, as f32, from the tile's words (`t0`, and `t1` for
+/// halves; [`tile_words`]): word r of `t0` for int8 (four biased bytes), words 2 r, 2 r + 1 of
+/// the pair for halves (low half first), as `code` says.
 #[cube]
-fn packed_w(words: &Tensor<u32>, at: usize, #[comptime] code: WordCode) -> Vec4 {
+fn tile_row(t0: UVec4, t1: UVec4, #[comptime] r: usize, #[comptime] code: WordCode) -> Vec4 {
     let mut v = Vec4::empty();
     match code {
         WordCode::Int8 => {
-            let w = words[at];
+            let w = t0.extract(r);
             v.insert(0usize, f32::cast_from(w & 255u32));
             v.insert(1usize, f32::cast_from((w >> 8u32) & 255u32));
             v.insert(2usize, f32::cast_from((w >> 16u32) & 255u32));
@@ -152,8 +176,9 @@ fn packed_w(words: &Tensor<u32>, at: usize, #[comptime] code: WordCode) -> Vec4 
             v -= Vec4::new(128.0f32);
         }
         WordCode::F16Rebased => {
-            let lo = words[at];
-            let hi = words[at + 1];
+            let t = if comptime!(r < 2) { t0 } else { t1 };
+            let lo = t.extract(comptime!(2 * (r % 2)));
+            let hi = t.extract(comptime!(2 * (r % 2) + 1));
             // Half j's 15 magnitude bits go to an f32's bits 13..27, its sign to bit 31.
             v.insert(0usize, f32::reinterpret(((lo << 13u32) & 268427264u32) | ((lo << 16u32) & 2147483648u32)));
             v.insert(1usize, f32::reinterpret(((lo >> 3u32) & 268427264u32) | (lo & 2147483648u32)));
@@ -161,8 +186,9 @@ fn packed_w(words: &Tensor<u32>, at: usize, #[comptime] code: WordCode) -> Vec4 
             v.insert(3usize, f32::reinterpret(((hi >> 3u32) & 268427264u32) | (hi & 2147483648u32)));
         }
         WordCode::F16 => {
-            let lo = words[at];
-            let hi = words[at + 1];
+            let t = if comptime!(r < 2) { t0 } else { t1 };
+            let lo = t.extract(comptime!(2 * (r % 2)));
+            let hi = t.extract(comptime!(2 * (r % 2) + 1));
             v.insert(0usize, f16_to_f32(lo & 65535u32));
             v.insert(1usize, f16_to_f32(lo >> 16u32));
             v.insert(2usize, f16_to_f32(hi & 65535u32));
@@ -172,20 +198,16 @@ fn packed_w(words: &Tensor<u32>, at: usize, #[comptime] code: WordCode) -> Vec4 
     v
 }
 
-/// 4 columns of a row of B at `at`: a vec4 of `b`, or unpacked from `words` (`packed`).
-#[cube]
-fn b_vec4(b: &Tensor<Vec4>, words: &Tensor<u32>, at: usize, #[comptime] packed: Option<WordCode>) -> Vec4 {
-    if comptime!(packed.is_some()) { packed_w(words, at, comptime!(packed.unwrap_or(WordCode::Int8))) } else { b[at] }
-}
-
 /// For every matrix z (`ABSOLUTE_POS_Z`): out[z][m, :] = scale * (a[z][m, :] B[z]) * f + bias[z]
 /// (then GELU, exact (erf), when `gelu`),
 /// with a [rows, 4 * k4], B [4 * k4, 4 * n4], bias one row of n4 vec4s (when `has_bias`). B is
 /// f32 vec4s in `b` (`packed` None; f = 1), or, for one matrix in plain row-major layouts, a
-/// packed weight in `words` (`packed` its [`WordCode`]: one u32 word per 4 columns for int8, two
-/// for f16) with a per-column factor f in `factor` (int8: the scales; rebased f16: 2^(112 - s);
-/// f16: 1, unread). A packed weight is never expanded: each unit unpacks the words it reads in
-/// registers, and f is applied once, after the k loop (it factors out of it). The argument a
+/// packed weight in `words` (`packed` its [`WordCode`]), in tiles of 4 rows x 4 columns
+/// ([`tile_words`]: one [`UVec4`] for int8, two for f16; a row of B's tiles is `b_layout.row`
+/// UVec4s), with a per-column factor f in `factor` (int8: the scales; rebased f16: 2^(112 - s);
+/// f16: 1, unread). A packed weight is never expanded: each unit unpacks the tile it reads for
+/// each 4 k steps in registers (one or two 16-byte loads, where f32 takes four), and f is
+/// applied once, after the k loop (it factors out of it). The argument a
 /// launch does not use is bound to a stand-in and never read. One unit computes the `UNIT_ROWS`
 /// rows `UNIT_ROWS * ABSOLUTE_POS_Y ..` and the 4 columns `4 * ABSOLUTE_POS_X ..` in registers.
 #[cube(launch_unchecked)]
@@ -193,7 +215,7 @@ fn b_vec4(b: &Tensor<Vec4>, words: &Tensor<u32>, at: usize, #[comptime] packed: 
 fn matmul_4x4(
     a: &Tensor<Vec4>,
     b: &Tensor<Vec4>,
-    words: &Tensor<u32>,
+    words: &Tensor<UVec4>,
     factor: &Tensor<Vec4>,
     bias: &Tensor<Vec4>,
     out: &mut Tensor<Vec4>,
@@ -225,19 +247,28 @@ fn matmul_4x4(
         a_at[r] = row_start(&a_layout, z, heads, usize::min(row0 + r, last));
         acc[r] = Vec4::new(0.0f32);
     }
-    // Where this unit's 4 columns start in B's first row: vec4s of `b`, or words of `words`.
-    // B's rows are `b_layout.row` vec4s or words.
+    // Where this unit's 4 columns start in B's first row (of vec4s of `b`), or in its first row
+    // of tiles (of UVec4s of `words`). Rows of `b_layout.row` vec4s, or rows of tiles.
     let first = row_start(&b_layout, z, heads, 0) + col * comptime!(packed.map_or(1, WordCode::words_per_vec4));
     let per_row = b_layout.row;
     for kk in 0..k4 {
-        let w_row = first + kk * 4 * per_row;
-        let w0 = b_vec4(b, words, w_row, packed);
-        let w1 = b_vec4(b, words, w_row + per_row, packed);
-        let w2 = b_vec4(b, words, w_row + 2 * per_row, packed);
-        let w3 = b_vec4(b, words, w_row + 3 * per_row, packed);
-        #[unroll]
-        for r in 0..UNIT_ROWS {
-            acc[r] = row_times_w(acc[r], a[a_at[r] + kk], w0, w1, w2, w3);
+        if comptime!(packed.is_some()) {
+            let code = comptime!(packed.unwrap_or(WordCode::Int8));
+            let at = first + kk * per_row;
+            let t0 = words[at];
+            let t1 = if comptime!(code.words_per_vec4() == 2) { words[at + 1] } else { t0 };
+            let w0 = tile_row(t0, t1, 0usize, code);
+            let w1 = tile_row(t0, t1, 1usize, code);
+            let w2 = tile_row(t0, t1, 2usize, code);
+            let w3 = tile_row(t0, t1, 3usize, code);
+            unit_rows_times_w(&mut acc, a, &a_at, kk, w0, w1, w2, w3);
+        } else {
+            let w_row = first + kk * 4 * per_row;
+            let w0 = b[w_row];
+            let w1 = b[w_row + per_row];
+            let w2 = b[w_row + 2 * per_row];
+            let w3 = b[w_row + 3 * per_row];
+            unit_rows_times_w(&mut acc, a, &a_at, kk, w0, w1, w2, w3);
         }
     }
     let mut m = Vec4::new(scale);
@@ -454,7 +485,7 @@ fn launch(
     };
     // SAFETY: callers pass layouts that keep every read and write inside the tensors: columns
     // stop at n4, rows past `rows` are clamped (reads) or skipped (writes), k stops at k4; packed
-    // words hold 4 k4 rows of n4 (int8) or 2 n4 (f16) words.
+    // words hold k4 rows of n4 tiles (one UVec4 each for int8, two for f16).
     unsafe {
         matmul_4x4::launch_unchecked(
             &out.0.client,
@@ -630,6 +661,25 @@ pub fn pack_i8_columns(q: &[i8]) -> Vec<i32> {
     q.chunks_exact(4).map(|b| i32::from_le_bytes([biased(b[0]), biased(b[1]), biased(b[2]), biased(b[3])])).collect()
 }
 
+/// A packed weight's words ([`pack_i8_columns`], [`pack_f16_columns`]: `rows` rows of
+/// `per_row` words, `w` words per 4 columns) regrouped as `matmul_4x4` reads them: in tiles of 4
+/// rows x 4 columns, tile (kk, c) at words `(kk * per_row / w + c) * 4 w ..`, its 4 rows' words
+/// one after the other (so one 16-byte load brings an int8 tile, two an f16 one). `rows` must
+/// be a multiple of 4 ([`register_kernel_fits`]).
+pub fn tile_words(words: &[i32], rows: usize, w: usize) -> Vec<i32> {
+    let per_row = words.len() / rows.max(1);
+    let mut out = Vec::with_capacity(words.len());
+    for kk in 0..rows / 4 {
+        for c in 0..per_row / w {
+            for r in 0..4 {
+                let at = (4 * kk + r) * per_row + c * w;
+                out.extend_from_slice(&words[at..at + w]);
+            }
+        }
+    }
+    out
+}
+
 /// Whether [`attention_register_4x4`] takes these shapes.
 pub fn attention_kernel_fits(head_dim: usize, padded_len: usize) -> bool {
     head_dim.is_multiple_of(4) && padded_len.is_multiple_of(4)
@@ -708,7 +758,7 @@ mod tests {
         }
     }
 
-    /// What `packed_w` makes of half `j` of `word` (the kernel's integer steps), times the factor.
+    /// What `tile_row` makes of half `j` of `word` (the kernel's integer steps), times the factor.
     fn decode(word: u32, j: u32, code: WordCode, factor: f32) -> f32 {
         let h = word >> (16 * j);
         match code {
@@ -756,6 +806,17 @@ mod tests {
         for (i, &h) in wide.iter().enumerate() {
             assert_eq!(decode(words[i / 2] as u32, (i % 2) as u32, code, factor), half::f16::from_bits(h).to_f32());
         }
+    }
+
+    #[test]
+    fn tiles_hold_four_rows_of_four_columns() {
+        // 8 rows x 8 columns of int8 as words (one per 4 columns): word (k, c) = 10 k + c.
+        let words: Vec<i32> = (0..8).flat_map(|k| (0..2).map(move |c| 10 * k + c)).collect();
+        // Tile (kk, c): rows 4 kk .. 4 kk + 3 of column group c, in order.
+        assert_eq!(tile_words(&words, 8, 1), vec![0, 10, 20, 30, 1, 11, 21, 31, 40, 50, 60, 70, 41, 51, 61, 71]);
+        // Halves: two words per 4 columns, a row's two words together.
+        let words: Vec<i32> = (0..4).flat_map(|k| (0..4).map(move |j| 10 * k + j)).collect();
+        assert_eq!(tile_words(&words, 4, 2), vec![0, 1, 10, 11, 20, 21, 30, 31, 2, 3, 12, 13, 22, 23, 32, 33]);
     }
 
     #[test]
