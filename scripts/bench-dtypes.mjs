@@ -31,12 +31,12 @@ export const TARGETS = {
 };
 
 /** What runs for `model` x `dtype` on `device`: the cells, warm-up runs and timed runs per cell
- *  (tok/s is the median of the timed runs; no warm-up: one cold run), or null (not run). The
- *  full-size model on SwiftShader is slow: 16 tokens on WebGPU; on the wasm CPU backend (SIMD128
- *  matmuls: 12-14 s for 512 tokens on one core) a warm-up and one timed run of each cell (f32 is the
- *  row expected not to fit the heap bound, or not to load). */
-function planOf(model, dtype, device, gpu, cellNames = DEFAULT_CELLS) {
-  if (model !== 'full' || (gpu && device === 'webgpu')) return { cells: cellNames, warmup: 1, timed: 3 };
+ *  (tok/s is the median of the timed runs, `timed` of them: --timed; no warm-up: one cold run), or
+ *  null (not run). The full-size model on SwiftShader is slow: 16 tokens on WebGPU; on the wasm
+ *  CPU backend (SIMD128 matmuls: 12-14 s for 512 tokens on one core) a warm-up and one timed run
+ *  of each cell (f32 is the row expected not to fit the heap bound, or not to load). */
+function planOf(model, dtype, device, gpu, cellNames = DEFAULT_CELLS, timed = 3) {
+  if (model !== 'full' || (gpu && device === 'webgpu')) return { cells: cellNames, warmup: 1, timed };
   if (device === 'webgpu') return { cells: ['16'], warmup: 1, timed: 1 };
   return { cells: cellNames, warmup: 1, timed: 1, cannot: dtype === 'f32' };
 }
@@ -354,7 +354,7 @@ export async function runDtypes(a, h) {
         // f32 last on the CPU: at full size it is the attempt expected to fail.
         const order = device === 'cpu' ? [...a.dtypes.filter(d => d !== 'f32'), ...a.dtypes.filter(d => d === 'f32')] : a.dtypes;
         for (const dtype of order) {
-          const plan = planOf(m.name, dtype, device, a.gpu, cellNames);
+          const plan = planOf(m.name, dtype, device, a.gpu, cellNames, a.timed ?? 3);
           if (!plan) continue;
           const r = await runOne({ model: m.name, dtype, device, src: m.sources[dtype], plan, cells, base, a, h });
           if (plan.cannot) r.cannot = true;

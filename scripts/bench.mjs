@@ -7,7 +7,7 @@
 //        [--gpu] [--backends cpu,wgpu] [--flag cpu|cuda|none] [--out DIR]
 //   node scripts/bench.mjs --report DIR/results.json     (re-renders the tables of a finished run)
 //   node scripts/bench.mjs --dtypes f32,f16,int8 [--models tiny,small,full] [--devices webgpu,cpu] [--cells 16,512] [--max-load 1.5] [--load-wait 120]
-//        [--cell-timeout 300] [--load-timeout 900] [--gpu]   (the per-dtype table: scripts/bench-dtypes.mjs;
+//        [--timed 3] [--cell-timeout 300] [--load-timeout 900] [--gpu]   (the per-dtype table: scripts/bench-dtypes.mjs;
 //        --report DIR/results-dtypes.json re-renders it)
 //
 // Prepares what is missing, under $BENCH_CACHE (default ~/.cache/bge-m3-bench):
@@ -78,6 +78,7 @@ function parseArgs(argv) {
     else if (f === '--max-load') a.maxLoad = Number(v());
     else if (f === '--load-wait') a.loadWait = Number(v());
     else if (f === '--load-timeout') a.loadTimeout = Number(v());
+    else if (f === '--timed') { a.timed = Number(v()); if (!(Number.isInteger(a.timed) && a.timed >= 1)) throw new Error('--timed: a whole number >= 1'); }
     else if (f === '--help' || f === '-h') { console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\nimport ')[0]); process.exit(0); }
     else throw new Error(`unknown option ${f}`);
   }

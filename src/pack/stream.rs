@@ -497,7 +497,7 @@ impl StreamConverter {
         got.extend_from_slice(&b[..(24 - before).min(b.len())]);
         match descriptor_len(got, *size, *crc) {
             None => Err(Error::Format(format!(
-                "zip member {name}: its data descriptor does not match its data (CRC-32 or size): a damaged download?"
+                "zip member {name}: its data descriptor does not match its data (CRC-32 or size): a damaged download or file?"
             ))),
             Some(None) if got.len() < 24 => Ok(got.len() - before),
             Some(None) => unreachable!("24 bytes always tell"),
@@ -514,7 +514,7 @@ impl StreamConverter {
             unreachable!("data_done")
         };
         if !descriptor && crc.value() != *header_crc {
-            return Err(Error::Format(format!("zip member {name}: CRC-32 mismatch: a damaged download?")));
+            return Err(Error::Format(format!("zip member {name}: CRC-32 mismatch: a damaged download or file?")));
         }
         let next = descriptor.then(|| State::Descriptor {
             name: name.clone(),
